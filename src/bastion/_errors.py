@@ -1,0 +1,164 @@
+"""bastion's error tree.
+
+::
+
+    BastionError
+     +-- ConfigurationError            a setting is missing, contradictory or unsafe (start-up)
+     +-- NoAccessToken                 get_access_token() outside an authenticated request
+     +-- AuthenticationError           a credential was presented and refused (HTTP 401)
+     |    +-- InvalidToken             malformed, or refused for a reason we do not name
+     |         +-- InvalidSignature
+     |         +-- UnsupportedAlgorithm
+     |         +-- TokenExpired
+     |         +-- TokenNotYetValid
+     |         +-- InvalidIssuer
+     |         +-- InvalidAudience
+     |         +-- InvalidClaims
+     |         +-- TokenInactive       introspection said ``active: false``
+     |         +-- KeysUnavailable     no key could be had to check the token with
+     +-- AuthorizationError            a valid credential that may not do this (HTTP 403)
+          +-- InsufficientScope        more scope would help: step-up
+          +-- AccessDenied             no scope would help (role, custom policy)
+
+Every error carries ``description``: a short text that is safe to show the
+client (RFC 6750 ``error_description``). It never contains a token, a secret or
+a value taken from the request. Internal detail goes in the message
+(``str(error)``), which is logged but never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AccessDenied",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BastionError",
+    "ConfigurationError",
+    "InsufficientScope",
+    "InvalidAudience",
+    "InvalidClaims",
+    "InvalidIssuer",
+    "InvalidSignature",
+    "InvalidToken",
+    "KeysUnavailable",
+    "NoAccessToken",
+    "TokenExpired",
+    "TokenInactive",
+    "TokenNotYetValid",
+    "UnsupportedAlgorithm",
+]
+
+
+class BastionError(Exception):
+    """The root of every error bastion raises on purpose."""
+
+    description: str = "error"
+
+    def __init__(self, detail: str | None = None, *, description: str | None = None) -> None:
+        if description is not None:
+            self.description = description
+        super().__init__(detail or self.description)
+
+
+class ConfigurationError(BastionError, ValueError):
+    """A setting is missing, contradictory or unsafe; raised when objects are built."""
+
+    description = "invalid configuration"
+
+
+class NoAccessToken(BastionError, LookupError):
+    """``get_access_token()`` was called where no request was authenticated."""
+
+    description = "no access token in this context"
+
+
+class AuthenticationError(BastionError):
+    """A credential was presented and refused; answered with HTTP 401."""
+
+    error: str = "invalid_token"
+    description = "The access token is invalid"
+
+
+class InvalidToken(AuthenticationError):
+    """The token is malformed or refused."""
+
+
+class InvalidSignature(InvalidToken):
+    """The token's signature does not verify with any key we trust."""
+
+    description = "The access token signature is invalid"
+
+
+class UnsupportedAlgorithm(InvalidToken):
+    """The token names an algorithm outside the allow-list (``none`` always is)."""
+
+    description = "The access token algorithm is not accepted"
+
+
+class TokenExpired(InvalidToken):
+    """The token's ``exp`` has passed (beyond the leeway)."""
+
+    description = "The access token expired"
+
+
+class TokenNotYetValid(InvalidToken):
+    """The token's ``nbf`` or ``iat`` lies in the future (beyond the leeway)."""
+
+    description = "The access token is not valid yet"
+
+
+class InvalidIssuer(InvalidToken):
+    """The token's ``iss`` is not a trusted issuer."""
+
+    description = "The access token issuer is not trusted"
+
+
+class InvalidAudience(InvalidToken):
+    """The token was issued for another resource (RFC 8707 audience binding)."""
+
+    description = "The access token was not issued for this resource"
+
+
+class InvalidClaims(InvalidToken):
+    """A claim is missing or has a value of the wrong type."""
+
+    description = "The access token claims are invalid"
+
+
+class TokenInactive(InvalidToken):
+    """The authorization server says the token is not active (RFC 7662)."""
+
+    description = "The access token is not active"
+
+
+class KeysUnavailable(InvalidToken):
+    """No key set or introspection answer could be had to check the token with."""
+
+    description = "The access token could not be verified"
+
+
+class AuthorizationError(BastionError):
+    """A valid credential that may not perform the operation; answered with HTTP 403."""
+
+    error: str = "forbidden"
+    description = "Forbidden"
+
+
+class InsufficientScope(AuthorizationError):
+    """The token lacks scope the operation needs; a client may step up (RFC 6750 section 3.1)."""
+
+    error = "insufficient_scope"
+    description = "The access token lacks the scope this operation needs"
+
+    def __init__(self, scopes: Iterable[str], detail: str | None = None) -> None:
+        self.scopes: tuple[str, ...] = tuple(dict.fromkeys(scopes))
+        super().__init__(detail or f"needs scopes {' '.join(self.scopes)}")
+
+
+class AccessDenied(AuthorizationError):
+    """The caller may not perform the operation, and no scope would change that."""
+
+    error = "forbidden"
+    description = "Forbidden"

@@ -1,0 +1,203 @@
+"""The resource server's decisions for one HTTP request (RFC 6750, RFC 9728).
+
+:class:`ResourceGuard` authenticates a request, evaluates policies and builds the
+401/403 answers. The ASGI middleware, the guarded custom routes and the FastAPI
+dependencies all go through it, so every door answers the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
+
+from bastion._challenge import bearer_challenge, challenge_response
+from bastion._errors import AuthenticationError, AuthorizationError, InsufficientScope
+from bastion._metadata import WELL_KNOWN, ResourceMetadata, canonical_resource, metadata_url
+from bastion._policy import AccessContext, Decision, Policy, TargetKind
+from bastion._registry import PolicyRegistry
+from bastion._tokens import AccessToken
+from bastion._verifier import Verifier
+
+__all__ = ["FORBIDDEN_CODE", "ResourceGuard"]
+
+logger = logging.getLogger("bastion")
+
+#: JSON-RPC error code of a call refused by a policy that no scope would satisfy.
+FORBIDDEN_CODE = -32003
+
+
+class ResourceGuard:
+    """Authentication and authorization of HTTP requests for one protected resource.
+
+    Args:
+        verifier: Checks the request's credentials.
+        resource_url: The canonical URL of the resource. When ``None`` it is derived
+            from each request (development only; a warning is logged once).
+        resource_path: The path of the resource on this server (``/mcp``), used when
+            ``resource_url`` is derived.
+        metadata: The static fields of the RFC 9728 document.
+        registry: The policies; ``scopes_supported`` is computed from them unless
+            the metadata gives it.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        resource_url: str | None = None,
+        resource_path: str = "",
+        metadata: ResourceMetadata | None = None,
+        registry: PolicyRegistry | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.registry = registry or PolicyRegistry()
+        self.resource_path = resource_path.rstrip("/")
+        self.resource_url = canonical_resource(resource_url) if resource_url else None
+        if self.resource_url is not None:
+            verifier.expect_audience(self.resource_url)
+        metadata = metadata or ResourceMetadata()
+        if not metadata.authorization_servers and verifier.issuers:
+            metadata = replace(metadata, authorization_servers=list(verifier.issuers))
+        self.metadata = metadata
+        self._warned_derived = False
+
+    # -- where things are -------------------------------------------------
+
+    def resource_for(self, conn: HTTPConnection) -> str:
+        """The canonical resource URL (configured, or derived from the request)."""
+        if self.resource_url is not None:
+            return self.resource_url
+        if not self._warned_derived:
+            self._warned_derived = True
+            logger.warning(
+                "resource_url is not set: deriving it from the request's Host header. "
+                "Set resource_url (or BASTION_RESOURCE_URL) in production."
+            )
+        root = conn.scope.get("root_path", "")
+        base = f"{conn.url.scheme}://{conn.url.netloc}{root}{self.resource_path}"
+        try:
+            return canonical_resource(base)
+        except ValueError:
+            return f"{conn.url.scheme}://localhost{self.resource_path}"
+
+    def metadata_url_for(self, conn: HTTPConnection) -> str:
+        """The ``resource_metadata`` URL for challenges."""
+        return metadata_url(self.resource_for(conn))
+
+    def metadata_paths(self) -> tuple[str, ...]:
+        """The paths (relative to the app) where the metadata document is served."""
+        path = self.resource_path
+        if self.resource_url is not None:
+            path = urlsplit(self.resource_url).path
+        return (WELL_KNOWN + path, WELL_KNOWN) if path else (WELL_KNOWN,)
+
+    def scopes_supported(self) -> Sequence[str]:
+        """The scopes advertised in the metadata document."""
+        return self.metadata.scopes_supported or self.registry.scopes()
+
+    def metadata_document(self, conn: HTTPConnection) -> dict[str, Any]:
+        """The RFC 9728 document for this resource."""
+        doc_meta = self.metadata
+        if not doc_meta.scopes_supported:
+            doc_meta = replace(doc_meta, scopes_supported=self.registry.scopes())
+        return doc_meta.document(self.resource_for(conn))
+
+    def metadata_response(self, conn: HTTPConnection) -> Response:
+        """The metadata document as an HTTP response, readable cross-origin."""
+        return JSONResponse(
+            self.metadata_document(conn),
+            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=3600"},
+        )
+
+    # -- decisions --------------------------------------------------------
+
+    async def authenticate(self, conn: HTTPConnection) -> AccessToken | Response:
+        """The request's access token, or the 400/401 response to send instead."""
+        query = conn.scope.get("query_string", b"")
+        if query and (query.startswith(b"access_token=") or b"&access_token=" in query):
+            # RFC 6750 section 2.3 is not supported: URIs end up in logs (RFC 9700 section 4.3.2).
+            return self.challenge(conn, 400, "invalid_request", "Send the access token in the Authorization header")
+        try:
+            token = await self.verifier.authenticate(conn)
+        except AuthenticationError as exc:
+            logger.info("authentication failed: %s", exc.__class__.__name__)
+            return self.challenge(conn, 401, exc.error, exc.description)
+        except Exception:
+            logger.exception("verifier failed unexpectedly")
+            return self.challenge(conn, 401, "invalid_token", "The access token could not be verified")
+        if token is None:
+            return self.challenge(conn, 401, None, None)
+        return token
+
+    def challenge(self, conn: HTTPConnection, status: int, error: str | None, description: str | None) -> Response:
+        """A 400/401 response with the resource's ``WWW-Authenticate`` challenge."""
+        scopes = sorted(self.registry.default.scopes()) or None
+        return challenge_response(
+            status,
+            resource_metadata=self.metadata_url_for(conn),
+            error=error,
+            description=description,
+            scopes=scopes,
+        )
+
+    async def decide(
+        self, kind: TargetKind, name: str, token: AccessToken | None, conn: HTTPConnection | None = None
+    ) -> Decision:
+        """Evaluate the registered policy of one target."""
+        return await self.registry.decide(kind, name, token, conn)
+
+    async def decide_policy(
+        self,
+        policy: Policy,
+        kind: TargetKind,
+        name: str,
+        token: AccessToken | None,
+        conn: HTTPConnection | None,
+    ) -> Decision:
+        """Evaluate a given policy with the server's scope hierarchy."""
+        ctx = AccessContext(token=token, kind=kind, name=name, request=conn, hierarchy=self.registry.hierarchy)
+        return await policy.evaluate(ctx)
+
+    def refusal(self, conn: HTTPConnection, decision: Decision, rpc_id: Any = None, jsonrpc: bool = False) -> Response:
+        """The answer to a denied access: a 403 step-up when scope helps, else forbidden.
+
+        With ``jsonrpc`` the body is a JSON-RPC error for request ``rpc_id``, so a
+        client that does not step up still shows a clear error.
+        """
+        step_up = decision.scopes is not None
+        headers = {"Cache-Control": "no-store"}
+        if step_up:
+            headers["WWW-Authenticate"] = bearer_challenge(
+                resource_metadata=self.metadata_url_for(conn),
+                error="insufficient_scope",
+                description=InsufficientScope.description,
+                scopes=sorted(decision.scopes or ()),
+            )
+        if jsonrpc:
+            message = "Insufficient scope" if step_up else "Forbidden"
+            body: dict[str, Any] = {
+                "jsonrpc": "2.0",
+                "id": rpc_id,
+                "error": {"code": FORBIDDEN_CODE, "message": message},
+            }
+            if step_up:
+                body["error"]["data"] = {"scope": " ".join(sorted(decision.scopes or ()))}
+        elif step_up:
+            body = {"error": "insufficient_scope", "error_description": InsufficientScope.description}
+        else:
+            body = {"error": "forbidden", "error_description": "Forbidden"}
+        return Response(json.dumps(body), status_code=403, media_type="application/json", headers=headers)
+
+    def error_response(self, conn: HTTPConnection, exc: AuthenticationError | AuthorizationError) -> Response:
+        """The HTTP answer to one of bastion's errors raised in application code."""
+        if isinstance(exc, AuthenticationError):
+            return self.challenge(conn, 401, exc.error, exc.description)
+        scopes = exc.scopes if isinstance(exc, InsufficientScope) else None
+        return self.refusal(conn, Decision.deny(scopes))

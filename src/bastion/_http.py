@@ -1,0 +1,62 @@
+"""Outbound HTTP for verifiers: one client factory, timeouts, size limits, JSON only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_RESPONSE_BYTES", "FetchError", "fetch_json", "http_client"]
+
+#: Seconds for connecting, reading, writing and waiting for a pooled connection.
+DEFAULT_TIMEOUT = 5.0
+#: The largest JSON document read from an upstream (a key set, an introspection answer).
+MAX_RESPONSE_BYTES = 512 * 1024
+
+
+class FetchError(Exception):
+    """An upstream answered badly, slowly, or not at all. The message names no secret."""
+
+
+def http_client(timeout: float = DEFAULT_TIMEOUT) -> httpx2.AsyncClient:
+    """A client with bounded timeouts that never follows redirects."""
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(timeout), follow_redirects=False)
+
+
+async def fetch_json(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    **kwargs: Any,
+) -> tuple[httpx2.Response, Any]:
+    """Send one request and parse its JSON answer, reading at most ``max_bytes``.
+
+    Raises:
+        FetchError: on a network error or timeout, a non-2xx status, an oversized
+            body, or a body that is not JSON.
+    """
+    try:
+        async with client.stream(method, url, **kwargs) as response:
+            if not 200 <= response.status_code < 300:
+                raise FetchError(f"{method} {_safe(url)} answered HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError(f"{method} {_safe(url)} answered more than {max_bytes} bytes")
+                chunks.append(chunk)
+    except httpx2.HTTPError as exc:
+        raise FetchError(f"{method} {_safe(url)} failed: {exc.__class__.__name__}") from None
+    try:
+        return response, json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):
+        raise FetchError(f"{method} {_safe(url)} answered something that is not JSON") from None
+
+
+def _safe(url: str) -> str:
+    """The URL without query or credentials, for messages."""
+    return httpx2.URL(url).copy_with(query=None, userinfo=b"").__str__()

@@ -1,0 +1,79 @@
+"""Policies inside the SDK: list results filtered, calls refused (defence in depth).
+
+A server middleware on the SDK's request pipeline. ``tools/list``,
+``resources/list``, ``resources/templates/list`` and ``prompts/list`` return only
+what the caller may use; ``tools/call``, ``resources/read`` and ``prompts/get``
+of something the caller may not use are refused even when no HTTP layer checked
+them first (an in-process client, another transport).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from bastion._guard import FORBIDDEN_CODE
+from bastion._jsonrpc import TARGET_METHODS
+from bastion._policy import Decision, TargetKind
+from bastion._registry import PolicyRegistry
+from bastion._tokens import get_access_token_or_none
+
+__all__ = ["PolicyEnforcement"]
+
+#: list method -> (result field, item kind, item field naming it)
+_LISTS: dict[str, tuple[str, TargetKind, str]] = {
+    "tools/list": ("tools", "tool", "name"),
+    "resources/list": ("resources", "resource", "uri"),
+    "resources/templates/list": ("resourceTemplates", "resource", "uriTemplate"),
+    "prompts/list": ("prompts", "prompt", "name"),
+}
+
+
+class PolicyEnforcement:
+    """The SDK server middleware that applies a :class:`PolicyRegistry`.
+
+    Args:
+        registry: The policies.
+        enforce_default: Whether the default policy applies. Off on a server with no
+            verifier, where every caller is anonymous: then only explicit policies apply.
+    """
+
+    def __init__(self, registry: PolicyRegistry, *, enforce_default: bool) -> None:
+        self.registry = registry
+        self.enforce_default = enforce_default
+
+    async def _decide(self, kind: TargetKind, name: str) -> Decision:
+        registry = self.registry
+        if not self.enforce_default and registry.policy_for(kind, name) is registry.default:
+            return Decision.allow()
+        return await registry.decide(kind, name, get_access_token_or_none())
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        method = ctx.method
+        target = TARGET_METHODS.get(method)
+        if target is not None:
+            params = ctx.params or {}
+            name = params.get(target[1])
+            if isinstance(name, str):
+                decision = await self._decide(target[0], name)
+                if not decision.allowed:
+                    message = "Forbidden" if decision.scopes is None else "Insufficient scope"
+                    data = None if decision.scopes is None else {"scope": " ".join(sorted(decision.scopes))}
+                    raise MCPError(code=FORBIDDEN_CODE, message=message, data=data)
+            return await call_next(ctx)
+        listing = _LISTS.get(method)
+        result = await call_next(ctx)
+        if listing is None or not isinstance(result, dict):
+            return result
+        field, kind, key = listing
+        items = result.get(field)
+        if isinstance(items, list):
+            kept = []
+            for item in items:
+                name = item.get(key) if isinstance(item, dict) else None
+                if isinstance(name, str) and (await self._decide(kind, name)).allowed:
+                    kept.append(item)
+            result = {**result, field: kept}
+        return result

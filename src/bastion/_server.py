@@ -1,0 +1,228 @@
+"""``bastion.MCPServer``: the SDK's ``MCPServer`` as an OAuth 2.1 protected resource."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, cast
+
+from mcp.server.mcpserver import MCPServer as SDKMCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError
+from bastion._guard import ResourceGuard
+from bastion._list_filter import PolicyEnforcement
+from bastion._metadata import ResourceMetadata
+from bastion._middleware import AuthMiddleware
+from bastion._policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
+from bastion._registry import PolicyRegistry
+from bastion._tokens import AccessToken, authenticated_user
+from bastion._verifier import Verifier
+
+__all__ = ["MCPServer"]
+
+logger = logging.getLogger("bastion")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class MCPServer(SDKMCPServer[Any]):
+    """An MCP server whose HTTP endpoint is an OAuth 2.1 protected resource.
+
+    Everything the SDK's ``MCPServer`` does still works; this adds:
+
+    Args:
+        name: The server's name.
+        auth: The verifier of bearer tokens (for example a :class:`~bastion.JWTVerifier`).
+            When omitted and ``BASTION_AUTH`` is set, built by :func:`bastion.from_env`.
+        resource_url: The canonical URL of the MCP endpoint (RFC 8707/9728). Omit it in
+            development to derive it from each request (a warning is logged once).
+            Defaults to ``BASTION_RESOURCE_URL``.
+        default_policy: The policy of tools, resources and prompts registered without
+            ``auth=`` (default: any authenticated caller).
+        scope_hierarchy: Which scopes imply which, e.g. ``{"notes:admin": ["notes:read"]}``.
+        authorization_servers: The issuers advertised in the resource metadata
+            (default: the verifier's issuer).
+        scopes_supported: The scopes advertised (default: every scope the policies use).
+        resource_name: A human-readable name for the metadata document.
+        resource_documentation: A URL of documentation for the metadata document.
+        **kwargs: Everything the SDK's ``MCPServer`` takes.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *args: Any,
+        auth: Verifier | None = None,
+        resource_url: str | None = None,
+        default_policy: PolicyLike = require_auth,
+        scope_hierarchy: Mapping[str, Iterable[str]] | None = None,
+        authorization_servers: Sequence[str] | None = None,
+        scopes_supported: Sequence[str] | None = None,
+        resource_name: str | None = None,
+        resource_documentation: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if auth is not None and not isinstance(auth, Verifier):
+            raise ConfigurationError(
+                "auth= takes a bastion verifier (JWTVerifier, IntrospectionVerifier, APIKeyVerifier, ...); "
+                "for the SDK's AuthSettings use mcp.server.MCPServer"
+            )
+        super().__init__(name, *args, **kwargs)
+        if auth is None and os.environ.get("BASTION_AUTH"):
+            from bastion._settings import from_env
+
+            auth = from_env()
+        self.verifier: Verifier | None = auth
+        resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
+        self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
+        self._resource_url = resource_url
+        self._metadata = ResourceMetadata(
+            authorization_servers=tuple(authorization_servers or ()),
+            scopes_supported=tuple(scopes_supported or ()),
+            resource_name=resource_name or name,
+            resource_documentation=resource_documentation,
+        )
+        self._guard: ResourceGuard | None = None
+        if auth is not None:
+            self._guard = self._make_guard(resource_path="/mcp")
+        self.middleware.append(PolicyEnforcement(self.registry, enforce_default=auth is not None))
+
+    def _make_guard(self, resource_path: str) -> ResourceGuard:
+        assert self.verifier is not None
+        return ResourceGuard(
+            self.verifier,
+            resource_url=self._resource_url,
+            resource_path=resource_path,
+            metadata=self._metadata,
+            registry=self.registry,
+        )
+
+    # -- registration with policies -----------------------------------------
+
+    def tool(self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+        """Register a tool, as the SDK does; ``auth=`` sets who may list and call it."""
+        register = super().tool(name, *args, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set("tool", name or fn.__name__, auth)
+            return fn
+
+        return decorator
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        """Add a tool, as the SDK does; ``auth=`` sets who may list and call it."""
+        auth: PolicyLike | None = kwargs.pop("auth", None)
+        super().add_tool(fn, name, *args, **kwargs)
+        if auth is not None:
+            self.registry.set("tool", name or fn.__name__, auth)
+
+    def resource(self, uri: str, *, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+        """Register a resource or template, as the SDK does; ``auth=`` sets who may list and read it."""
+        register = super().resource(uri, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set_resource(uri, auth)
+            return fn
+
+        return decorator
+
+    def prompt(self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+        """Register a prompt, as the SDK does; ``auth=`` sets who may list and get it."""
+        register = super().prompt(name, *args, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set("prompt", name or fn.__name__, auth)
+            return fn
+
+        return decorator
+
+    def custom_route(
+        self,
+        path: str,
+        methods: list[str],
+        name: str | None = None,
+        include_in_schema: bool = True,
+        *,
+        auth: PolicyLike | None = None,
+    ) -> Callable[[_Endpoint], _Endpoint]:
+        """Add an HTTP route, as the SDK does. Without ``auth=`` the route is public;
+        with it, the caller needs a valid token that satisfies the policy."""
+        register = cast(
+            Callable[[_Endpoint], _Endpoint],
+            super().custom_route(path, methods, name=name, include_in_schema=include_in_schema),
+        )
+        if auth is None:
+            return register
+        policy = as_policy(auth)
+
+        def decorator(fn: _Endpoint) -> _Endpoint:
+            @functools.wraps(fn)
+            async def guarded(request: Request) -> Response:
+                guard = self._require_guard()
+                result = await guard.authenticate(request)
+                if isinstance(result, Response):
+                    return result
+                decision = await guard.decide_policy(policy, "route", path, result, request)
+                if not decision.allowed:
+                    return guard.refusal(request, decision)
+                return await _call_as(result, fn, request, guard)
+
+            register(guarded)
+            return fn
+
+        return decorator
+
+    def _require_guard(self) -> ResourceGuard:
+        if self._guard is None:
+            raise ConfigurationError("a route with auth= needs a verifier: pass auth= to MCPServer")
+        return self._guard
+
+    # -- serving ------------------------------------------------------------
+
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's streamable HTTP app, protected. Takes every option the SDK's does."""
+        app = super().streamable_http_app(**kwargs)
+        if self.verifier is None:
+            return app
+        path = kwargs.get("streamable_http_path", "/mcp")
+        guard = self._make_guard(resource_path=path)
+        self._guard = guard
+        app.add_middleware(
+            AuthMiddleware,
+            guard=guard,
+            mcp_path=path,
+            is_protected=lambda p: p.rstrip("/") == path.rstrip("/"),
+            max_body_size=kwargs.get("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE),
+        )
+        return app
+
+    def run(self, transport: Literal["stdio", "sse", "streamable-http", "http"] = "stdio", **kwargs: Any) -> None:
+        """Run the server; ``transport="http"`` is the streamable HTTP transport, protected."""
+        if transport == "http":
+            transport = "streamable-http"
+        if self.verifier is not None and transport != "streamable-http":
+            logger.warning("bearer authentication applies to HTTP only; transport %r is not protected", transport)
+        super().run(transport, **kwargs)
+
+
+async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: ResourceGuard) -> Response:
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+
+    request.scope["user"] = authenticated_user(token)
+    reset = auth_context_var.set(request.scope["user"])
+    try:
+        return await fn(request)
+    except (AuthenticationError, AuthorizationError) as exc:
+        return guard.error_response(request, exc)
+    finally:
+        auth_context_var.reset(reset)
