@@ -114,12 +114,17 @@ class AuthMiddleware:
     async def _check_body(
         self, conn: HTTPConnection, token: AccessToken, body: bytes, is_mcp: bool, content_type: str
     ) -> Response | None:
-        if not is_mcp:
+        if content_type.startswith("application/x-www-form-urlencoded"):
             # RFC 6750 section 2.2 (form-encoded body parameter) is not supported.
-            if "access_token" in parse_qs(body.decode("latin-1"), max_num_fields=1000):
+            try:
+                fields = parse_qs(body.decode("latin-1"), max_num_fields=1000)
+            except ValueError:
+                fields = {}
+            if "access_token" in fields:
                 return self.guard.challenge(
                     conn, 400, "invalid_request", "Send the access token in the Authorization header"
                 )
+        if not is_mcp:
             return None
         for kind, name, rpc_id in targets(body):
             decision = await self.guard.decide(kind, name, token, conn)

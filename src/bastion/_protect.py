@@ -54,7 +54,7 @@ def protect(
         metadata=ResourceMetadata(
             authorization_servers=tuple(authorization_servers), scopes_supported=tuple(scopes_supported)
         ),
-        registry=registry or PolicyRegistry(),
+        registry=registry or PolicyRegistry(policy),
     )
     return AuthMiddleware(
         app,

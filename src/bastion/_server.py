@@ -106,7 +106,9 @@ class MCPServer(SDKMCPServer[Any]):
 
     # -- registration with policies -----------------------------------------
 
-    def tool(self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+    def tool(
+        self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any
+    ) -> Callable[[_F], _F]:
         """Register a tool, as the SDK does; ``auth=`` sets who may list and call it."""
         register = super().tool(name, *args, **kwargs)
 
@@ -124,7 +126,7 @@ class MCPServer(SDKMCPServer[Any]):
         if auth is not None:
             self.registry.set("tool", name or fn.__name__, auth)
 
-    def resource(self, uri: str, *, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+    def resource(self, uri: str, *, auth: PolicyLike | None = None, **kwargs: Any) -> Callable[[_F], _F]:
         """Register a resource or template, as the SDK does; ``auth=`` sets who may list and read it."""
         register = super().resource(uri, **kwargs)
 
@@ -135,7 +137,9 @@ class MCPServer(SDKMCPServer[Any]):
 
         return decorator
 
-    def prompt(self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any) -> Any:
+    def prompt(
+        self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any
+    ) -> Callable[[_F], _F]:
         """Register a prompt, as the SDK does; ``auth=`` sets who may list and get it."""
         register = super().prompt(name, *args, **kwargs)
 
