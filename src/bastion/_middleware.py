@@ -24,10 +24,19 @@ from bastion._jsonrpc import BodyTooLarge, read_body, replay, targets
 from bastion._policy import Policy
 from bastion._tokens import AccessToken, authenticated_user
 
-__all__ = ["AuthMiddleware"]
+__all__ = ["AuthMiddleware", "route_path"]
 
 #: The SDK transport's own default limit.
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to where the app is mounted (``root_path`` removed)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 class AuthMiddleware:
@@ -68,7 +77,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = route_path(scope)
         if path in self._metadata_paths:
             await self._serve_metadata(scope, receive, send)
             return

@@ -186,6 +186,11 @@ class MCPServer(SDKMCPServer[Any]):
 
         return decorator
 
+    @property
+    def guard(self) -> ResourceGuard | None:
+        """The resource guard (authentication, policies, challenges), or ``None`` without auth."""
+        return self._guard
+
     def _require_guard(self) -> ResourceGuard:
         if self._guard is None:
             raise ConfigurationError("a route with auth= needs a verifier: pass auth= to MCPServer")
