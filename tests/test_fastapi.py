@@ -1,7 +1,5 @@
 """bastion.fastapi: dependencies returning the token, and a protected MCP mount sharing it."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import httpx2
