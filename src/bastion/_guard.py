@@ -66,26 +66,31 @@ class ResourceGuard:
         if not metadata.authorization_servers and verifier.issuers:
             metadata = replace(metadata, authorization_servers=list(verifier.issuers))
         self.metadata = metadata
-        self._warned_derived = False
 
     # -- where things are -------------------------------------------------
 
     def resource_for(self, conn: HTTPConnection) -> str:
-        """The canonical resource URL (configured, or derived from the request)."""
+        """The canonical resource URL: configured, or derived from the first request.
+
+        A derived URL is pinned (and handed to the verifier as its expected audience when
+        it has none), so a later request cannot change it with another ``Host`` header.
+        """
         if self.resource_url is not None:
             return self.resource_url
-        if not self._warned_derived:
-            self._warned_derived = True
-            logger.warning(
-                "resource_url is not set: deriving it from the request's Host header. "
-                "Set resource_url (or BASTION_RESOURCE_URL) in production."
-            )
         root = conn.scope.get("root_path", "")
-        base = f"{conn.url.scheme}://{conn.url.netloc}{root}{self.resource_path}"
         try:
-            return canonical_resource(base)
+            derived = canonical_resource(f"{conn.url.scheme}://{conn.url.netloc}{root}{self.resource_path}")
         except ValueError:
+            # An unusable Host header: answer this request, derive from a later one.
             return f"{conn.url.scheme}://localhost{self.resource_path}"
+        logger.warning(
+            "resource_url is not set: using %s, derived from the first request. "
+            "Set resource_url (or BASTION_RESOURCE_URL) in production.",
+            derived,
+        )
+        self.resource_url = derived
+        self.verifier.expect_audience(derived)
+        return derived
 
     def metadata_url_for(self, conn: HTTPConnection) -> str:
         """The ``resource_metadata`` URL for challenges."""
