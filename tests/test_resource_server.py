@@ -285,3 +285,14 @@ def test_default_policy_applies_to_everything_registered_without_auth() -> None:
         # and the 401 challenge names the scope every call needs
         response = httpx2.post(url, json=rpc("tools/list", {}), headers=MCP_HEADERS)
         assert 'scope="notes:read"' in response.headers["www-authenticate"]
+
+
+def test_sdk_transport_checks_stay_on_behind_auth(stateless_url: str) -> None:
+    foreign_origin = httpx2.post(
+        stateless_url, json=rpc("tools/list", {}), headers={**auth("reader"), "Origin": "https://evil.example"}
+    )
+    assert foreign_origin.status_code == 403
+    bad_version = httpx2.post(
+        stateless_url, json=rpc("tools/list", {}), headers={**auth("reader"), "MCP-Protocol-Version": "1999-01-01"}
+    )
+    assert bad_version.status_code == 400
