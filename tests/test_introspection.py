@@ -24,7 +24,6 @@ from bastion import (
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
-    InvalidToken,
     KeysUnavailable,
     MCPServer,
     TokenExpired,
@@ -315,8 +314,9 @@ async def test_required_scopes(
     server.answers["both"] = active(scope="notes:read mcp")
     verifier = make_verifier(required_scopes=["mcp"])
     assert (await verifier.verify("both")).scopes == ["notes:read", "mcp"]
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidClaims) as info:
         await verifier.verify("reader")
+    assert info.value.description == "The access token lacks a required scope"
 
 
 # -- caching ----------------------------------------------------------------

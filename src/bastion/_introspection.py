@@ -18,7 +18,6 @@ from bastion._errors import (
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
-    InvalidToken,
     KeysUnavailable,
     TokenExpired,
     TokenInactive,
@@ -135,7 +134,7 @@ class IntrospectionVerifier(Verifier):
         Raises:
             KeysUnavailable: the endpoint could not be asked or answered nonsense.
             TokenInactive: the answer is not ``"active": true``.
-            TokenExpired, InvalidIssuer, InvalidAudience, InvalidClaims, InvalidToken:
+            TokenExpired, InvalidIssuer, InvalidAudience, InvalidClaims:
                 an active token that this resource does not accept.
         """
         answer = await self._introspect(token)
@@ -183,9 +182,9 @@ class IntrospectionVerifier(Verifier):
         scopes = _scopes(answer.get("scope"))
         missing = [scope for scope in self.required_scopes if scope not in scopes]
         if missing:
-            raise InvalidToken(
+            raise InvalidClaims(
                 f"token lacks required scopes {' '.join(missing)}",
-                description="The access token lacks a scope this resource requires",
+                description="The access token lacks a required scope",
             )
         return AccessToken(
             token=token,
