@@ -24,6 +24,7 @@ from bastion import (
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
+    InvalidToken,
     KeysUnavailable,
     MCPServer,
     TokenExpired,
@@ -255,6 +256,23 @@ async def test_malformed_members_are_refused(
     server.answers["tok-1"] = active(**claims)
     with pytest.raises(error):
         await make_verifier().verify("tok-1")
+
+
+@pytest.mark.parametrize(
+    "claims", [{"token_type": "refresh_token"}, {"token_type": "Refresh"}, {"cnf": {"jkt": "0ZcOCORZNYy"}}]
+)
+async def test_refresh_and_sender_constrained_tokens_are_refused(
+    authorization_server: tuple[AuthorizationServer, str],
+    make_verifier: Callable[..., IntrospectionVerifier],
+    claims: dict[str, Any],
+) -> None:
+    server, _ = authorization_server
+    server.answers["tok-1"] = active(**claims)
+    server.answers["bearer"] = active(token_type="Bearer")
+    verifier = make_verifier()
+    with pytest.raises(InvalidToken):
+        await verifier.verify("tok-1")
+    assert (await verifier.verify("bearer")).subject == "alice"
 
 
 async def test_issuer_is_checked_when_the_answer_names_one(
