@@ -134,6 +134,10 @@ class ResourceGuard:
         except AuthenticationError as exc:
             logger.info("authentication failed: %s", exc.__class__.__name__)
             return self.challenge(conn, 401, exc.error, exc.description)
+        except AuthorizationError as exc:
+            # A valid token the verifier itself finds short (e.g. its required_scopes): 403.
+            logger.info("authorization failed in the verifier: %s", exc.__class__.__name__)
+            return self.error_response(conn, exc)
         except Exception:
             logger.exception("verifier failed unexpectedly")
             return self.challenge(conn, 401, "invalid_token", "The access token could not be verified")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.requests import HTTPConnection
 
-from bastion._errors import AuthenticationError, InvalidToken
+from bastion._errors import AuthenticationError, AuthorizationError, InvalidToken
 from bastion._tokens import AccessToken
 
 __all__ = ["TokenCache", "Verifier", "bearer_token"]
@@ -135,7 +135,9 @@ class Verifier(ABC):
         """The access token for a request, or ``None`` when it carries no credentials.
 
         Raises:
-            AuthenticationError: credentials were presented and refused.
+            AuthenticationError: credentials were presented and refused (401).
+            AuthorizationError: valid credentials the verifier itself finds short,
+                such as missing ``required_scopes`` (403).
         """
         token = bearer_token(conn)
         if token is None:
@@ -176,8 +178,8 @@ class Verifier(ABC):
         """The SDK's ``TokenVerifier`` protocol: the access token, or ``None`` if refused."""
         try:
             return await self.verify(token)
-        except AuthenticationError as exc:
-            logger.info("token refused: %s", exc)
+        except (AuthenticationError, AuthorizationError) as exc:
+            logger.info("token refused: %s", exc.__class__.__name__)
             return None
 
     def expect_audience(self, audience: str) -> None:  # noqa: B027 - optional hook
