@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 
 from bastion import ConfigurationError, InvalidToken, MCPServer, TokenExpired, get_access_token, require_scopes
 from bastion._apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
+
 from conftest import MCP_HEADERS, rpc, served
 
 KEY = "sk-live-7d3c1f0e9a"

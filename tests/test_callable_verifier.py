@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from bastion import AccessToken, InvalidAudience, InvalidToken, MCPServer, TokenExpired, get_access_token
 from bastion._apikeys import APIKey
 from bastion._callable import CallableVerifier, Principal
+
 from conftest import MCP_HEADERS, mcp_client, rpc, served
 
 SECRET_HEADER_VALUE = "sk-do-not-log-me"

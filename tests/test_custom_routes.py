@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bastion import InsufficientScope, MCPServer, get_access_token, require_role, require_scopes
+
 from conftest import TOKENS, StaticVerifier, served
 
 

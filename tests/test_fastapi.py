@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 from bastion import AccessToken
 from bastion.fastapi import Bastion
 from bastion.testing import serve
+
 from conftest import MCP_HEADERS, TOKENS, StaticVerifier, mcp_client, notes_server, rpc
 
 

@@ -33,6 +33,7 @@ from bastion import (
 )
 from bastion._introspection import IntrospectionVerifier
 from bastion.testing import serve
+
 from conftest import MCP_HEADERS, mcp_client, rpc, served
 
 CLIENT_ID = "rs:notes %1 a"

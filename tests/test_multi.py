@@ -21,6 +21,7 @@ from bastion import (
 )
 from bastion._apikeys import APIKeyVerifier
 from bastion._multi import MultiVerifier
+
 from conftest import MCP_HEADERS, TOKENS, StaticVerifier, mcp_client, rpc, served
 
 

@@ -17,6 +17,7 @@ from bastion import (
     require_scopes,
 )
 from bastion._policy import as_policy
+
 from conftest import principal
 
 

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from bastion import get_access_token, protect, require_scopes
 from bastion.testing import serve
+
 from conftest import TOKENS, StaticVerifier
 
 

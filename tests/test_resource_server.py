@@ -7,6 +7,7 @@ import pytest
 from mcp.server.auth.middleware.auth_context import get_access_token as sdk_get_access_token
 
 from bastion import MCPServer, get_access_token
+
 from conftest import MCP_HEADERS, TOKENS, StaticVerifier, notes_server, rpc, served
 
 

@@ -27,6 +27,7 @@ from bastion import (
 from bastion._apikeys import APIKeyVerifier, hash_api_key
 from bastion._introspection import IntrospectionVerifier
 from bastion._settings import ServerSettings, from_env, server_settings
+
 from conftest import MCP_HEADERS, rpc, served
 
 SECRET = "hs256-shared-secret-of-at-least-32-bytes!"

@@ -4,6 +4,8 @@ Change one import (``from bastion import MCPServer``) and an MCP server built on
 the official Python SDK becomes an OAuth 2.1 protected resource.
 """
 
+from bastion._apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
+from bastion._callable import CallableVerifier
 from bastion._errors import (
     AccessDenied,
     AuthenticationError,
@@ -23,6 +25,9 @@ from bastion._errors import (
     TokenNotYetValid,
     UnsupportedAlgorithm,
 )
+from bastion._introspection import IntrospectionVerifier
+from bastion._jwt import JWTVerifier
+from bastion._multi import MultiVerifier
 from bastion._policy import (
     AccessContext,
     Decision,
@@ -37,32 +42,41 @@ from bastion._policy import (
 from bastion._protect import protect
 from bastion._registry import PolicyRegistry
 from bastion._server import MCPServer
+from bastion._settings import ServerSettings, from_env, server_settings
 from bastion._tokens import AccessToken, get_access_token
 from bastion._verifier import TokenCache, Verifier
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIKey",
+    "APIKeyVerifier",
     "AccessContext",
     "AccessDenied",
     "AccessToken",
     "AuthenticationError",
     "AuthorizationError",
     "BastionError",
+    "CallableVerifier",
     "ConfigurationError",
     "Decision",
     "InsufficientScope",
+    "IntrospectionVerifier",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidIssuer",
     "InvalidSignature",
     "InvalidToken",
+    "JWTVerifier",
     "KeysUnavailable",
     "MCPServer",
+    "MultiVerifier",
     "NoAccessToken",
     "Policy",
     "PolicyRegistry",
     "ScopeHierarchy",
+    "ServerSettings",
+    "StaticTokenVerifier",
     "TokenCache",
     "TokenExpired",
     "TokenInactive",
@@ -70,11 +84,14 @@ __all__ = [
     "UnsupportedAlgorithm",
     "Verifier",
     "__version__",
+    "from_env",
     "get_access_token",
+    "hash_api_key",
     "protect",
     "require_all",
     "require_any",
     "require_auth",
     "require_role",
     "require_scopes",
+    "server_settings",
 ]

@@ -6,9 +6,12 @@ import argparse
 import importlib
 import ipaddress
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+import uvicorn
 
 __all__ = ["main"]
 
@@ -53,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bastion._demo import notes_server
     from bastion._jwt import JWTVerifier
     from bastion.testing import KeyPair
@@ -77,10 +78,25 @@ def _demo(args: argparse.Namespace) -> int:
         subject="bob", issuer=issuer, audience=resource, scopes=["notes:read"],
         expires_in_seconds=day, client_id="demo-cli",
     )  # fmt: skip
-    print(_banner(resource, alice, bob), flush=True)
     app = mcp.streamable_http_app(stateless_http=True, json_response=True, host=args.host)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+    server = _AnnouncingServer(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"), _banner(resource, alice, bob)
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints its banner once it listens."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self._banner = banner
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self._banner, flush=True)
 
 
 def _banner(resource: str, alice: str, bob: str) -> str:
