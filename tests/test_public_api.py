@@ -1,0 +1,41 @@
+"""The public surface is exactly what we mean to publish."""
+
+import bastion
+import bastion.fastapi
+import bastion.testing
+
+EXPECTED = {
+    "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "AuthenticationError",
+    "AuthorizationError", "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
+    "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
+    "InvalidSignature", "InvalidToken", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
+    "NoAccessToken", "Policy", "PolicyRegistry", "ScopeHierarchy", "ServerSettings", "StaticTokenVerifier",
+    "TokenCache", "TokenExpired", "TokenInactive", "TokenNotYetValid", "UnsupportedAlgorithm", "Verifier",
+    "__version__", "from_env", "get_access_token", "hash_api_key", "protect", "require_all", "require_any",
+    "require_auth", "require_role", "require_scopes", "server_settings",
+}  # fmt: skip
+
+
+def test_bastion_exports_exactly_the_intended_names() -> None:
+    assert set(bastion.__all__) == EXPECTED
+    for name in bastion.__all__:
+        assert getattr(bastion, name) is not None
+
+
+def test_subpackages_export_exactly_the_intended_names() -> None:
+    assert set(bastion.testing.__all__) == {"JWKSServer", "KeyPair", "serve"}
+    assert set(bastion.fastapi.__all__) == {"Bastion"}
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for module in (bastion, bastion.testing, bastion.fastapi):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, bastion.Policy):
+                assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
+
+
+def test_the_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("bastion").joinpath("py.typed").is_file()
