@@ -58,6 +58,9 @@ _MAX_HEADERS_CACHED = 256
 #: skips and the length check in _b64decode then refuses: one alphabet only.
 _B64URL = bytes.maketrans(b"-_+/", b"+/!!")
 _PADDING = (b"", b"===", b"==", b"=")
+#: The last character of a segment whose unused low bits are zero (RFC 4648 section 3.5), so
+#: that no two token strings carry the same signature.
+_CANONICAL_ENDINGS = (b"", b"", b"AQgw", b"AEIMQUYcgkosw048")
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed is wrong
 _ABSENT: Any = object()
 _NOT_BEFORE_CLAIMS = ("nbf", "iat")
@@ -71,10 +74,11 @@ class _Header(NamedTuple):
 
 
 def _b64decode(segment: bytes) -> bytes:
-    """Strict unpadded base64url (RFC 7515 section 2); raises ValueError."""
-    if b"=" in segment or len(segment) % 4 == 1:
-        raise ValueError("padded or truncated base64url")
-    data = binascii.a2b_base64(segment.translate(_B64URL) + _PADDING[len(segment) % 4])
+    """Strict unpadded base64url (RFC 7515 section 2) in its one canonical form; raises ValueError."""
+    remainder = len(segment) % 4
+    if b"=" in segment or remainder == 1 or (remainder and segment[-1] not in _CANONICAL_ENDINGS[remainder]):
+        raise ValueError("padded, truncated or non-canonical base64url")
+    data = binascii.a2b_base64(segment.translate(_B64URL) + _PADDING[remainder])
     # The lenient decoder (twice as fast as strict_mode) skips characters outside the
     # alphabet; any skipped character makes the result shorter than the length implies.
     if len(data) != len(segment) * 3 // 4:
