@@ -14,13 +14,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 
-from bastion import ConfigurationError, InvalidSignature, KeysUnavailable, UnsupportedAlgorithm
+from bastion import (
+    ConfigurationError,
+    InvalidSignature,
+    KeysUnavailable,
+    MCPServer,
+    UnsupportedAlgorithm,
+    get_access_token,
+)
 from bastion._jwks import JWKSCache, parse_key_set, shared_cache
 from bastion._jwt import JWTVerifier
 from bastion.testing._jwks_server import JWKSServer
 from bastion.testing._keys import KeyPair
+
+from conftest import MCP_HEADERS, mcp_client, rpc, served
 
 AUDIENCE = "https://mcp.example.com/mcp"
 
@@ -391,4 +401,55 @@ async def test_keys_property_and_refresh(server: JWKSServer, clock: FakeClock) -
     await cache.refresh()
     assert [k.kid for k in cache.keys] == ["key-1"]
     await cache.refresh()  # within the refetch interval: no second request
+    assert server.requests == 1
+
+
+async def test_messages_name_no_credentials_nor_query(
+    key: KeyPair, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = closed_port_url().replace("http://", "http://user:hunter2@") + "?api_key=topsecret"
+    verifier = JWTVerifier(jwks_uri=url, audience=AUDIENCE, clock=clock)
+    with caplog.at_level(logging.DEBUG, logger="bastion"), pytest.raises(KeysUnavailable) as refused:
+        await verifier.check(key.create_token(audience=AUDIENCE))
+    for text in (str(refused.value), caplog.text):
+        assert "hunter2" not in text
+        assert "topsecret" not in text
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+RESOURCE = "http://127.0.0.1/mcp"
+
+
+async def test_end_to_end_through_mcp_server(server: JWKSServer, key: KeyPair) -> None:
+    # No audience configured: the server's resource URL becomes it (expect_audience).
+    verifier = JWTVerifier(jwks_uri=server.url, issuer="https://issuer.example")
+    mcp = MCPServer("Notes", auth=verifier, resource_url=RESOURCE)
+
+    @mcp.tool()
+    def whoami() -> str:
+        token = get_access_token()
+        return f"{token.subject} {token.client_id} {' '.join(token.scopes)} {token.resource}"
+
+    good = key.create_token(subject="ann", audience=RESOURCE, scopes=["notes:read"], client_id="app")
+    with served(mcp, stateless_http=True, json_response=True) as url:
+        async with mcp_client(url, good) as client:
+            result = await client.call_tool("whoami", {})
+        assert result.content[0].text == f"ann app notes:read {RESOURCE}"  # type: ignore[union-attr]
+        async with httpx2.AsyncClient() as http:
+            metadata = await http.get(url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))
+            assert metadata.json()["authorization_servers"] == ["https://issuer.example"]
+            refused = [
+                key.create_token(audience="https://other.example/mcp"),
+                key.create_token(audience=RESOURCE, expires_in_seconds=-3600),
+                KeyPair.generate(kid=key.kid).create_token(audience=RESOURCE),
+                good[:-4] + "AAAA",
+            ]
+            for token in refused:
+                response = await http.post(
+                    url, json=rpc("tools/list"), headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+                )
+                assert response.status_code == 401
+                assert 'error="invalid_token"' in response.headers["www-authenticate"]
+                assert token not in response.text
     assert server.requests == 1

@@ -292,8 +292,10 @@ class JWKSCache:
         host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
         if scheme not in ("https", "http") or not host:
             raise ConfigurationError(f"jwks_uri must be an https URL, not {uri!r}")
+        # For messages: without credentials or query, which could hold a secret.
+        self._shown = f"{scheme}://{host}/{rest.partition('/')[2].partition('?')[0].partition('#')[0]}"
         if scheme == "http" and not re.fullmatch(r"(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?", host):
-            logger.warning("jwks_uri %s is plain http: anyone on the path can substitute keys", uri)
+            logger.warning("jwks_uri %s is plain http: anyone on the path can substitute keys", self._shown)
         numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
         if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl or timeout == 0:
             raise ConfigurationError("JWKS cache lifetimes, interval and timeout must be finite, non-negative, ordered")
@@ -335,7 +337,7 @@ class JWKSCache:
                 # A kid we have not seen may be a key published since our last fetch (key rotation).
                 selected = self._select(kid, alg)
         if not self._keys:
-            raise KeysUnavailable(f"no key set could be fetched from {self.uri}")
+            raise KeysUnavailable(f"no key set could be fetched from {self._shown}")
         return selected
 
     async def refresh(self) -> None:
@@ -387,7 +389,7 @@ class JWKSCache:
         except Exception as exc:  # any failure keeps the last good set (RFC 7517 gives no guidance; availability)
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             state = "serving the last good key set" if self._keys else "no key set yet"
-            logger.warning("fetching JWKS %s failed: %s; %s", self.uri, reason, state)
+            logger.warning("fetching JWKS %s failed: %s; %s", self._shown, reason, state)
         else:
             now = self._clock()
             self._install(keys)
