@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from joserfc.util import urlsafe_b64decode
 
-from bastion._jwt import JWTVerifier
-from bastion.testing._keys import KeyPair
+from bastion import JWTVerifier
+from bastion.testing import KeyPair
 
 ITERATIONS = 2000
 AUDIENCE = "https://mcp.example.com/mcp"

@@ -20,15 +20,14 @@ import pytest
 from bastion import (
     ConfigurationError,
     InvalidSignature,
+    JWTVerifier,
     KeysUnavailable,
     MCPServer,
     UnsupportedAlgorithm,
     get_access_token,
 )
 from bastion._jwks import JWKSCache, parse_key_set, shared_cache
-from bastion._jwt import JWTVerifier
-from bastion.testing._jwks_server import JWKSServer
-from bastion.testing._keys import KeyPair
+from bastion.testing import JWKSServer, KeyPair
 
 from conftest import MCP_HEADERS, mcp_client, rpc, served
 

@@ -26,12 +26,12 @@ from bastion import (
     InvalidIssuer,
     InvalidSignature,
     InvalidToken,
+    JWTVerifier,
     TokenExpired,
     TokenNotYetValid,
 )
 from bastion._jwks import JWKS_DEFAULT_ALGORITHMS
-from bastion._jwt import JWTVerifier
-from bastion.testing._keys import KeyPair
+from bastion.testing import KeyPair
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "https://mcp.example.com/mcp"

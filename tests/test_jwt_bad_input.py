@@ -23,12 +23,11 @@ from bastion import (
     InvalidClaims,
     InvalidSignature,
     InvalidToken,
+    JWTVerifier,
     UnsupportedAlgorithm,
 )
-from bastion._jwt import JWTVerifier
 from bastion._verifier import MAX_TOKEN_LENGTH
-from bastion.testing._jwks_server import JWKSServer
-from bastion.testing._keys import KeyPair
+from bastion.testing import JWKSServer, KeyPair
 
 AUDIENCE = "https://mcp.example.com/mcp"
 

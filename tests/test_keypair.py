@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey, thumbprint
 
-from bastion.testing._keys import KeyPair
+from bastion.testing import KeyPair
 
 ALGORITHMS = ["RS256", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"]
 
