@@ -30,9 +30,10 @@ def build(mode: str, key_file: str | None) -> Any:
                 auth = JWTVerifier(public_key=f.read(), issuer=ISSUER, audience=RESOURCE)
         server = MCPServer("bench", auth=auth, resource_url=RESOURCE)
 
-    @server.tool()
     def echo(text: str) -> str:
         return text
+
+    server.add_tool(echo)
 
     return server.streamable_http_app(stateless_http=True, json_response=True)
 
