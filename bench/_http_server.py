@@ -19,7 +19,7 @@ def build(mode: str, key_file: str | None) -> Any:
     if mode == "plain":
         from mcp.server.mcpserver import MCPServer as SDKServer
 
-        server: Any = SDKServer("bench")
+        server: Any = SDKServer("bench", log_level="WARNING")
     else:
         from bastion import JWTVerifier, MCPServer
 
@@ -28,7 +28,7 @@ def build(mode: str, key_file: str | None) -> Any:
             assert key_file is not None
             with open(key_file) as f:
                 auth = JWTVerifier(public_key=f.read(), issuer=ISSUER, audience=RESOURCE)
-        server = MCPServer("bench", auth=auth, resource_url=RESOURCE)
+        server = MCPServer("bench", auth=auth, resource_url=RESOURCE, log_level="WARNING")
 
     def echo(text: str) -> str:
         return text

@@ -129,6 +129,9 @@ class ResourceGuard:
         if query and (query.startswith(b"access_token=") or b"&access_token=" in query):
             # RFC 6750 section 2.3 is not supported: URIs end up in logs (RFC 9700 section 4.3.2).
             return self.challenge(conn, 400, "invalid_request", "Send the access token in the Authorization header")
+        cached = self.verifier.peek(conn.scope)
+        if cached is not None:
+            return cached
         try:
             token = await self.verifier.authenticate(conn)
         except AuthenticationError as exc:

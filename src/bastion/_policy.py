@@ -145,6 +145,14 @@ class Policy:
         """Every scope this policy can ask for (for ``scopes_supported``)."""
         return frozenset()
 
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision | None:
+        """A decision from the token alone, or ``None`` when the full context is needed.
+
+        A shortcut for the hot path: policies that look only at the token answer here
+        without an :class:`AccessContext` being built.
+        """
+        return None
+
     def __and__(self, other: PolicyLike) -> Policy:
         return require_all(self, other)
 
@@ -160,6 +168,9 @@ class _RequireAuth(Policy):
     async def evaluate(self, ctx: AccessContext) -> Decision:
         return _ALLOW if ctx.token is not None else _DENY
 
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision:
+        return _ALLOW if token is not None else _DENY
+
     def __repr__(self) -> str:
         return "require_auth"
 
@@ -171,11 +182,15 @@ require_auth: Policy = _RequireAuth()
 class _RequireScopes(Policy):
     def __init__(self, scopes: tuple[str, ...]) -> None:
         self._scopes = frozenset(scopes)
+        self._denial = Decision(False, self._scopes)
 
     async def evaluate(self, ctx: AccessContext) -> Decision:
-        if ctx.token is not None and self._scopes <= ctx.scopes:
+        return self.decide_token(ctx.token, ctx.hierarchy)
+
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision:
+        if token is not None and self._scopes <= hierarchy.expand(token.scopes):
             return _ALLOW
-        return Decision(False, self._scopes)
+        return self._denial
 
     def scopes(self) -> frozenset[str]:
         return self._scopes
@@ -196,7 +211,10 @@ class _RequireRole(Policy):
         self._roles = roles
 
     async def evaluate(self, ctx: AccessContext) -> Decision:
-        return _ALLOW if self._roles & ctx.roles else _DENY
+        return self.decide_token(ctx.token, ctx.hierarchy)
+
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision:
+        return _ALLOW if token is not None and not self._roles.isdisjoint(token.roles) else _DENY
 
     def __repr__(self) -> str:
         return f"require_role({', '.join(sorted(self._roles))})"
@@ -256,6 +274,13 @@ class _All(Policy):
     def scopes(self) -> frozenset[str]:
         return frozenset().union(*(p.scopes() for p in self._parts))
 
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision | None:
+        for part in self._parts:
+            quick = part.decide_token(token, hierarchy)
+            if quick is None or not quick.allowed:
+                return None  # a denial's scopes are evaluate()'s to gather
+        return _ALLOW
+
     def __repr__(self) -> str:
         return f"require_all({', '.join(map(repr, self._parts))})"
 
@@ -277,6 +302,13 @@ class _Any(Policy):
 
     def scopes(self) -> frozenset[str]:
         return frozenset().union(*(p.scopes() for p in self._parts))
+
+    def decide_token(self, token: AccessToken | None, hierarchy: ScopeHierarchy) -> Decision | None:
+        for part in self._parts:
+            quick = part.decide_token(token, hierarchy)
+            if quick is not None and quick.allowed:
+                return _ALLOW
+        return None
 
     def __repr__(self) -> str:
         return f"require_any({', '.join(map(repr, self._parts))})"

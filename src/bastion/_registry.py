@@ -22,6 +22,9 @@ from bastion._tokens import AccessToken
 
 __all__ = ["PolicyRegistry"]
 
+#: Past this many policies, finding the target in the body is cheaper than asking them all.
+_MAX_POLICIES_SCANNED = 32
+
 
 @dataclass(frozen=True)
 class _Template:
@@ -76,8 +79,27 @@ class PolicyRegistry:
         self, kind: TargetKind, name: str, token: AccessToken | None, request: HTTPConnection | None = None
     ) -> Decision:
         """Evaluate the policy of one target for one caller."""
+        policy = self.policy_for(kind, name)
+        quick = policy.decide_token(token, self.hierarchy)
+        if quick is not None:
+            return quick
         ctx = AccessContext(token=token, kind=kind, name=name, request=request, hierarchy=self.hierarchy)
-        return await self.policy_for(kind, name).evaluate(ctx)
+        return await policy.evaluate(ctx)
+
+    def allows_everything(self, token: AccessToken) -> bool:
+        """Whether ``token`` may use every tool, resource and prompt, judged from the token alone.
+
+        When it may, the HTTP layer need not read the request body to find the target.
+        Policies that need the request (custom callables) make this ``False``.
+        """
+        policies = [self.default, *self._named.values(), *(t.policy for t in self._templates.values())]
+        if len(policies) > _MAX_POLICIES_SCANNED:
+            return False
+        for policy in policies:
+            quick = policy.decide_token(token, self.hierarchy)
+            if quick is None or not quick.allowed:
+                return False
+        return True
 
     def scopes(self) -> list[str]:
         """Every scope any registered policy can ask for, sorted: the minimal ``scopes_supported``."""

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from bastion._errors import AuthenticationError, AuthorizationError, InvalidToken
 from bastion._tokens import AccessToken
@@ -130,6 +131,28 @@ class Verifier(ABC):
 
     def __init__(self, *, cache: TokenCache | None = None) -> None:
         self.cache = TokenCache() if cache is None else cache
+        # Only a verifier that reads the Authorization header the standard way can answer
+        # from the cache before a request object is even built (see peek()).
+        self._peekable = type(self).authenticate is Verifier.authenticate
+
+    def peek(self, scope: Scope) -> AccessToken | None:
+        """The cached access token for a request's bearer token, without any other work.
+
+        The hot path: a token seen before costs a header scan, a hash and a dictionary
+        look-up. Anything unusual (no token, several headers, odd spacing, a miss) yields
+        ``None``, and :meth:`authenticate` then decides.
+        """
+        if not self._peekable:
+            return None
+        found: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if found is not None:
+                    return None
+                found = value
+        if found is None or found[:7].lower() != b"bearer " or b" " in found[7:]:
+            return None
+        return self.cache.get(found[7:].decode("latin-1"))
 
     async def authenticate(self, conn: HTTPConnection) -> AccessToken | None:
         """The access token for a request, or ``None`` when it carries no credentials.
