@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from bastion._errors import ConfigurationError, InvalidToken, TokenExpired
 from bastion._tokens import AccessToken
-from bastion._verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier, bearer_token
+from bastion._verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier, authorization_credentials, bearer_token
 
 __all__ = ["APIKey", "APIKeyVerifier", "StaticTokenVerifier", "hash_api_key"]
 
@@ -201,18 +201,7 @@ class APIKeyVerifier(Verifier):
         return await self.verify(key)
 
     def _scheme_token(self, conn: HTTPConnection) -> str | None:
-        values = conn.headers.getlist("authorization")
-        if not values:
-            return None
-        if len(values) > 1:
-            raise InvalidToken("several Authorization headers", description="Send one Authorization header")
-        scheme, _, key = values[0].strip().partition(" ")
-        if scheme.lower() != self.scheme.lower():
-            return None
-        key = key.strip()
-        if not key or " " in key:
-            raise InvalidToken("malformed credentials", description="The API key is malformed")
-        return key
+        return authorization_credentials(conn, self.scheme, "API key")
 
     async def check(self, token: str) -> AccessToken:
         """The principal of one key.

@@ -26,7 +26,7 @@ from starlette.types import Scope
 from bastion._errors import AuthenticationError, AuthorizationError, InvalidToken
 from bastion._tokens import AccessToken
 
-__all__ = ["TokenCache", "Verifier", "bearer_token"]
+__all__ = ["TokenCache", "Verifier", "authorization_credentials", "bearer_token"]
 
 logger = logging.getLogger("bastion")
 
@@ -95,28 +95,33 @@ class TokenCache:
         return len(self._entries)
 
 
-def bearer_token(conn: HTTPConnection) -> str | None:
-    """The bearer token of a request's ``Authorization`` header, or ``None``.
+def authorization_credentials(conn: HTTPConnection, scheme: str = "Bearer", what: str = "bearer token") -> str | None:
+    """The credentials of a request's ``Authorization`` header for ``scheme``, or ``None``.
 
-    The scheme name is case-insensitive (RFC 9110 section 11.1). A ``Bearer``
-    header with no usable token, or several ``Authorization`` headers, is
-    malformed and raises :class:`InvalidToken`; a header with another scheme is
-    not ours and yields ``None``.
+    The scheme name is case-insensitive (RFC 9110 section 11.1). A header of this
+    scheme with no usable credentials, or several ``Authorization`` headers, is
+    malformed and raises :class:`InvalidToken`; a header with another scheme is not
+    ours and yields ``None``.
     """
     values = conn.headers.getlist("authorization")
     if not values:
         return None
     if len(values) > 1:
         raise InvalidToken("several Authorization headers", description="Send one Authorization header")
-    scheme, _, token = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer":
+    name, _, credentials = values[0].strip().partition(" ")
+    if name.lower() != scheme.lower():
         return None
-    token = token.strip()
-    if not token or " " in token:
-        raise InvalidToken("malformed bearer credentials", description="The bearer token is malformed")
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken("token too long", description="The access token is too long")
-    return token
+    credentials = credentials.strip()
+    if not credentials or " " in credentials:
+        raise InvalidToken(f"malformed {what}", description=f"The {what} is malformed")
+    if len(credentials) > MAX_TOKEN_LENGTH:
+        raise InvalidToken(f"{what} too long", description=f"The {what} is too long")
+    return credentials
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The bearer token of a request's ``Authorization`` header (RFC 6750 section 2.1), or ``None``."""
+    return authorization_credentials(conn)
 
 
 class Verifier(ABC):
