@@ -26,7 +26,8 @@ from bastion import (
     UnsupportedAlgorithm,
     get_access_token,
 )
-from bastion._jwks import JWKSCache, parse_key_set, shared_cache
+from bastion._jwks import JWKSCache, shared_cache
+from bastion._keys import parse_key_set
 from bastion.testing import JWKSServer, KeyPair
 
 from conftest import MCP_HEADERS, mcp_client, rpc, served

@@ -30,7 +30,7 @@ from bastion import (
     TokenExpired,
     TokenNotYetValid,
 )
-from bastion._jwks import JWKS_DEFAULT_ALGORITHMS
+from bastion._keys import JWKS_DEFAULT_ALGORITHMS
 from bastion.testing import KeyPair
 
 ISSUER = "https://issuer.example"

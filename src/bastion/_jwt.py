@@ -1,16 +1,14 @@
 """Verifying JWT access tokens (RFC 7519, RFC 9068) signed with a key, a key set or a secret.
 
 joserfc does the key handling and the signature algorithms. The compact
-serialization is split and decoded here, and the claims are checked in plain
-Python: that keeps a first-seen RS256 token within a few microseconds of the
-bare signature check (see ``bench/bench_verify.py``).
+serialization is split here and decoded by :mod:`bastion._compact`, and the claims
+are checked here in plain Python: that keeps a first-seen RS256 token within a few
+microseconds of the bare signature check (see ``bench/bench_verify.py``). Keys come
+from :mod:`bastion._keys` and, for a key set, :mod:`bastion._jwks`.
 """
 
 from __future__ import annotations
 
-import binascii
-import json
-import json.scanner
 import logging
 import math
 import time
@@ -22,6 +20,7 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 from pydantic import ValidationError
 
+from bastion._compact import b64decode, decode_claims, decode_json
 from bastion._errors import (
     ConfigurationError,
     InvalidAudience,
@@ -34,15 +33,14 @@ from bastion._errors import (
     UnsupportedAlgorithm,
 )
 from bastion._http import DEFAULT_TIMEOUT
-from bastion._jwks import (
+from bastion._jwks import JWKSCache, shared_cache
+from bastion._keys import (
     JWKS_DEFAULT_ALGORITHMS,
-    JWKSCache,
     PublicKey,
     algorithm_names,
     import_public_key,
     import_secret,
     key_algorithms,
-    shared_cache,
 )
 from bastion._tokens import AccessToken
 from bastion._verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier
@@ -54,14 +52,6 @@ logger = logging.getLogger("bastion")
 #: Numeric dates beyond 2**53 are not exact as floats, and no real token has them.
 _MAX_NUMERIC_DATE = 2.0**53
 _MAX_HEADERS_CACHED = 256
-#: base64url (RFC 4648 section 5) to base64; "+" and "/" become "!", which the decoder
-#: skips and the length check in _b64decode then refuses: one alphabet only.
-_B64URL = bytes.maketrans(b"-_+/", b"+/!!")
-_PADDING = (b"", b"===", b"==", b"=")
-#: The last character of a segment whose unused low bits are zero (RFC 4648 section 3.5), so
-#: that no two token strings carry the same signature.
-_CANONICAL_ENDINGS = (b"", b"", b"AQgw", b"AEIMQUYcgkosw048")
-_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed is wrong
 _ABSENT: Any = object()
 _validate_access_token: Callable[[dict[str, Any]], AccessToken] = AccessToken.__pydantic_validator__.validate_python
 _SCOPE_MISSING = "The access token lacks a required scope"
@@ -70,42 +60,6 @@ _SCOPE_MISSING = "The access token lacks a required scope"
 class _Header(NamedTuple):
     alg: JWSAlgModel
     kid: str | None
-
-
-def _b64decode(segment: bytes) -> bytes:
-    """Strict unpadded base64url (RFC 7515 section 2) in its one canonical form; raises ValueError."""
-    remainder = len(segment) % 4
-    if b"=" in segment or remainder == 1 or (remainder and segment[-1] not in _CANONICAL_ENDINGS[remainder]):
-        raise ValueError("padded, truncated or non-canonical base64url")
-    data = binascii.a2b_base64(segment.translate(_B64URL) + _PADDING[remainder])
-    # The lenient decoder (twice as fast as strict_mode) skips characters outside the
-    # alphabet; any skipped character makes the result shorter than the length implies.
-    if len(data) != len(segment) * 3 // 4:
-        raise ValueError("not base64url")
-    return data
-
-
-def _json(segment: bytes) -> Any:
-    """The JSON value of a base64url segment; raises ValueError or RecursionError."""
-    text = _b64decode(segment).decode("utf-8")
-    # The scanner alone skips json.loads' whitespace handling: a microsecond per token.
-    # Anything it does not consume whole goes the ordinary way, which raises if need be.
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, ValueError):
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
-def _claims(segment: bytes) -> dict[str, Any]:
-    """The claims set of a payload segment: a JSON object (RFC 7519 section 7.2)."""
-    try:
-        claims = _json(segment)
-    except (ValueError, RecursionError):
-        raise InvalidToken("the payload is not base64url-encoded JSON") from None
-    if type(claims) is not dict:
-        raise InvalidToken("the payload is not a JSON object")
-    return claims
 
 
 def _as_list(value: object) -> list[str]:
@@ -289,14 +243,14 @@ class JWTVerifier(Verifier):
             header = self._parse_header(header_segment)
         alg = header.alg
         try:
-            signature = _b64decode(signature_segment)
+            signature = b64decode(signature_segment)
         except ValueError:
             raise InvalidSignature("the signature is not base64url") from None
         if not signature:
             raise InvalidSignature("the token has no signature")
         refusal: InvalidToken | None = None
         try:
-            access = self._access_token(token, _claims(payload_segment))
+            access = self._access_token(token, decode_claims(payload_segment))
         except InvalidToken as exc:
             # Raised only once the signature verifies: a forgery is refused as one, whatever
             # its claims say. Checking them first is pure computation on untrusted data.
@@ -327,7 +281,7 @@ class JWTVerifier(Verifier):
 
     def _parse_header(self, segment: bytes) -> _Header:
         try:
-            header = _json(segment)
+            header = decode_json(segment)
         except (ValueError, RecursionError):
             raise InvalidToken("the header is not base64url-encoded JSON") from None
         if type(header) is not dict:
