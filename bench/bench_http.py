@@ -134,19 +134,24 @@ def main() -> None:
                 process.wait(timeout=10)
 
     median = {mode: statistics.median(values) for mode, values in results.items()}
-    # Runs next to each other share the machine's state, so the ratio of each round is
-    # steadier than the ratio of the medians.
-    vs_off = statistics.median(j / o for j, o in zip(results["jwt"], results["off"], strict=True))
-    vs_plain = statistics.median(j / p for j, p in zip(results["jwt"], results["plain"], strict=True))
+    vs_off = [j / o for j, o in zip(results["jwt"], results["off"], strict=True)]
+    vs_plain = [j / p for j, p in zip(results["jwt"], results["plain"], strict=True)]
     sent = "every server" if args.token_to_all else "the JWT server only"
     print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds, token sent to {sent}")
     print("median requests/s")
     print(f"  SDK MCPServer, no auth          {median['plain']:8.0f}")
     print(f"  bastion MCPServer, auth off     {median['off']:8.0f}")
     print(f"  bastion MCPServer, RS256 JWT    {median['jwt']:8.0f}")
-    print("median of the per-round ratios")
-    print(f"  JWT / bastion auth off          {vs_off:8.3f}")
-    print(f"  JWT / SDK no auth               {vs_plain:8.3f}")
+    print("per-round ratios: median (first quartile - third quartile)")
+    print(f"  JWT / bastion auth off          {_spread(vs_off)}")
+    print(f"  JWT / SDK no auth               {_spread(vs_plain)}")
+
+
+def _spread(values: list[float]) -> str:
+    # Runs next to each other share the machine's state, so per-round ratios are steadier
+    # than the ratio of the medians; the quartiles show how steady.
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return f"{q2:6.3f}  ({q1:.3f} - {q3:.3f})"
 
 
 if __name__ == "__main__":

@@ -104,3 +104,17 @@ def test_bad_policy_arguments_are_refused() -> None:
 def test_get_access_token_outside_a_request_is_a_typed_error() -> None:
     with pytest.raises(NoAccessToken):
         get_access_token()
+
+
+def test_a_registry_allows_everything_only_when_every_policy_says_so_from_the_token() -> None:
+    from bastion import PolicyRegistry
+
+    registry = PolicyRegistry(require_auth, ScopeHierarchy({"admin": ["read", "write"]}))
+    registry.set("tool", "read", require_scopes("read"))
+    registry.set("tool", "write", require_scopes("write") | require_role("editor"))
+    registry.set_resource("notes://{name}", require_all(require_scopes("read"), require_role("staff")))
+    assert registry.allows_everything(principal("t", "admin", roles=("staff",)))
+    assert not registry.allows_everything(principal("t", "read", roles=("staff",)))
+    assert not registry.allows_everything(principal("t", "admin"))
+    registry.set("prompt", "p", lambda ctx: True)
+    assert not registry.allows_everything(principal("t", "admin", roles=("staff",))), "callables need the request"

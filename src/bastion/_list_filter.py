@@ -9,6 +9,7 @@ them first (an in-process client, another transport).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -20,7 +21,11 @@ from bastion._policy import Decision, TargetKind
 from bastion._registry import PolicyRegistry
 from bastion._tokens import get_access_token_or_none
 
-__all__ = ["PolicyEnforcement"]
+__all__ = ["UNRESTRICTED", "PolicyEnforcement"]
+
+#: Set by the HTTP layer for a request whose token satisfies every policy of the server
+#: (``PolicyRegistry.allows_everything``): then nothing here can refuse or hide anything.
+UNRESTRICTED: ContextVar[bool] = ContextVar("bastion_unrestricted", default=False)
 
 #: list method -> (result field, item kind, item field naming it)
 _LISTS: dict[str, tuple[str, TargetKind, str]] = {
@@ -51,6 +56,8 @@ class PolicyEnforcement:
         return await registry.decide(kind, name, get_access_token_or_none())
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if UNRESTRICTED.get():
+            return await call_next(ctx)
         method = ctx.method
         target = TARGET_METHODS.get(method)
         if target is not None:

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion._guard import ResourceGuard
 from bastion._jsonrpc import BodyTooLarge, read_body, replay, targets
+from bastion._list_filter import UNRESTRICTED
 from bastion._policy import Policy
 from bastion._tokens import AccessToken, authenticated_user
 
@@ -97,11 +98,12 @@ class AuthMiddleware:
                 await self.guard.refusal(conn, decision)(scope, receive, send)
                 return
 
+        # When no policy can refuse this caller, neither this layer nor the SDK's need look
+        # at what the request targets.
+        unrestricted = self.guard.registry.allows_everything(token)
         if scope["method"] == "POST":
             content_type = conn.headers.get("content-type", "")
-            is_mcp = self.mcp_path is not None and path.rstrip("/") == self.mcp_path
-            if is_mcp and self.guard.registry.allows_everything(token):
-                is_mcp = False  # no policy can refuse this caller: the body need not be read
+            is_mcp = not unrestricted and self.mcp_path is not None and path.rstrip("/") == self.mcp_path
             if is_mcp or content_type.startswith("application/x-www-form-urlencoded"):
                 try:
                     body, trailing = await read_body(receive, self.max_body_size)
@@ -117,9 +119,12 @@ class AuthMiddleware:
         scope["user"] = authenticated_user(token)
         scope["auth"] = AuthCredentials(token.scopes)
         reset = auth_context_var.set(scope["user"])
+        reset_unrestricted = UNRESTRICTED.set(True) if unrestricted else None
         try:
             await self.app(scope, receive, send)
         finally:
+            if reset_unrestricted is not None:
+                UNRESTRICTED.reset(reset_unrestricted)
             auth_context_var.reset(reset)
 
     async def _check_body(
