@@ -261,15 +261,20 @@ def _optional_str(answer: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _scopes(value: Any) -> list[str]:
+def _strings(value: Any, name: str) -> list[str]:
+    """A space-separated string or a list of strings, as a list; absent is empty."""
     if value is None:
         return []
     if isinstance(value, str):
         return value.split()
-    # RFC 7662 says a space-separated string; some servers send a list.
+    # RFC 7662 says a space-separated string for scope; some servers send a list.
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise InvalidClaims("scope is neither a string nor a list of strings")
+    raise InvalidClaims(f"{name} is neither a string nor a list of strings")
+
+
+def _scopes(value: Any) -> list[str]:
+    return _strings(value, "scope")
 
 
 def _roles(answer: Mapping[str, Any], claim: str) -> list[str]:
@@ -278,10 +283,4 @@ def _roles(answer: Mapping[str, Any], claim: str) -> list[str]:
         value = answer
         for part in claim.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise InvalidClaims(f"{claim} is neither a string nor a list of strings")
+    return _strings(value, claim)
