@@ -8,6 +8,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
+from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.mcpserver import MCPServer as SDKMCPServer
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from bastion._metadata import ResourceMetadata
 from bastion._middleware import AuthMiddleware
 from bastion._policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
 from bastion._registry import PolicyRegistry
+from bastion._settings import from_env
 from bastion._tokens import AccessToken, authenticated_user
 from bastion._verifier import Verifier
 
@@ -76,8 +78,6 @@ class MCPServer(SDKMCPServer[Any]):
             )
         super().__init__(name, *args, **kwargs)
         if auth is None and os.environ.get("BASTION_AUTH"):
-            from bastion._settings import from_env
-
             auth = from_env()
         self.verifier: Verifier | None = auth
         resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
@@ -225,8 +225,6 @@ class MCPServer(SDKMCPServer[Any]):
 
 
 async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: ResourceGuard) -> Response:
-    from mcp.server.auth.middleware.auth_context import auth_context_var
-
     request.scope["user"] = authenticated_user(token)
     reset = auth_context_var.set(request.scope["user"])
     try:
