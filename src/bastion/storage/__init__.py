@@ -1,0 +1,18 @@
+"""Storage for bastion's authorization server: one :class:`Store` protocol, two stores.
+
+An authorization server keeps short-lived state (authorization codes, refresh
+tokens, client registrations) that must be read and changed atomically: a code
+is redeemed once, a refresh token rotates once. :class:`Store` names the few
+operations that need, and every implementation passes one contract test suite.
+
+- :class:`MemoryStore`: the reference implementation, for tests and one process.
+- :class:`SQLiteStore`: a file on disk, safe across worker processes on one host.
+"""
+
+from __future__ import annotations
+
+from bastion.storage._memory import MemoryStore
+from bastion.storage._protocol import Clock, Store, StoreError
+from bastion.storage._sqlite import SQLiteStore
+
+__all__ = ["Clock", "MemoryStore", "SQLiteStore", "Store", "StoreError"]

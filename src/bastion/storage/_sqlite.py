@@ -1,0 +1,193 @@
+"""The SQLite :class:`~bastion.storage.Store`: one file, shared by the workers of one host.
+
+Every atomic operation is a single SQL statement (``DELETE ... RETURNING``,
+``UPDATE ... WHERE value = ?``, ``INSERT ... ON CONFLICT``), so SQLite's own
+write lock makes it atomic across threads and processes alike. WAL mode lets
+readers run beside the one writer, and ``busy_timeout`` makes a writer wait for
+the lock instead of failing. Calls run in a worker thread so the event loop
+never blocks on disk; one connection is shared under a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    expires_at REAL NULL,
+    idx TEXT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS records_idx ON records (namespace, idx);
+"""
+
+
+class SQLiteStore(Store):
+    """Records in one table of a SQLite file; a new file is created with mode 0600.
+
+    ``busy_timeout`` (seconds) bounds how long a write waits for another
+    process's lock before :class:`~bastion.storage.StoreError` is raised.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock = time.time, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._create_file(self.path)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open {self.path}: {error}") from error
+        self._conn: sqlite3.Connection | None = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            conn.close()
+            self._conn = None
+            raise StoreError(f"cannot set up {self.path}: {error}") from error
+
+    @staticmethod
+    def _create_file(path: Path) -> None:
+        """Create the parent directory, and the file readable by its owner only (it holds secrets)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(fd)
+
+    async def _run(self, func: Callable[[sqlite3.Connection], _T], *, write: bool = False) -> _T:
+        return await anyio.to_thread.run_sync(partial(self._call, func, write))
+
+    def _call(self, func: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError("the store is closed")
+            try:
+                result = func(conn)
+                if write:
+                    self._writes += 1
+                    if self._writes % PURGE_EVERY == 0:
+                        self._purge(conn)
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite error: {error}") from error
+            return result
+
+    def _expiry(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._clock() + ttl
+
+    def _purge(self, conn: sqlite3.Connection) -> int:
+        cursor = conn.execute("DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (self._clock(),))
+        return cursor.rowcount
+
+    @staticmethod
+    def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return conn.execute(sql, params).fetchall()
+
+    async def put(
+        self, namespace: str, key: str, value: bytes, ttl: float | None = None, *, index: str | None = None
+    ) -> None:
+        """Insert or replace a record; ``index`` is its secondary key for :meth:`scan`."""
+        sql = "INSERT OR REPLACE INTO records (namespace, key, value, expires_at, idx) VALUES (?, ?, ?, ?, ?)"
+        params = (namespace, key, bytes(value), self._expiry(ttl), index)
+        await self._run(lambda conn: conn.execute(sql, params), write=True)
+
+    async def add(
+        self, namespace: str, key: str, value: bytes, ttl: float | None = None, *, index: str | None = None
+    ) -> bool:
+        """Insert a record only if none lives under this key; ``True`` when inserted."""
+        sql = (
+            "INSERT INTO records (namespace, key, value, expires_at, idx) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (namespace, key) DO UPDATE SET "
+            "value = excluded.value, expires_at = excluded.expires_at, idx = excluded.idx "
+            "WHERE records.expires_at IS NOT NULL AND records.expires_at <= ?"
+        )
+        now = self._clock()
+        params = (namespace, key, bytes(value), None if ttl is None else now + ttl, index, now)
+        return await self._run(lambda conn: conn.execute(sql, params).rowcount == 1, write=True)
+
+    async def get(self, namespace: str, key: str) -> bytes | None:
+        """The value of a live record, or ``None``."""
+        sql = "SELECT value FROM records WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
+        rows = await self._run(partial(self._rows, sql=sql, params=(namespace, key, self._clock())))
+        return bytes(rows[0][0]) if rows else None
+
+    async def take(self, namespace: str, key: str) -> bytes | None:
+        """Read and delete a record in one statement: of concurrent callers, one gets the value."""
+        sql = "DELETE FROM records WHERE namespace = ? AND key = ? RETURNING value, expires_at"
+        rows = await self._run(partial(self._rows, sql=sql, params=(namespace, key)), write=True)
+        if not rows or (rows[0][1] is not None and rows[0][1] <= self._clock()):
+            return None
+        return bytes(rows[0][0])
+
+    async def swap(self, namespace: str, key: str, expected: bytes, new: bytes, ttl: float | None = None) -> bool:
+        """Replace the value only if it is ``expected``, in one ``UPDATE``; ``True`` when replaced."""
+        sql = (
+            "UPDATE records SET value = ?, expires_at = ? "
+            "WHERE namespace = ? AND key = ? AND value = ? AND (expires_at IS NULL OR expires_at > ?)"
+        )
+        now = self._clock()
+        params = (bytes(new), None if ttl is None else now + ttl, namespace, key, bytes(expected), now)
+        return await self._run(lambda conn: conn.execute(sql, params).rowcount == 1, write=True)
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        """Delete a record; ``True`` when a live record was deleted."""
+        sql = "DELETE FROM records WHERE namespace = ? AND key = ? RETURNING expires_at"
+        rows = await self._run(partial(self._rows, sql=sql, params=(namespace, key)), write=True)
+        return self._count_live(rows) == 1
+
+    async def scan(self, namespace: str, index: str) -> list[tuple[str, bytes]]:
+        """The ``(key, value)`` pairs of the live records with this secondary key, sorted by key."""
+        sql = (
+            "SELECT key, value FROM records "
+            "WHERE namespace = ? AND idx = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key"
+        )
+        rows = await self._run(partial(self._rows, sql=sql, params=(namespace, index, self._clock())))
+        return [(str(key), bytes(value)) for key, value in rows]
+
+    async def delete_index(self, namespace: str, index: str) -> int:
+        """Delete every record with this secondary key (revoke a token family); the live count."""
+        sql = "DELETE FROM records WHERE namespace = ? AND idx = ? RETURNING expires_at"
+        rows = await self._run(partial(self._rows, sql=sql, params=(namespace, index)), write=True)
+        return self._count_live(rows)
+
+    def _count_live(self, rows: list[Any]) -> int:
+        now = self._clock()
+        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+
+    async def purge(self) -> int:
+        """Remove the expired records; how many were removed."""
+        return await self._run(self._purge)
+
+    async def aclose(self) -> None:
+        """Close the connection; later calls raise :class:`~bastion.storage.StoreError`. Idempotent."""
+
+        def close(conn: sqlite3.Connection) -> None:
+            self._conn = None
+            conn.close()
+
+        if self._conn is not None:
+            await self._run(close)
