@@ -2,6 +2,7 @@
 
 import bastion
 import bastion.fastapi
+import bastion.storage
 import bastion.testing
 
 EXPECTED = {
@@ -25,10 +26,11 @@ def test_bastion_exports_exactly_the_intended_names() -> None:
 def test_subpackages_export_exactly_the_intended_names() -> None:
     assert set(bastion.testing.__all__) == {"JWKSServer", "KeyPair", "serve"}
     assert set(bastion.fastapi.__all__) == {"Bastion"}
+    assert set(bastion.storage.__all__) == {"Clock", "MemoryStore", "SQLiteStore", "Store", "StoreError"}
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    for module in (bastion, bastion.testing, bastion.fastapi):
+    for module in (bastion, bastion.testing, bastion.fastapi, bastion.storage):
         for name in module.__all__:
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, bastion.Policy):
