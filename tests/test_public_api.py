@@ -26,7 +26,7 @@ def test_bastion_exports_exactly_the_intended_names() -> None:
 def test_subpackages_export_exactly_the_intended_names() -> None:
     assert set(bastion.testing.__all__) == {"JWKSServer", "KeyPair", "serve"}
     assert set(bastion.fastapi.__all__) == {"Bastion"}
-    assert set(bastion.storage.__all__) == {"Clock", "MemoryStore", "SQLiteStore", "Store", "StoreError"}
+    assert set(bastion.storage.__all__) == {"MemoryStore", "SQLiteStore", "Store", "StoreError"}
 
 
 def test_every_public_name_has_a_docstring() -> None:

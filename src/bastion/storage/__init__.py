@@ -12,7 +12,7 @@ operations that need, and every implementation passes one contract test suite.
 from __future__ import annotations
 
 from bastion.storage._memory import MemoryStore
-from bastion.storage._protocol import Clock, Store, StoreError
+from bastion.storage._protocol import Store, StoreError
 from bastion.storage._sqlite import SQLiteStore
 
-__all__ = ["Clock", "MemoryStore", "SQLiteStore", "Store", "StoreError"]
+__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError"]
