@@ -297,3 +297,38 @@ def test_sdk_transport_checks_stay_on_behind_auth(stateless_url: str) -> None:
         stateless_url, json=rpc("tools/list", {}), headers={**auth("reader"), "MCP-Protocol-Version": "1999-01-01"}
     )
     assert bad_version.status_code == 400
+
+
+def test_without_resource_url_the_first_request_pins_the_resource_and_the_audience() -> None:
+    from bastion import JWTVerifier
+    from bastion.testing import KeyPair
+
+    keys = KeyPair.generate("ES256")
+    verifier = JWTVerifier(public_key=keys.public_key, issuer="https://issuer.example")
+    mcp = MCPServer("dev", auth=verifier)
+
+    @mcp.tool()
+    def whoami() -> str:
+        return get_access_token().subject or ""
+
+    with served(mcp, stateless_http=True, json_response=True) as url:
+        first = httpx2.post(url, json=rpc("tools/list", {}), headers=MCP_HEADERS)
+        assert (
+            f'resource_metadata="{url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")}"'
+            in (first.headers["www-authenticate"])
+        )
+        mine = keys.create_token(subject="alice", issuer="https://issuer.example", audience=url)
+        other = keys.create_token(
+            subject="alice", issuer="https://issuer.example", audience="https://other.example/mcp"
+        )
+        call = rpc("tools/call", {"name": "whoami", "arguments": {}})
+        assert httpx2.post(url, json=call, headers=auth(mine)).json()["result"]["structuredContent"] == {
+            "result": "alice"
+        }
+        refused = httpx2.post(url, json=call, headers=auth(other))
+        assert refused.status_code == 401
+        # another Host header does not move the pinned resource
+        moved = httpx2.get(
+            url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"), headers={"Host": "localhost:1"}
+        )
+        assert moved.json()["resource"] == url
