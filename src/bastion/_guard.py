@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from bastion._challenge import bearer_challenge, challenge_response
 from bastion._errors import AuthenticationError, AuthorizationError, InsufficientScope
 from bastion._metadata import WELL_KNOWN, ResourceMetadata, canonical_resource, metadata_url
-from bastion._policy import AccessContext, Decision, Policy, TargetKind
+from bastion._policy import Decision, Policy, TargetKind
 from bastion._registry import PolicyRegistry
 from bastion._tokens import AccessToken
 from bastion._verifier import Verifier
@@ -174,8 +174,7 @@ class ResourceGuard:
         conn: HTTPConnection | None,
     ) -> Decision:
         """Evaluate a given policy with the server's scope hierarchy."""
-        ctx = AccessContext(token=token, kind=kind, name=name, request=conn, hierarchy=self.registry.hierarchy)
-        return await policy.evaluate(ctx)
+        return await self.registry.evaluate(policy, kind, name, token, conn)
 
     def refusal(self, conn: HTTPConnection, decision: Decision, rpc_id: Any = None, jsonrpc: bool = False) -> Response:
         """The answer to a denied access: a 403 step-up when scope helps, else forbidden.

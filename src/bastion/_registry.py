@@ -79,7 +79,17 @@ class PolicyRegistry:
         self, kind: TargetKind, name: str, token: AccessToken | None, request: HTTPConnection | None = None
     ) -> Decision:
         """Evaluate the policy of one target for one caller."""
-        policy = self.policy_for(kind, name)
+        return await self.evaluate(self.policy_for(kind, name), kind, name, token, request)
+
+    async def evaluate(
+        self,
+        policy: Policy,
+        kind: TargetKind,
+        name: str,
+        token: AccessToken | None,
+        request: HTTPConnection | None = None,
+    ) -> Decision:
+        """Evaluate ``policy`` with this registry's scope hierarchy (token-only policies first, cheaply)."""
         quick = policy.decide_token(token, self.hierarchy)
         if quick is not None:
             return quick
