@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from bastion._errors import ConfigurationError, InvalidToken, TokenExpired
 from bastion._tokens import AccessToken
-from bastion._verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier, authorization_credentials, bearer_token
+from bastion._verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier, authorization_credentials
 
 __all__ = ["APIKey", "APIKeyVerifier", "StaticTokenVerifier", "hash_api_key"]
 
@@ -186,7 +186,7 @@ class APIKeyVerifier(Verifier):
             TokenExpired: the key's ``expires_at`` has passed.
         """
         if self.header is None:
-            key = bearer_token(conn) if self.scheme.lower() == "bearer" else self._scheme_token(conn)
+            key = authorization_credentials(conn, self.scheme, "API key")
         else:
             values = conn.headers.getlist(self.header)
             if not values:
@@ -199,9 +199,6 @@ class APIKeyVerifier(Verifier):
         if key is None:
             return None
         return await self.verify(key)
-
-    def _scheme_token(self, conn: HTTPConnection) -> str | None:
-        return authorization_credentials(conn, self.scheme, "API key")
 
     async def check(self, token: str) -> AccessToken:
         """The principal of one key.
