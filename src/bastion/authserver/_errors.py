@@ -1,0 +1,162 @@
+"""OAuth errors as exceptions that render the RFC 6749 error bodies.
+
+Each endpoint raises one of these; the endpoint's wrapper turns it into the JSON
+body of RFC 6749 section 5.2 (token, registration, revocation, introspection) or,
+for the authorization endpoint, into a redirect to the client or an error page
+(section 4.1.2.1). ``description`` is shown to the client: it never holds a
+token, a secret or a code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from starlette.responses import JSONResponse
+
+from bastion._errors import BastionError
+
+__all__ = [
+    "AccessDeniedError",
+    "InvalidClient",
+    "InvalidClientMetadata",
+    "InvalidGrant",
+    "InvalidRedirectURI",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidTarget",
+    "OAuthError",
+    "ServerError",
+    "SlowDown",
+    "TemporarilyUnavailable",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+    "UnsupportedResponseType",
+    "UnsupportedTokenType",
+    "error_response",
+]
+
+#: RFC 6749 section 5.1 and OAuth 2.1: token and error responses are never cached.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(BastionError):
+    """An OAuth error response: ``error`` code, human ``description``, HTTP ``status``."""
+
+    error: ClassVar[str] = "invalid_request"
+    status: ClassVar[int] = 400
+
+    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(description or self.error)
+        self.description = description
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, str]:
+        """The JSON error object (RFC 6749 section 5.2)."""
+        body = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+    def response(self) -> JSONResponse:
+        """The error as an HTTP response, never cached."""
+        return JSONResponse(self.body(), status_code=self.status, headers={**NO_STORE, **self.headers})
+
+
+class InvalidRequest(OAuthError):
+    """A parameter is missing, repeated, oversized or malformed."""
+
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed (RFC 6749 section 5.2): 401."""
+
+    error = "invalid_client"
+    status = 401
+
+
+class InvalidGrant(OAuthError):
+    """The code, refresh token or assertion is invalid, expired, revoked or not this client's."""
+
+    error = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthError):
+    """The client may not use this grant or response type."""
+
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantType(OAuthError):
+    """The grant type is not supported."""
+
+    error = "unsupported_grant_type"
+
+
+class UnsupportedResponseType(OAuthError):
+    """The response type is not supported (only ``code`` is)."""
+
+    error = "unsupported_response_type"
+
+
+class UnsupportedTokenType(OAuthError):
+    """Revocation of this token type is not supported (RFC 7009 section 2.2.1)."""
+
+    error = "unsupported_token_type"
+
+
+class InvalidScope(OAuthError):
+    """The requested scope is unknown, malformed, or beyond what was granted."""
+
+    error = "invalid_scope"
+
+
+class InvalidTarget(OAuthError):
+    """The ``resource`` is not one this server issues tokens for (RFC 8707 section 2)."""
+
+    error = "invalid_target"
+
+
+class AccessDeniedError(OAuthError):
+    """The user or the server refused the request."""
+
+    error = "access_denied"
+    status = 403
+
+
+class InvalidRedirectURI(OAuthError):
+    """A registered redirect URI is not acceptable (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadata(OAuthError):
+    """A registration field is not acceptable (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_client_metadata"
+
+
+class SlowDown(OAuthError):
+    """Too many requests from this address: 429 with ``Retry-After``."""
+
+    error = "slow_down"
+    status = 429
+
+
+class TemporarilyUnavailable(OAuthError):
+    """The server cannot answer now (its store is down): 503."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class ServerError(OAuthError):
+    """An unexpected condition on the server side."""
+
+    error = "server_error"
+    status = 500
+
+
+def error_response(exc: OAuthError) -> JSONResponse:
+    """``exc.response()``; a function for use as a Starlette exception handler body."""
+    return exc.response()

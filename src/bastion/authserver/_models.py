@@ -1,0 +1,167 @@
+"""The authorization server's records: users and clients, serialised to JSON bytes for a store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Client", "ClientKind", "User", "hash_secret", "secret_matches"]
+
+#: How the server knows a client: registered through RFC 7591, described by a
+#: Client ID Metadata Document at its URL, or configured in code or a file.
+ClientKind = Literal["registered", "metadata_document", "static"]
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a client secret, refresh token or code: its SHA-256, hex.
+
+    These values are 256-bit random strings, so a fast hash is enough: there is
+    nothing to guess, only a database leak to make useless.
+    """
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def secret_matches(secret: str, digest: str) -> bool:
+    """Whether ``secret`` hashes to ``digest``, compared in constant time."""
+    return hmac.compare_digest(hash_secret(secret), digest)
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in end user, as the login step reports them.
+
+    Args:
+        subject: The stable, unique identifier that becomes the token's ``sub``.
+        name: A display name for pages and the ``name`` claim.
+        email: The user's email address, if known.
+        roles: Roles, carried in the access token's ``roles`` claim.
+        claims: More claims to put in the access token (never ``iss``, ``aud``,
+            ``exp`` and the other registered ones, which the server sets).
+    """
+
+    subject: str
+    name: str | None = None
+    email: str | None = None
+    roles: tuple[str, ...] = ()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.subject, str) or not self.subject:
+            raise ValueError("a user needs a non-empty subject")
+        object.__setattr__(self, "roles", tuple(self.roles))
+        object.__setattr__(self, "claims", dict(self.claims))
+
+    @property
+    def display_name(self) -> str:
+        """The name to show on pages: ``name``, else ``email``, else ``subject``."""
+        return self.name or self.email or self.subject
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "subject": self.subject,
+            "name": self.name,
+            "email": self.email,
+            "roles": list(self.roles),
+            "claims": dict(self.claims),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> User:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            subject=data["subject"],
+            name=data.get("name"),
+            email=data.get("email"),
+            roles=tuple(data.get("roles") or ()),
+            claims=data.get("claims") or {},
+        )
+
+
+@dataclass(frozen=True)
+class Client:
+    """An OAuth client known to the server (RFC 7591 section 2 metadata).
+
+    A public client (``token_endpoint_auth_method="none"``) has no secret. A
+    confidential one authenticates with ``client_secret_basic``,
+    ``client_secret_post`` (only the secret's hash is kept) or ``private_key_jwt``
+    (``jwks`` or ``jwks_uri``).
+    """
+
+    client_id: str
+    redirect_uris: tuple[str, ...] = ()
+    client_name: str | None = None
+    token_endpoint_auth_method: str = "none"
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    response_types: tuple[str, ...] = ("code",)
+    scope: str | None = None
+    application_type: str | None = None
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    tos_uri: str | None = None
+    policy_uri: str | None = None
+    contacts: tuple[str, ...] = ()
+    software_id: str | None = None
+    software_version: str | None = None
+    jwks: Mapping[str, Any] | None = None
+    jwks_uri: str | None = None
+    client_secret_hash: str | None = field(default=None, repr=False)
+    client_id_issued_at: int | None = None
+    client_secret_expires_at: int | None = None
+    kind: ClientKind = "static"
+
+    def __post_init__(self) -> None:
+        for name in ("redirect_uris", "grant_types", "response_types", "contacts"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(f"{name} takes a list of strings, not one string")
+            object.__setattr__(self, name, tuple(value))
+
+    @property
+    def is_public(self) -> bool:
+        """A client without credentials of its own (RFC 6749 section 2.1)."""
+        return self.token_endpoint_auth_method == "none"
+
+    @property
+    def display_name(self) -> str:
+        """The name to show on the consent page: ``client_name``, else the client id."""
+        return self.client_name or self.client_id
+
+    def allowed_scopes(self) -> frozenset[str] | None:
+        """The scopes this client registered for, or ``None`` for no restriction."""
+        return None if self.scope is None else frozenset(self.scope.split())
+
+    def to_json(self) -> bytes:
+        """The record as stored."""
+        data = dataclasses.asdict(self)
+        return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Client:
+        """The inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+    def public_metadata(self) -> dict[str, Any]:
+        """The registration response fields (RFC 7591 section 3.2.1): no secret hash, no internals."""
+        data: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("client_secret_hash", "kind"):
+                continue
+            value = getattr(self, f.name)
+            if value is None or value == ():
+                continue
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+        return data
+
+
+def as_scopes(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Scopes from a space-separated string or a list, order kept, duplicates dropped."""
+    items = value.split() if isinstance(value, str) else list(value or ())
+    return tuple(dict.fromkeys(items))

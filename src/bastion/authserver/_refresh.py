@@ -1,0 +1,3 @@
+"""(being written) Refresh tokens: rotation, grace window, reuse detection."""
+
+REFRESH_NAMESPACE = "refresh"

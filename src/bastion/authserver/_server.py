@@ -1,0 +1,338 @@
+"""``AuthorizationServer``: bastion's own OAuth 2.1 authorization server.
+
+This module holds the configuration and the shared services (store, keys,
+clients, codes, tokens); each endpoint lives in its own module and receives the
+server. :meth:`AuthorizationServer.routes` gives the Starlette routes, which
+``bastion.MCPServer`` mounts beside the MCP endpoint when ``auth=`` is an
+authorization server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from os import PathLike
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.routing import BaseRoute
+
+from bastion._errors import ConfigurationError
+from bastion._metadata import canonical_resource
+from bastion.authserver._access import AccessTokenIssuer
+from bastion.authserver._clients import ClientRegistry
+from bastion.authserver._codes import CodeStore
+from bastion.authserver._errors import InvalidScope, InvalidTarget
+from bastion.authserver._models import Client, User, as_scopes
+from bastion.storage import SQLiteStore, Store
+
+__all__ = ["AuthorizationServer", "UserCheck"]
+
+logger = logging.getLogger("bastion")
+
+#: The username/password check: ``(username, password) -> User | subject | None``, sync or async.
+UserCheck = Callable[[str, str], "Awaitable[User | str | None] | User | str | None"]
+
+#: Scopes the server always understands, whatever the configuration says.
+BUILTIN_SCOPES = {"offline_access": "Stay signed in (refresh tokens)"}
+
+REVOKED_NAMESPACE = "revoked-grant"
+GRANT_NAMESPACE = "grant"
+
+
+def canonical_issuer(issuer: str) -> str:
+    """The issuer identifier as published (RFC 8414 section 2).
+
+    An https URL (http only for loopback hosts) without query or fragment. A root
+    issuer is written with its trailing slash (``https://a.example/``): that is how
+    URL parsers, including the SDK's and browsers', render it, so every client that
+    compares ``iss`` as a string sees the same value.
+
+    Raises:
+        ConfigurationError: the issuer is not such a URL.
+    """
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"issuer must be an absolute https URL, got {issuer!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigurationError("issuer must use https (http is allowed only for a loopback host)")
+    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        raise ConfigurationError("issuer must not have a query or a fragment")
+    if parts.username or parts.password:
+        raise ConfigurationError("issuer must not contain credentials")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc.lower()}{path or '/'}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1``."""
+    host = host.strip("[]").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def grant_index(subject: str, client_id: str) -> str:
+    """The secondary key of the grants one user gave one client."""
+    return f"{subject}\x00{client_id}"
+
+
+def default_store_path(name: str = "bastion") -> str:
+    """The SQLite file used when no store is given: under the user's data directory."""
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "bastion" / f"{name}.db")
+
+
+class AuthorizationServer:
+    """An OAuth 2.1 authorization server for MCP clients, durable on a :class:`~bastion.storage.Store`.
+
+    Args:
+        issuer: Its issuer URL (same origin as the MCP server, or its own). When
+            omitted, the origin of the ``MCPServer``'s resource URL.
+        store: Where clients, codes, tokens, consents and keys live. Default: a
+            SQLite file under the user's data directory.
+        users: The username/password check of the built-in login page.
+        login: A login step instead of ``users`` (the proxy plugs an upstream
+            identity provider in here).
+        scopes: The scopes clients may ask for, with the description shown on the
+            consent page (a mapping), or just their names.
+        default_scopes: Scopes granted when a client asks for none.
+        clients: Pre-registered clients: :class:`Client` objects, or the path of a
+            JSON file holding a list of client metadata objects.
+        resources: The resource URLs tokens may be issued for; the ``MCPServer``
+            adds its own.
+        access_token_ttl: Seconds an access token lives (default one hour).
+        refresh_token_ttl: Seconds a refresh token lives unused (default 30 days).
+        refresh_grace: Seconds during which a rotated refresh token, presented
+            again, returns the same successor instead of revoking the family.
+        code_ttl: Seconds an authorization code lives.
+        signing_algorithm: ``ES256`` (default), ``RS256`` or ``EdDSA``.
+        key_rotation: Seconds between signing key rotations.
+        dynamic_registration: Whether ``/register`` (RFC 7591) is open.
+        registration_rate_limit: Registrations per minute per client address.
+        client_metadata_documents: Whether URL client ids (CIMD) are accepted.
+        fetcher: The outbound HTTP policy for CIMD and ``jwks_uri`` fetches.
+        identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
+            -> its JWKS URL.
+        auto_approve: Sign every authorization in as this user and approve it
+            without pages. Development only: refused unless the issuer is loopback.
+        clock: Seconds since the epoch; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        issuer: str | None = None,
+        *,
+        store: Store | None = None,
+        users: UserCheck | None = None,
+        login: Any = None,
+        scopes: Mapping[str, str] | Sequence[str] | None = None,
+        default_scopes: Sequence[str] | None = None,
+        clients: Iterable[Client] | str | PathLike[str] | None = None,
+        resources: Sequence[str] = (),
+        access_token_ttl: float = 3600.0,
+        refresh_token_ttl: float = 30 * 86400.0,
+        refresh_grace: float = 30.0,
+        code_ttl: float = 60.0,
+        signing_algorithm: str = "ES256",
+        key_rotation: float = 30 * 86400.0,
+        dynamic_registration: bool = True,
+        registration_rate_limit: int = 20,
+        client_metadata_documents: bool = True,
+        fetcher: Any = None,
+        identity_assertion_issuers: Mapping[str, str] | None = None,
+        auto_approve: User | str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
+        self.store: Store = store if store is not None else SQLiteStore(default_store_path())
+        self.clock = clock
+        if isinstance(scopes, Mapping):
+            self.scopes: dict[str, str] = {str(k): str(v) for k, v in scopes.items()}
+        else:
+            self.scopes = {name: name for name in scopes or ()}
+        for name in self.scopes:
+            if not name or any(c in name for c in ' "\\') or not name.isprintable():
+                raise ConfigurationError(f"invalid scope name {name!r} (RFC 6749 section 3.3)")
+        self.default_scopes = as_scopes(default_scopes)
+        unknown = [s for s in self.default_scopes if s not in self.scopes]
+        if unknown:
+            raise ConfigurationError(f"default_scopes names unknown scopes: {unknown}")
+        self.resources: list[str] = [canonical_resource(r) for r in resources]
+        for name, value in (
+            ("access_token_ttl", access_token_ttl),
+            ("refresh_token_ttl", refresh_token_ttl),
+            ("code_ttl", code_ttl),
+            ("key_rotation", key_rotation),
+        ):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        if refresh_grace < 0:
+            raise ConfigurationError("refresh_grace must not be negative")
+        self.access_token_ttl = float(access_token_ttl)
+        self.refresh_token_ttl = float(refresh_token_ttl)
+        self.refresh_grace = float(refresh_grace)
+        self.code_ttl = float(code_ttl)
+        self.signing_algorithm = signing_algorithm
+        self.key_rotation = float(key_rotation)
+        self.dynamic_registration = dynamic_registration
+        self.registration_rate_limit = registration_rate_limit
+        self.client_metadata_documents = client_metadata_documents
+        self.identity_assertion_issuers = dict(identity_assertion_issuers or {})
+        if users is not None and login is not None:
+            raise ConfigurationError("give users= or login=, not both")
+        self.users = users
+        self.login_step = login
+        if isinstance(auto_approve, str):
+            auto_approve = User(subject=auto_approve, name=auto_approve)
+        self.auto_approve = auto_approve
+        self.codes = CodeStore(self.store, ttl=self.code_ttl, revoke_grant=self.revoke_grant)
+        self.clients = ClientRegistry(self.store, () if clients is None or isinstance(clients, (str, PathLike)) else clients)
+        self.access_tokens = AccessTokenIssuer(self)
+        self._static_clients = clients
+        self._fetcher = fetcher
+        self._started = False
+        self._check_auto_approve()
+
+    # -- configuration hooks ----------------------------------------------------------------
+
+    def _check_auto_approve(self) -> None:
+        if self.auto_approve is not None and self.issuer is not None:
+            host = urlsplit(self.issuer).hostname or ""
+            if not is_loopback_host(host):
+                raise ConfigurationError("auto_approve is for development on loopback only")
+
+    def set_issuer(self, issuer: str) -> None:
+        """Adopt ``issuer`` unless one was configured (``MCPServer`` calls this)."""
+        if self.issuer is None:
+            issuer = canonical_issuer(issuer)
+            if urlsplit(issuer).path != "/":
+                raise ConfigurationError("a derived issuer is the server's origin")
+            self.issuer = issuer
+            self._check_auto_approve()
+
+    def add_resource(self, resource: str) -> None:
+        """Accept ``resource`` as a token audience (``MCPServer`` adds its resource URL)."""
+        canonical = canonical_resource(resource)
+        if canonical not in self.resources:
+            self.resources.append(canonical)
+
+    def require_issuer(self) -> str:
+        """The issuer; a :class:`ConfigurationError` when none is known yet."""
+        if self.issuer is None:
+            raise ConfigurationError("the authorization server has no issuer: pass issuer=")
+        return self.issuer
+
+    # -- policy helpers shared by the endpoints ------------------------------------------------
+
+    def resolve_resource(self, requested: str | None) -> str:
+        """The audience for a token request: the ``resource`` parameter, checked (RFC 8707).
+
+        Without one, the only known resource (or the issuer when there is none).
+
+        Raises:
+            InvalidTarget: the resource is not one this server issues tokens for.
+        """
+        if requested is None:
+            if len(self.resources) >= 1:
+                return self.resources[0]
+            return self.require_issuer()
+        try:
+            canonical = canonical_resource(requested)
+        except ConfigurationError:
+            raise InvalidTarget("the resource is not an absolute URL without a fragment") from None
+        if canonical in self.resources:
+            return canonical
+        raise InvalidTarget("the resource is not served by this authorization server")
+
+    def resolve_scopes(self, requested: str | None, client: Client | None = None) -> tuple[str, ...]:
+        """The scopes to grant for a request: known, allowed for the client, de-duplicated.
+
+        Raises:
+            InvalidScope: a scope is unknown or beyond what the client registered for.
+        """
+        scopes = as_scopes(requested) if requested else self.default_scopes
+        known = self.scopes.keys() | BUILTIN_SCOPES.keys()
+        unknown = [s for s in scopes if s not in known]
+        if unknown:
+            raise InvalidScope(f"unknown scope {unknown[0][:60]!r}")
+        allowed = client.allowed_scopes() if client is not None else None
+        if allowed is not None:
+            beyond = [s for s in scopes if s not in allowed and s not in BUILTIN_SCOPES]
+            if beyond:
+                raise InvalidScope(f"the client is not registered for scope {beyond[0][:60]!r}")
+        return scopes
+
+    def scope_description(self, scope: str) -> str:
+        """The text the consent page shows for ``scope``."""
+        return self.scopes.get(scope) or BUILTIN_SCOPES.get(scope) or scope
+
+    # -- grants -------------------------------------------------------------------------------
+
+    async def revoke_grant(self, grant_id: str) -> None:
+        """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on."""
+        from bastion.authserver._refresh import REFRESH_NAMESPACE
+
+        await self.store.put(REVOKED_NAMESPACE, grant_id, b"1", self.refresh_token_ttl + self.access_token_ttl)
+        await self.store.delete_index(REFRESH_NAMESPACE, grant_id)
+        await self.store.delete(GRANT_NAMESPACE, grant_id)
+        self.on_revocation()
+
+    async def is_revoked(self, grant_id: str) -> bool:
+        """Whether the grant was revoked."""
+        return await self.store.get(REVOKED_NAMESPACE, grant_id) is not None
+
+    def on_revocation(self) -> None:
+        """Forget verified tokens in this process, so a revoked one is refused at once."""
+        verifier = getattr(self, "_verifier", None)
+        if verifier is not None:
+            verifier.cache.clear()
+
+    async def new_grant(self, user: User, client_id: str) -> str:
+        """Record a new grant (one user's approval for one client) and return its id.
+
+        Refresh tokens and access tokens carry the grant id, so revoking the grant
+        (on code replay, refresh token reuse, or withdrawn consent) reaches them all.
+        """
+        grant_id = secrets.token_urlsafe(16)
+        record = json.dumps({"subject": user.subject, "client_id": client_id, "created": int(self.clock())})
+        await self.store.put(
+            GRANT_NAMESPACE, grant_id, record.encode(), self.refresh_token_ttl, index=grant_index(user.subject, client_id)
+        )
+        return grant_id
+
+    async def revoke_user_client(self, subject: str, client_id: str) -> int:
+        """Revoke every grant ``subject`` gave ``client_id``; how many there were."""
+        grants = await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))
+        for grant_id, _ in grants:
+            await self.revoke_grant(grant_id)
+        return len(grants)
+
+    # -- endpoints' URLs --------------------------------------------------------------------------
+
+    def path(self, suffix: str) -> str:
+        """The path of an endpoint under the issuer (``/token``, or ``/tenant/token``)."""
+        if self.issuer is None:
+            return suffix
+        return urlsplit(self.issuer).path.rstrip("/") + suffix
+
+    def url(self, suffix: str) -> str:
+        """The absolute URL of an endpoint under the issuer."""
+        return self.require_issuer().rstrip("/") + suffix
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The Starlette routes of every endpoint, under the issuer's path."""
+        from bastion.authserver._routes import build_routes
+
+        return build_routes(self)
+
+    def __repr__(self) -> str:
+        return f"AuthorizationServer(issuer={self.issuer!r})"
+
+
