@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
@@ -33,7 +33,7 @@ from bastion._errors import (
     UnsupportedAlgorithm,
 )
 from bastion._http import DEFAULT_TIMEOUT
-from bastion._jwks import JWKSCache, shared_cache
+from bastion._jwks import shared_cache
 from bastion._keys import (
     JWKS_DEFAULT_ALGORITHMS,
     PublicKey,
@@ -55,6 +55,14 @@ _MAX_HEADERS_CACHED = 256
 _ABSENT: Any = object()
 _validate_access_token: Callable[[dict[str, Any]], AccessToken] = AccessToken.__pydantic_validator__.validate_python
 _SCOPE_MISSING = "The access token lacks a required scope"
+
+
+class KeySource(Protocol):
+    """Where a :class:`JWTVerifier` gets the keys for a token's ``kid`` and ``alg``."""
+
+    async def keys_for(self, kid: str | None, alg: JWSAlgModel) -> Sequence[Key]:
+        """The keys that may have signed such a token (possibly none)."""
+        ...
 
 
 class _Header(NamedTuple):
@@ -103,12 +111,15 @@ def _normalize_typ(value: str) -> str:
 class JWTVerifier(Verifier):
     """Verifies JWT access tokens signed by a trusted issuer.
 
-    Give exactly one source of keys: ``public_key``, ``jwks_uri`` or ``secret``.
+    Give exactly one source of keys: ``public_key``, ``jwks_uri``, ``key_set`` or ``secret``.
 
     Args:
         public_key: A PEM public key or certificate, a JWK dict, or a joserfc or
             ``cryptography`` public key.
         jwks_uri: The issuer's JWK Set URL; keys are fetched and cached (see :class:`JWKSCache`).
+        key_set: Any other source of keys: an object with
+            ``async keys_for(kid, alg) -> list[Key]``, as :class:`JWKSCache` has
+            (bastion's own authorization server passes its key ring).
         secret: An HMAC secret of at least 32 bytes (HS256) shared with the issuer.
         issuer: The trusted issuer(s); ``iss`` must be one. ``None`` accepts any.
         audience: This resource's identifier(s) (RFC 8707); ``aud`` must name one.
@@ -142,6 +153,7 @@ class JWTVerifier(Verifier):
         public_key: PublicKey | None = None,
         jwks_uri: str | None = None,
         secret: str | bytes | None = None,
+        key_set: KeySource | None = None,
         issuer: str | Sequence[str] | None = None,
         audience: str | Sequence[str] | None = None,
         algorithms: Sequence[str] | None = None,
@@ -160,8 +172,8 @@ class JWTVerifier(Verifier):
         jwks_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(cache=TokenCache(clock=clock) if cache is None else cache)
-        if sum(source is not None for source in (public_key, jwks_uri, secret)) != 1:
-            raise ConfigurationError("give exactly one of public_key, jwks_uri and secret")
+        if sum(source is not None for source in (public_key, jwks_uri, secret, key_set)) != 1:
+            raise ConfigurationError("give exactly one of public_key, jwks_uri, key_set and secret")
         if not (math.isfinite(leeway) and leeway >= 0):
             raise ConfigurationError("leeway must be a finite, non-negative number of seconds")
         self.issuers: tuple[str, ...] = self._strings("issuer", issuer)
@@ -177,10 +189,14 @@ class JWTVerifier(Verifier):
         self._roles_path = None if roles_claim is None else _path(roles_claim)
         self._client_id_claims = (client_id_claim,) if isinstance(client_id_claim, str) else tuple(client_id_claim)
         self._headers: dict[bytes, _Header] = {}
-        self._jwks: JWKSCache | None = None
+        self._jwks: KeySource | None = key_set
         self._keys: dict[str, tuple[Key, ...]] = {}
 
-        if jwks_uri is not None:
+        if key_set is not None:
+            names = algorithm_names(algorithms, JWKS_DEFAULT_ALGORITHMS)
+            if any(JWSRegistry.algorithms[name].key_type == "oct" for name in names):
+                raise ConfigurationError("HMAC algorithms cannot be used with a public key set")
+        elif jwks_uri is not None:
             names = algorithm_names(algorithms, JWKS_DEFAULT_ALGORITHMS)
             if any(JWSRegistry.algorithms[name].key_type == "oct" for name in names):
                 raise ConfigurationError("HMAC algorithms cannot be used with a public key set")

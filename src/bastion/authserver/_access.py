@@ -1,23 +1,41 @@
-"""(being written) Access tokens: RFC 9068 JWTs signed with the key ring, and their verifier."""
+"""Access tokens: RFC 9068 JWTs signed with the key ring, and the verifier the MCP server uses for them."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from joserfc.jws import serialize_compact
+
+from bastion._errors import InvalidIssuer, TokenInactive
+from bastion._jwt import JWTVerifier
+from bastion._tokens import AccessToken
+from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["AccessTokenIssuer"]
+__all__ = ["RESERVED_CLAIMS", "AccessTokenIssuer", "AuthServerVerifier"]
+
+#: Claims the server sets itself; a user's ``claims`` cannot override them.
+RESERVED_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "gid", "auth_time", "acr", "amr", "cnf"}
+)
+
+#: Seconds a verified token of this server is served from a worker's cache. Revocation
+#: in the same process clears the cache at once; other workers see it within this time.
+CACHE_SECONDS = 30.0
 
 
 class AccessTokenIssuer:
-    """Mints the server's access tokens."""
+    """Mints the server's access tokens (RFC 9068: ``typ: at+jwt``, ``aud`` = the resource)."""
 
-    def __init__(self, server: AuthorizationServer) -> None:
+    def __init__(self, server: AuthorizationServer, keys: KeyRing) -> None:
         self.server = server
+        self.keys = keys
 
     async def mint(
         self,
@@ -30,5 +48,90 @@ class AccessTokenIssuer:
         user: User | None = None,
         extra_claims: Mapping[str, Any] | None = None,
     ) -> tuple[str, int]:
-        """A signed access token for ``resource`` and its lifetime in seconds (``expires_in``)."""
-        raise NotImplementedError
+        """A signed access token for ``resource`` and its lifetime in seconds (``expires_in``).
+
+        The claims are those of RFC 9068 section 2.2 (``iss``, ``exp``, ``aud``,
+        ``sub``, ``client_id``, ``iat``, ``jti``, ``scope``), the grant id ``gid``
+        (which revocation reaches), and the user's ``name``, ``email`` and ``roles``.
+        """
+        server = self.server
+        now = int(server.clock())
+        lifetime = int(server.access_token_ttl)
+        claims: dict[str, Any] = {}
+        if user is not None:
+            claims.update({k: v for k, v in user.claims.items() if k not in RESERVED_CLAIMS})
+            if user.name:
+                claims["name"] = user.name
+            if user.email:
+                claims["email"] = user.email
+            if user.roles:
+                claims["roles"] = list(user.roles)
+        claims.update({k: v for k, v in (extra_claims or {}).items() if k not in RESERVED_CLAIMS})
+        claims.update(
+            {
+                "iss": server.require_issuer(),
+                "sub": subject,
+                "aud": resource,
+                "client_id": client_id,
+                "iat": now,
+                "exp": now + lifetime,
+                "jti": secrets.token_urlsafe(16),
+            }
+        )
+        if scopes:
+            claims["scope"] = " ".join(scopes)
+        if grant_id is not None:
+            claims["gid"] = grant_id
+        key = await self.keys.signing_key()
+        header = {"alg": key.alg, "typ": "at+jwt", "kid": key.kid}
+        payload = json.dumps(claims, separators=(",", ":"))
+        token = serialize_compact(header, payload, key.key, registry=registry_for(key.alg))
+        return token, lifetime
+
+
+class AuthServerVerifier(JWTVerifier):
+    """Verifies the server's own access tokens in process: keys from the ring, no HTTP.
+
+    On top of the JWT checks (signature, ``typ: at+jwt``, ``exp``, ``aud`` = the
+    resource), the issuer must be the server's and the grant must not be revoked.
+    """
+
+    def __init__(self, server: AuthorizationServer, keys: KeyRing) -> None:
+        self.server = server
+        super().__init__(
+            key_set=keys,
+            algorithms=[keys.algorithm],
+            audience=server.resources or None,
+            typ="at+jwt",
+            clock=server.clock,
+            leeway=5.0,
+        )
+
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        """The server's issuer, once known (the resource metadata advertises it)."""
+        return () if self.server.issuer is None else (self.server.issuer,)
+
+    @issuers.setter
+    def issuers(self, value: Sequence[str]) -> None:
+        """Ignored: the issuer is the server's."""
+
+    def expect_audience(self, audience: str) -> None:
+        """Adopt the MCP server's resource URL, and let the authorization server issue tokens for it."""
+        self.server.add_resource(audience)
+        super().expect_audience(audience)
+
+    async def check(self, token: str) -> AccessToken:
+        """Verify the JWT, then the issuer and the grant."""
+        access = await super().check(token)
+        claims = access.claims or {}
+        if claims.get("iss") != self.server.issuer:
+            raise InvalidIssuer("the token was issued by another server")
+        grant_id = claims.get("gid")
+        if isinstance(grant_id, str) and await self.server.is_revoked(grant_id):
+            raise TokenInactive("the token's grant was revoked")
+        return access
+
+    def cache_ttl(self, access: AccessToken) -> float | None:
+        """Bounded, so a revocation made in another worker is seen soon."""
+        return CACHE_SECONDS

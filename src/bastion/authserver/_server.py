@@ -22,10 +22,11 @@ from starlette.routing import BaseRoute
 
 from bastion._errors import ConfigurationError
 from bastion._metadata import canonical_resource
-from bastion.authserver._access import AccessTokenIssuer
+from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
 from bastion.authserver._clients import ClientRegistry
 from bastion.authserver._codes import CodeStore
 from bastion.authserver._errors import InvalidScope, InvalidTarget
+from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
 from bastion.storage import SQLiteStore, Store
 
@@ -191,12 +192,29 @@ class AuthorizationServer:
             auto_approve = User(subject=auto_approve, name=auto_approve)
         self.auto_approve = auto_approve
         self.codes = CodeStore(self.store, ttl=self.code_ttl, revoke_grant=self.revoke_grant)
-        self.clients = ClientRegistry(self.store, () if clients is None or isinstance(clients, (str, PathLike)) else clients)
-        self.access_tokens = AccessTokenIssuer(self)
+        self.clients = ClientRegistry(
+            self.store, () if clients is None or isinstance(clients, (str, PathLike)) else clients
+        )
+        self.keys = KeyRing(
+            self.store,
+            algorithm=signing_algorithm,
+            rotation=self.key_rotation,
+            overlap=self.access_token_ttl + 300.0,
+            clock=clock,
+        )
+        self.access_tokens = AccessTokenIssuer(self, self.keys)
+        self._verifier: AuthServerVerifier | None = None
         self._static_clients = clients
         self._fetcher = fetcher
         self._started = False
         self._check_auto_approve()
+
+    @property
+    def verifier(self) -> AuthServerVerifier:
+        """The verifier of this server's access tokens, for the resource servers in this process."""
+        if self._verifier is None:
+            self._verifier = AuthServerVerifier(self, self.keys)
+        return self._verifier
 
     # -- configuration hooks ----------------------------------------------------------------
 
@@ -301,7 +319,11 @@ class AuthorizationServer:
         grant_id = secrets.token_urlsafe(16)
         record = json.dumps({"subject": user.subject, "client_id": client_id, "created": int(self.clock())})
         await self.store.put(
-            GRANT_NAMESPACE, grant_id, record.encode(), self.refresh_token_ttl, index=grant_index(user.subject, client_id)
+            GRANT_NAMESPACE,
+            grant_id,
+            record.encode(),
+            self.refresh_token_ttl,
+            index=grant_index(user.subject, client_id),
         )
         return grant_id
 
@@ -334,5 +356,3 @@ class AuthorizationServer:
 
     def __repr__(self) -> str:
         return f"AuthorizationServer(issuer={self.issuer!r})"
-
-
