@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-
 from bastion.authserver import AuthorizationServer, Client, User
 from bastion.authserver._models import hash_secret
 from bastion.storage import SQLiteStore
@@ -66,8 +64,7 @@ def serving(server: AuthorizationServer) -> Iterator[str]:
 
     The resource ``<base>/mcp`` is registered as the one audience.
     """
-    app = Starlette(routes=server.routes())
-    with serve(app) as url:
+    with serve(server.app()) as url:
         server.set_issuer(url)
         server.add_resource(url + "/mcp")
         yield url

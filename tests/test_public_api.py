@@ -7,7 +7,7 @@ import bastion.testing
 
 EXPECTED = {
     "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "AuthenticationError",
-    "AuthorizationError", "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
+    "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User", "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
     "InvalidSignature", "InvalidToken", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
     "NoAccessToken", "Policy", "PolicyRegistry", "ScopeHierarchy", "ServerSettings", "StaticTokenVerifier",

@@ -45,6 +45,8 @@ from bastion._server import MCPServer
 from bastion._settings import ServerSettings, from_env, server_settings
 from bastion._tokens import AccessToken, get_access_token
 from bastion._verifier import TokenCache, Verifier
+from bastion.authserver import AuthorizationServer, Client, User
+from bastion.storage import MemoryStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -55,9 +57,11 @@ __all__ = [
     "AccessDenied",
     "AccessToken",
     "AuthenticationError",
+    "AuthorizationServer",
     "AuthorizationError",
     "BastionError",
     "CallableVerifier",
+    "Client",
     "ConfigurationError",
     "Decision",
     "InsufficientScope",
@@ -70,18 +74,22 @@ __all__ = [
     "JWTVerifier",
     "KeysUnavailable",
     "MCPServer",
+    "MemoryStore",
     "MultiVerifier",
     "NoAccessToken",
     "Policy",
     "PolicyRegistry",
+    "SQLiteStore",
     "ScopeHierarchy",
     "ServerSettings",
     "StaticTokenVerifier",
+    "Store",
     "TokenCache",
     "TokenExpired",
     "TokenInactive",
     "TokenNotYetValid",
     "UnsupportedAlgorithm",
+    "User",
     "Verifier",
     "__version__",
     "from_env",

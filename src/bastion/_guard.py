@@ -62,10 +62,7 @@ class ResourceGuard:
         self.resource_url = canonical_resource(resource_url) if resource_url else None
         if self.resource_url is not None:
             verifier.expect_audience(self.resource_url)
-        metadata = metadata or ResourceMetadata()
-        if not metadata.authorization_servers and verifier.issuers:
-            metadata = replace(metadata, authorization_servers=list(verifier.issuers))
-        self.metadata = metadata
+        self.metadata = metadata or ResourceMetadata()
 
     # -- where things are -------------------------------------------------
 
@@ -112,6 +109,9 @@ class ResourceGuard:
         doc_meta = self.metadata
         if not doc_meta.scopes_supported:
             doc_meta = replace(doc_meta, scopes_supported=self.registry.scopes())
+        if not doc_meta.authorization_servers and self.verifier.issuers:
+            # Read at each request: an authorization server's issuer may be known only once it serves.
+            doc_meta = replace(doc_meta, authorization_servers=list(self.verifier.issuers))
         return doc_meta.document(self.resource_for(conn))
 
     def metadata_response(self, conn: HTTPConnection) -> Response:

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.mcpserver import MCPServer as SDKMCPServer
@@ -25,6 +26,7 @@ from bastion._registry import PolicyRegistry
 from bastion._settings import from_env
 from bastion._tokens import AccessToken, authenticated_user
 from bastion._verifier import Verifier
+from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["MCPServer"]
 
@@ -41,8 +43,10 @@ class MCPServer(SDKMCPServer[Any]):
 
     Args:
         name: The server's name.
-        auth: The verifier of bearer tokens (for example a :class:`~bastion.JWTVerifier`).
-            When omitted and ``BASTION_AUTH`` is set, built by :func:`bastion.from_env`.
+        auth: The verifier of bearer tokens (for example a :class:`~bastion.JWTVerifier`),
+            or an :class:`~bastion.AuthorizationServer`, which is then served by this
+            server too and verifies its own tokens. When omitted and ``BASTION_AUTH``
+            is set, built by :func:`bastion.from_env`.
         resource_url: The canonical URL of the MCP endpoint (RFC 8707/9728). Omit it in
             development to derive it from each request (a warning is logged once).
             Defaults to ``BASTION_RESOURCE_URL``.
@@ -61,7 +65,7 @@ class MCPServer(SDKMCPServer[Any]):
         self,
         name: str | None = None,
         *args: Any,
-        auth: Verifier | None = None,
+        auth: Verifier | AuthorizationServer | None = None,
         resource_url: str | None = None,
         default_policy: PolicyLike = require_auth,
         scope_hierarchy: Mapping[str, Iterable[str]] | None = None,
@@ -71,16 +75,23 @@ class MCPServer(SDKMCPServer[Any]):
         resource_documentation: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if auth is not None and not isinstance(auth, Verifier):
+        if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
             raise ConfigurationError(
-                "auth= takes a bastion verifier (JWTVerifier, IntrospectionVerifier, APIKeyVerifier, ...); "
-                "for the SDK's AuthSettings use mcp.server.MCPServer"
+                "auth= takes a bastion verifier (JWTVerifier, IntrospectionVerifier, APIKeyVerifier, ...) "
+                "or an AuthorizationServer; for the SDK's AuthSettings use mcp.server.MCPServer"
             )
         super().__init__(name, *args, **kwargs)
         if auth is None and os.environ.get("BASTION_AUTH"):
             auth = from_env()
-        self.verifier: Verifier | None = auth
         resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
+        self.authorization_server: AuthorizationServer | None = None
+        if isinstance(auth, AuthorizationServer):
+            self.authorization_server = auth
+            if resource_url is not None:
+                auth.set_issuer(_origin(resource_url))
+                auth.add_resource(resource_url)
+            auth = auth.verifier
+        self.verifier: Verifier | None = auth
         self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
         self._resource_url = resource_url
         self._metadata = ResourceMetadata(
@@ -206,6 +217,8 @@ class MCPServer(SDKMCPServer[Any]):
         path = kwargs.get("streamable_http_path", "/mcp")
         guard = self._make_guard(resource_path=path)
         self._guard = guard
+        if self.authorization_server is not None:
+            self.authorization_server.mount(app)
         app.add_middleware(
             AuthMiddleware,
             guard=guard,
@@ -222,6 +235,11 @@ class MCPServer(SDKMCPServer[Any]):
         if self.verifier is not None and transport != "streamable-http":
             logger.warning("bearer authentication applies to HTTP only; transport %r is not protected", transport)
         super().run(transport, **kwargs)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: ResourceGuard) -> Response:

@@ -18,6 +18,7 @@ from os import PathLike
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from bastion._errors import ConfigurationError
@@ -353,6 +354,23 @@ class AuthorizationServer:
         from bastion.authserver._routes import build_routes
 
         return build_routes(self)
+
+    def mount(self, app: Starlette) -> None:
+        """Serve the endpoints from ``app`` too (``MCPServer`` does this with its own app)."""
+        app.router.routes.extend(self.routes())
+        self.mount_edge(app)
+
+    def app(self) -> Starlette:
+        """The authorization server as an ASGI app of its own (its issuer on another origin)."""
+        app = Starlette(routes=self.routes())
+        self.mount_edge(app)
+        return app
+
+    def mount_edge(self, app: Starlette) -> None:
+        """Add the middleware the endpoints need (CORS, development issuer) to ``app``."""
+        from bastion.authserver._edge import AuthServerEdge
+
+        app.add_middleware(AuthServerEdge, server=self)
 
     def __repr__(self) -> str:
         return f"AuthorizationServer(issuer={self.issuer!r})"
