@@ -7,7 +7,8 @@ import bastion.testing
 
 EXPECTED = {
     "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "AuthenticationError",
-    "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User", "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
+    "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User",
+    "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
     "InvalidSignature", "InvalidToken", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
     "NoAccessToken", "Policy", "PolicyRegistry", "ScopeHierarchy", "ServerSettings", "StaticTokenVerifier",
@@ -24,9 +25,11 @@ def test_bastion_exports_exactly_the_intended_names() -> None:
 
 
 def test_subpackages_export_exactly_the_intended_names() -> None:
-    assert set(bastion.testing.__all__) == {"JWKSServer", "KeyPair", "serve"}
+    assert set(bastion.testing.__all__) == {
+        "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"
+    }  # fmt: skip
     assert set(bastion.fastapi.__all__) == {"Bastion"}
-    assert set(bastion.storage.__all__) == {"MemoryStore", "SQLiteStore", "Store", "StoreError"}
+    assert set(bastion.storage.__all__) == {"MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"}
 
 
 def test_every_public_name_has_a_docstring() -> None:

@@ -106,13 +106,14 @@ class ResourceGuard:
 
     def metadata_document(self, conn: HTTPConnection) -> dict[str, Any]:
         """The RFC 9728 document for this resource."""
+        resource = self.resource_for(conn)
         doc_meta = self.metadata
         if not doc_meta.scopes_supported:
             doc_meta = replace(doc_meta, scopes_supported=self.registry.scopes())
         if not doc_meta.authorization_servers and self.verifier.issuers:
             # Read at each request: an authorization server's issuer may be known only once it serves.
             doc_meta = replace(doc_meta, authorization_servers=list(self.verifier.issuers))
-        return doc_meta.document(self.resource_for(conn))
+        return doc_meta.document(resource)
 
     def metadata_response(self, conn: HTTPConnection) -> Response:
         """The metadata document as an HTTP response, readable cross-origin."""

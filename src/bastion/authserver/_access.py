@@ -6,6 +6,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from joserfc.jws import serialize_compact
 
@@ -14,6 +15,7 @@ from bastion._jwt import JWTVerifier
 from bastion._tokens import AccessToken
 from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
+from bastion.authserver._net import is_loopback_host
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -117,8 +119,16 @@ class AuthServerVerifier(JWTVerifier):
         """Ignored: the issuer is the server's."""
 
     def expect_audience(self, audience: str) -> None:
-        """Adopt the MCP server's resource URL, and let the authorization server issue tokens for it."""
+        """Adopt the MCP server's resource URL, and let the authorization server issue tokens for it.
+
+        An authorization server without an issuer takes the resource's origin, on loopback only
+        (development: the resource URL was derived from a request).
+        """
         self.server.add_resource(audience)
+        if self.server.issuer is None:
+            parts = urlsplit(audience)
+            if is_loopback_host(parts.hostname or ""):
+                self.server.set_issuer(f"{parts.scheme}://{parts.netloc}")
         super().expect_audience(audience)
 
     async def check(self, token: str) -> AccessToken:

@@ -29,6 +29,7 @@ from bastion.authserver._codes import CodeStore
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
+from bastion.authserver._net import is_loopback_host
 from bastion.storage import SQLiteStore, Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
@@ -67,12 +68,6 @@ def canonical_issuer(issuer: str) -> str:
         raise ConfigurationError("issuer must not contain credentials")
     path = parts.path.rstrip("/")
     return f"{parts.scheme}://{parts.netloc.lower()}{path or '/'}"
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8`` or ``::1``."""
-    host = host.strip("[]").lower()
-    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def grant_index(subject: str, client_id: str) -> str:

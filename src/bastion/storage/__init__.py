@@ -7,6 +7,8 @@ operations that need, and every implementation passes one contract test suite.
 
 - :class:`MemoryStore`: the reference implementation, for tests and one process.
 - :class:`SQLiteStore`: a file on disk, safe across worker processes on one host.
+
+:func:`open_store` builds one from a URL (``sqlite:///path/auth.db``, ``memory://``).
 """
 
 from __future__ import annotations
@@ -14,5 +16,6 @@ from __future__ import annotations
 from bastion.storage._memory import MemoryStore
 from bastion.storage._protocol import Store, StoreError
 from bastion.storage._sqlite import SQLiteStore
+from bastion.storage._url import open_store
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError"]
+__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"]

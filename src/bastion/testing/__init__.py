@@ -3,10 +3,14 @@
 - :class:`KeyPair`: a signing key that mints access tokens, and its public JWKS.
 - :class:`JWKSServer`: a real JWKS endpoint on 127.0.0.1 whose answers a test controls.
 - :func:`serve`: run an ASGI app on a real uvicorn server on 127.0.0.1.
+- :func:`oauth_client`, :class:`HeadlessBrowser`, :class:`MemoryTokenStorage`: the
+  SDK's OAuth client, driven without a person against an authorization server
+  that approves without pages (``auto_approve``).
 """
 
 from bastion.testing._jwks_server import JWKSServer
 from bastion.testing._keys import KeyPair
+from bastion.testing._oauth import HeadlessBrowser, MemoryTokenStorage, oauth_client
 from bastion.testing._serve import serve
 
-__all__ = ["JWKSServer", "KeyPair", "serve"]
+__all__ = ["HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"]

@@ -1,0 +1,32 @@
+"""Stores named by URL: ``sqlite:///path/to/file.db`` or ``memory://``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bastion._errors import ConfigurationError
+from bastion.storage._memory import MemoryStore
+from bastion.storage._protocol import Store
+from bastion.storage._sqlite import SQLiteStore
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names.
+
+    ``sqlite://`` followed by a file path (``sqlite:///var/lib/app/auth.db`` is the
+    absolute path ``/var/lib/app/auth.db``, ``sqlite://auth.db`` a relative one;
+    ``~`` is expanded), or ``memory://`` (nothing survives a restart).
+
+    Raises:
+        ConfigurationError: the URL names no store bastion knows.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"a store URL looks like sqlite:///path/to/file.db or memory://, not {url!r}")
+    if scheme == "memory" and rest in ("", "/"):
+        return MemoryStore()
+    if scheme == "sqlite" and rest:
+        return SQLiteStore(Path(rest).expanduser())
+    raise ConfigurationError(f"unknown store URL scheme {scheme!r}: use sqlite:///path/to/file.db or memory://")
