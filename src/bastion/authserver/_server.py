@@ -188,9 +188,7 @@ class AuthorizationServer:
             auto_approve = User(subject=auto_approve, name=auto_approve)
         self.auto_approve = auto_approve
         self.codes = CodeStore(self.store, ttl=self.code_ttl, revoke_grant=self.revoke_grant)
-        self.clients = ClientRegistry(
-            self.store, () if clients is None or isinstance(clients, (str, PathLike)) else clients
-        )
+        self.clients = ClientRegistry(self.store, () if clients is None else clients)
         self.keys = KeyRing(
             self.store,
             algorithm=signing_algorithm,
