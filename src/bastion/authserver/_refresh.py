@@ -1,3 +1,317 @@
-"""(being written) Refresh tokens: rotation, grace window, reuse detection."""
+"""Refresh tokens: random, stored hashed, bound to their client, rotated on every use.
+
+RFC 6749 section 6 and 10.4, OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2:
+
+- A refresh token is 256 random bits; the store keeps only its SHA-256, with the
+  grant id as secondary key so that revoking the grant deletes the whole family.
+- Each use rotates it: the old token's record goes from ``active`` to ``rotated``
+  with one compare-and-set (:meth:`~bastion.storage.Store.swap`), so of many
+  concurrent refreshes, in any number of worker processes, exactly one rotates.
+  The successor's record is written *before* that swap: whoever wins has a
+  successor that already exists; the losers delete theirs.
+- A rotated token presented again means the token was copied (or the client
+  retried). Within ``refresh_grace`` seconds of the rotation the same successor
+  pair is returned, so a retried or concurrent refresh does not sign the user
+  out; after that the whole family is revoked.
+- The successor pair is kept for that window sealed with AES-GCM under a key
+  derived (HKDF-SHA256) from the old refresh token itself: the store holds only
+  hashes and ciphertext, and whoever can open the sealed pair already holds the
+  old token. The first rotation of the successor after the window drops it.
+- The successor has the scope of the token it replaces (RFC 6749 section 6);
+  only the access token's scope may be narrowed, and its audience is one of the
+  resources the grant was given (RFC 8707 section 2.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget
+from bastion.authserver._models import Client, User, as_scopes, hash_secret
+
+if TYPE_CHECKING:
+    from bastion.authserver._server import AuthorizationServer
+
+__all__ = ["REFRESH_NAMESPACE", "RefreshTokens", "TokenSet"]
 
 REFRESH_NAMESPACE = "refresh"
+
+_HKDF_INFO = b"bastion refresh token successor v1"
+_NONCE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """What a successful token request returns (RFC 6749 section 5.1).
+
+    Attributes:
+        access_token: The access token (a JWT).
+        expires_in: Its lifetime in seconds when issued.
+        scopes: The access token's scopes.
+        refresh_token: The refresh token, when one is issued.
+        issued_at: When the access token was minted (to count ``expires_in`` down on a replay).
+    """
+
+    access_token: str
+    expires_in: int
+    scopes: tuple[str, ...]
+    refresh_token: str | None = None
+    issued_at: float = 0.0
+
+    def body(self, now: float | None = None) -> dict[str, Any]:
+        """The JSON response body; ``expires_in`` counted from ``now`` when given."""
+        expires_in = self.expires_in
+        if now is not None:
+            expires_in = max(0, self.expires_in - int(max(0.0, now - self.issued_at)))
+        body: dict[str, Any] = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": expires_in}
+        if self.scopes:
+            body["scope"] = " ".join(self.scopes)
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+    def to_json(self) -> bytes:
+        """The set as JSON bytes (to be sealed)."""
+        data = {
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "scopes": list(self.scopes),
+            "refresh_token": self.refresh_token,
+            "issued_at": self.issued_at,
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> TokenSet:
+        """The inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        return cls(
+            access_token=data["access_token"],
+            expires_in=int(data["expires_in"]),
+            scopes=tuple(data["scopes"]),
+            refresh_token=data["refresh_token"],
+            issued_at=float(data["issued_at"]),
+        )
+
+
+def _sealing_key(token: str, salt: bytes) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_HKDF_INFO)
+    return hkdf.derive(token.encode("utf-8", "surrogatepass"))
+
+
+def seal(token: str, record_key: str, tokens: TokenSet) -> str:
+    """``tokens`` encrypted under a key derived from ``token``, bound to the record it is kept in."""
+    nonce = os.urandom(_NONCE_BYTES)
+    aead = AESGCM(_sealing_key(token, record_key.encode()))
+    sealed = nonce + aead.encrypt(nonce, tokens.to_json(), record_key.encode())
+    return base64.urlsafe_b64encode(sealed).decode("ascii")
+
+
+def unseal(token: str, record_key: str, sealed: str) -> TokenSet | None:
+    """The inverse of :func:`seal`, or ``None`` when it does not open."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+        aead = AESGCM(_sealing_key(token, record_key.encode()))
+        plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], record_key.encode())
+        return TokenSet.from_json(plain)
+    except (InvalidTag, ValueError, KeyError, TypeError):
+        return None
+
+
+def _dump(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+class RefreshTokens:
+    """Issues and rotates the refresh tokens of one :class:`AuthorizationServer`."""
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self.server = server
+
+    async def issue(
+        self,
+        *,
+        client_id: str,
+        user: User,
+        scopes: tuple[str, ...],
+        resources: tuple[str, ...],
+        grant_id: str,
+        parent: str | None = None,
+    ) -> str:
+        """A new refresh token of grant ``grant_id``, stored under its hash.
+
+        ``resources`` are the audiences the grant was given; the first is the default.
+        """
+        token, record = self._new(client_id, user, scopes, resources, grant_id, parent)
+        await self._store(token, record)
+        return token
+
+    def _new(
+        self,
+        client_id: str,
+        user: User,
+        scopes: tuple[str, ...],
+        resources: tuple[str, ...],
+        grant_id: str,
+        parent: str | None,
+    ) -> tuple[str, dict[str, Any]]:
+        now = self.server.clock()
+        record: dict[str, Any] = {
+            "state": "active",
+            "client_id": client_id,
+            "user": user.to_dict(),
+            "scopes": list(scopes),
+            "resources": list(resources),
+            "grant_id": grant_id,
+            "issued_at": now,
+            "expires_at": now + self.server.refresh_token_ttl,
+        }
+        if parent is not None:
+            record["parent"] = parent
+        return secrets.token_urlsafe(32), record
+
+    async def _store(self, token: str, record: dict[str, Any]) -> None:
+        await self.server.store.put(
+            REFRESH_NAMESPACE,
+            hash_secret(token),
+            _dump(record),
+            self.server.refresh_token_ttl,
+            index=record["grant_id"],
+        )
+
+    async def discard(self, token: str) -> None:
+        """Delete a refresh token that must not be used (its grant was revoked meanwhile)."""
+        await self.server.store.delete(REFRESH_NAMESPACE, hash_secret(token))
+
+    async def lookup(self, token: str) -> dict[str, Any] | None:
+        """The live record of ``token`` (active or rotated), or ``None``."""
+        raw = await self.server.store.get(REFRESH_NAMESPACE, hash_secret(token))
+        return None if raw is None else dict(json.loads(raw))
+
+    async def rotate(
+        self, token: str, client: Client, requested_scope: str | None = None, resource: str | None = None
+    ) -> TokenSet:
+        """Redeem ``token`` for a new access token and its successor refresh token.
+
+        Raises:
+            InvalidGrant: the token is unknown, expired, another client's, revoked,
+                or was reused after the grace window (then its family is revoked).
+            InvalidScope: ``requested_scope`` goes beyond the token's scope.
+            InvalidTarget: ``resource`` is not one the grant was given.
+        """
+        store = self.server.store
+        key = hash_secret(token)
+        raw = await store.get(REFRESH_NAMESPACE, key)
+        if raw is None:
+            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        record = json.loads(raw)
+        if record["client_id"] != client.client_id:
+            raise InvalidGrant("the refresh token was issued to another client")
+        grant_id = record["grant_id"]
+        if await self.server.is_revoked(grant_id):
+            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        if record["state"] != "active":
+            return await self._replay(token, key, record)
+        scopes = _narrow(tuple(record["scopes"]), requested_scope)
+        audience = self._audience(tuple(record["resources"]), resource)
+
+        user = User.from_dict(record["user"])
+        successor, successor_record = self._new(
+            client.client_id, user, tuple(record["scopes"]), tuple(record["resources"]), grant_id, key
+        )
+        now = self.server.clock()
+        access_token, expires_in = await self.server.access_tokens.mint(
+            client_id=client.client_id,
+            subject=user.subject,
+            scopes=scopes,
+            resource=audience,
+            grant_id=grant_id,
+            user=user,
+        )
+        tokens = TokenSet(access_token, expires_in, scopes, successor, now)
+        # The successor exists before the swap: whoever wins hands out a token that works.
+        await self._store(successor, successor_record)
+        rotated = _dump({**record, "state": "rotated", "rotated_at": now, "sealed": seal(token, key, tokens)})
+        if await store.swap(REFRESH_NAMESPACE, key, raw, rotated, self._remaining(record)):
+            if await self.server.is_revoked(grant_id):
+                # A reuse elsewhere revoked the family between our checks and the swap.
+                await self.discard(successor)
+                raise InvalidGrant("the refresh token is invalid, expired or revoked")
+            await self._forget_parent(record)
+            return tokens
+        # Another request rotated it first: answer as a replay within the grace window does.
+        await self.discard(successor)
+        current = await store.get(REFRESH_NAMESPACE, key)
+        if current is None:
+            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        return await self._replay(token, key, json.loads(current))
+
+    async def _replay(self, token: str, key: str, record: dict[str, Any]) -> TokenSet:
+        """A rotated token presented again: the same successor within the grace window, else revocation."""
+        now = self.server.clock()
+        sealed = record.get("sealed")
+        rotated_at = float(record.get("rotated_at", 0.0))
+        tokens = None
+        if isinstance(sealed, str) and now - rotated_at <= self.server.refresh_grace:
+            tokens = unseal(token, key, sealed)
+        if tokens is None:
+            # RFC 9700 section 4.14.2: reuse of a rotated token revokes the whole family.
+            await self.server.revoke_grant(record["grant_id"])
+            raise InvalidGrant("the refresh token was already used")
+        if await self.server.is_revoked(record["grant_id"]):
+            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        return tokens
+
+    async def _forget_parent(self, record: dict[str, Any]) -> None:
+        """Drop the sealed successor kept in the parent's record once its grace window is over."""
+        parent = record.get("parent")
+        if not isinstance(parent, str):
+            return
+        store = self.server.store
+        raw = await store.get(REFRESH_NAMESPACE, parent)
+        if raw is None:
+            return
+        parent_record = json.loads(raw)
+        if "sealed" not in parent_record:
+            return
+        if self.server.clock() - float(parent_record.get("rotated_at", 0.0)) <= self.server.refresh_grace:
+            return
+        del parent_record["sealed"]
+        parent_record["rotated_at"] = 0.0
+        # Lost races are harmless: whoever won wrote the same thing, or revoked the family.
+        await store.swap(REFRESH_NAMESPACE, parent, raw, _dump(parent_record), self._remaining(parent_record))
+
+    def _remaining(self, record: dict[str, Any]) -> float:
+        """Seconds the record has left (at least one, so a swap never writes an expired record)."""
+        return max(1.0, float(record["expires_at"]) - self.server.clock())
+
+    def _audience(self, resources: tuple[str, ...], requested: str | None) -> str:
+        if requested is None:
+            if not resources:
+                return self.server.resolve_resource(None)
+            return resources[0]
+        audience = self.server.resolve_resource(requested)
+        if audience not in resources:
+            raise InvalidTarget("the resource was not part of the original grant")
+        return audience
+
+
+def _narrow(granted: tuple[str, ...], requested: str | None) -> tuple[str, ...]:
+    """The requested scopes, which must all have been granted (RFC 6749 section 6)."""
+    if requested is None:
+        return granted
+    scopes = as_scopes(requested)
+    beyond = [scope for scope in scopes if scope not in granted]
+    if beyond:
+        raise InvalidScope(f"the scope {beyond[0][:60]!r} was not granted")
+    return scopes
