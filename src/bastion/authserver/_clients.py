@@ -37,6 +37,7 @@ __all__ = [
     "MAX_FIELD",
     "MAX_JWKS_KEYS",
     "MAX_REDIRECT_URIS",
+    "SECRET_METHODS",
     "ClientRegistry",
     "MetadataDocuments",
     "check_client",
