@@ -118,7 +118,10 @@ async def authenticate_client(server: AuthorizationServer, request: Request, par
     if named is not None and named != client_id:
         raise InvalidRequest("the client_id parameter names another client than the credentials")
 
-    client = await server.clients.get(client_id)
+    try:
+        client = await server.clients.get(client_id)
+    except FetchError:
+        raise _refuse("the client's metadata document could not be fetched", tried_basic) from None
     if client is None:
         raise _refuse("unknown client", tried_basic)
     if client.token_endpoint_auth_method != method:
