@@ -1,0 +1,133 @@
+"""The HTML of the login, consent and error pages: plain, accessible, no JavaScript.
+
+Every value that comes from a request, a client registration or a user record is
+escaped with :func:`html.escape` where it is placed. The one stylesheet is
+inline, and allowed by its hash in the pages' Content-Security-Policy
+(:data:`STYLE_HASH`), so the policy needs no ``'unsafe-inline'``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+__all__ = ["STYLE", "STYLE_HASH", "ConsentView", "consent_page", "error_page", "login_page"]
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;"
+    "line-height:1.5;color:#1b1b1b;background:#fff}"
+    "h1{font-size:1.4rem}label{display:block;margin-top:.8rem;font-weight:600}"
+    "input[type=text],input[type=password]{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}"
+    "button{margin:1rem .5rem 0 0;padding:.5rem 1.2rem;font-size:1rem}"
+    ".warning{border-left:4px solid #b35900;background:#fff4e5;padding:.5rem 1rem}"
+    ".error{border-left:4px solid #b00020;background:#fdecee;padding:.5rem 1rem}"
+    "code{word-break:break-all}label.inline{display:inline;font-weight:400}"
+)
+#: The CSP source that allows :data:`STYLE` and nothing else.
+STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'"
+
+
+def _document(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+
+
+def error_page(title: str, message: str) -> str:
+    """A page that explains why the request cannot go on."""
+    return _document(title, f'<h1>{escape(title)}</h1>\n<p class="error">{escape(message)}</p>')
+
+
+def login_page(
+    *,
+    action: str,
+    flow_id: str,
+    csrf: str,
+    client_name: str,
+    username: str = "",
+    error: str | None = None,
+    max_username: int = 256,
+    max_password: int = 1024,
+) -> str:
+    """The username and password form of the built-in login step."""
+    alert = f'<p class="error" role="alert">{escape(error)}</p>\n' if error else ""
+    body = (
+        "<h1>Sign in</h1>\n"
+        f"<p>Sign in to continue to <strong>{escape(client_name)}</strong>.</p>\n"
+        f"{alert}"
+        f'<form method="post" action="{escape(action)}">\n'
+        f"{_hidden('flow', flow_id)}\n{_hidden('csrf', csrf)}\n"
+        '<label for="username">Username</label>\n'
+        f'<input type="text" id="username" name="username" value="{escape(username)}" '
+        f'autocomplete="username" maxlength="{max_username}" required autofocus>\n'
+        '<label for="password">Password</label>\n'
+        f'<input type="password" id="password" name="password" autocomplete="current-password" '
+        f'maxlength="{max_password}" required>\n'
+        '<button type="submit">Sign in</button>\n'
+        "</form>"
+    )
+    return _document("Sign in", body)
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    """What the consent page shows."""
+
+    action: str
+    flow_id: str
+    csrf: str
+    client_name: str
+    #: The client id, shown when it is a URL (a Client ID Metadata Document): it is what the user can verify.
+    client_url: str | None
+    redirect_host: str
+    user_name: str
+    #: ``(scope, description)`` pairs.
+    scopes: Sequence[tuple[str, str]]
+    resource: str
+    localhost_only: bool
+
+
+def consent_page(view: ConsentView) -> str:
+    """The page where the signed-in user approves or denies a client's request."""
+    name = escape(view.client_name)
+    parts = [f"<h1>Allow {name} to access your account?</h1>"]
+    if view.client_url:
+        url = escape(view.client_url)
+        parts.append(f"<p>Application: <strong>{name}</strong>, identified by <code>{url}</code></p>")
+    parts.append(f"<p>Signed in as <strong>{escape(view.user_name)}</strong>.</p>")
+    if view.localhost_only:
+        parts.append(
+            '<p class="warning" role="note"><strong>This application runs on your own computer.</strong> '
+            "It is not a website: approve only if you started it yourself just now. "
+            "Any program on this computer could have asked in its name.</p>"
+        )
+    if view.scopes:
+        items = "\n".join(
+            f"<li>{escape(description)} (<code>{escape(scope)}</code>)</li>" for scope, description in view.scopes
+        )
+        parts.append(f"<h2>It asks to</h2>\n<ul>\n{items}\n</ul>")
+    else:
+        parts.append("<h2>It asks to</h2>\n<p>Know who you are (no other permission).</p>")
+    parts.append(f"<p>Access to: <code>{escape(view.resource)}</code></p>")
+    parts.append(f"<p>After your answer you will be sent back to <strong>{escape(view.redirect_host)}</strong>.</p>")
+    parts.append(
+        f'<form method="post" action="{escape(view.action)}">\n'
+        f"{_hidden('flow', view.flow_id)}\n{_hidden('csrf', view.csrf)}\n"
+        '<p><input type="checkbox" id="remember" name="remember" value="yes">\n'
+        f'<label for="remember" class="inline">Remember my decision for {name}</label></p>\n'
+        '<button type="submit" name="decision" value="approve">Allow</button>\n'
+        '<button type="submit" name="decision" value="deny">Deny</button>\n'
+        "</form>"
+    )
+    return _document(f"Allow {view.client_name}?", "\n".join(parts))
