@@ -1,0 +1,229 @@
+"""Client ID Metadata Documents (CIMD): a client whose ``client_id`` is the https URL of its metadata.
+
+The MCP authorization spec prefers this to registration: the client publishes
+an RFC 7591 metadata object at a URL and uses that URL as its ``client_id``. The
+server fetches it (through :class:`~bastion.authserver._fetch.SafeFetcher`, as
+the URL is the client's choice) and requires that:
+
+- the URL is https, with a path, without fragment, credentials or dot segments;
+- the document's ``client_id`` equals the URL, compared as strings;
+- ``client_name`` and a non-empty ``redirect_uris`` are present, every field
+  passing the same checks as registration (``client_from_metadata``);
+- no shared secret appears: a document is public, so the client is public
+  (``none``) or proves itself with keys (``private_key_jwt``).
+
+Good documents are cached in the store (namespace ``"cimd"``, shared by every
+worker) for the ``Cache-Control`` lifetime, bounded; failures are remembered
+in the process for a short while, and concurrent resolutions of one URL share
+one fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from bastion._errors import ConfigurationError
+from bastion._http import FetchError
+from bastion.authserver._clients import SECRET_METHODS, client_from_metadata
+from bastion.authserver._errors import InvalidClient, OAuthError
+from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._models import Client
+from bastion.storage import Store
+
+__all__ = ["CIMD_NAMESPACE", "MAX_CLIENT_ID_URL", "CIMDResolver", "document_client", "is_metadata_document_url"]
+
+#: The store namespace of validated documents.
+CIMD_NAMESPACE = "cimd"
+#: The longest URL client id accepted.
+MAX_CLIENT_ID_URL = 2000
+#: How many recent failures a process remembers.
+MAX_REMEMBERED_FAILURES = 1024
+
+#: Members a public document must not carry (a secret would be published to the world).
+_SECRET_MEMBERS = ("client_secret", "client_secret_expires_at")
+
+
+def is_metadata_document_url(client_id: str) -> bool:
+    """Whether ``client_id`` has the form of a Client ID Metadata Document URL.
+
+    An https URL of printable ASCII, at most :data:`MAX_CLIENT_ID_URL`
+    characters, with a host and a path other than ``/``, without fragment,
+    user name or password, and without ``.`` or ``..`` path segments.
+    """
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_URL:
+        return False
+    if not client_id.isascii() or not client_id.isprintable() or " " in client_id or "#" in client_id:
+        return False
+    try:
+        parts = urlsplit(client_id)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "https" or not client_id.startswith("https://") or not parts.hostname or port == 0:
+        return False
+    if "@" in parts.netloc or parts.path in ("", "/"):
+        return False
+    return not any(unquote(segment) in (".", "..") for segment in parts.path.split("/"))
+
+
+class CIMDResolver:
+    """Resolves URL client ids to clients: fetched, validated, cached.
+
+    Args:
+        fetcher: The outbound policy for the documents.
+        store: Where validated documents are cached, for every worker.
+        clock: Seconds since the epoch; injectable for tests.
+        min_ttl, max_ttl: Bounds for the lifetime taken from ``Cache-Control``.
+        default_ttl: The lifetime when the response gives none.
+        error_ttl: How long a failure is remembered before the URL is tried again.
+    """
+
+    def __init__(
+        self,
+        fetcher: SafeFetcher,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        min_ttl: float = 300.0,
+        max_ttl: float = 86400.0,
+        default_ttl: float = 3600.0,
+        error_ttl: float = 60.0,
+    ) -> None:
+        numbers = (min_ttl, max_ttl, default_ttl, error_ttl)
+        if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl:
+            raise ConfigurationError("CIMD cache lifetimes must be finite, non-negative, min_ttl <= max_ttl")
+        self.fetcher = fetcher
+        self.store = store
+        self.clock = clock
+        self.min_ttl = float(min_ttl)
+        self.max_ttl = float(max_ttl)
+        self.default_ttl = float(default_ttl)
+        self.error_ttl = float(error_ttl)
+        self._failures: dict[str, tuple[float, str]] = {}
+        self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Client]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, client_id: str) -> Client:
+        """:meth:`resolve`, so the resolver plugs into ``ClientRegistry(metadata_documents=...)``."""
+        return await self.resolve(client_id)
+
+    async def resolve(self, client_id: str) -> Client:
+        """The client described by the document at ``client_id``.
+
+        Raises:
+            InvalidClient: the URL is not acceptable, the document could not be
+                fetched, or it is not a valid public client's metadata (the
+                description says which; it holds no secret).
+        """
+        if not is_metadata_document_url(client_id):
+            raise InvalidClient("the client_id is not an acceptable client metadata document URL")
+        failure = self._failures.get(client_id)
+        if failure is not None:
+            if self.clock() < failure[0]:
+                raise InvalidClient(failure[1])
+            del self._failures[client_id]
+        cached = await self._cached(client_id)
+        if cached is not None:
+            return cached
+        inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
+        task = inflight.get(client_id)
+        if task is None:
+            task = asyncio.ensure_future(self._load(client_id))
+            inflight[client_id] = task
+            task.add_done_callback(lambda done: _finished(inflight, client_id, done))
+        # Shielded: a caller that gives up does not cancel the fetch the others wait for.
+        return await asyncio.shield(task)
+
+    async def _cached(self, client_id: str) -> Client | None:
+        raw = await self.store.get(CIMD_NAMESPACE, client_id)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            if self.clock() >= float(record["expires"]):
+                return None
+            return Client.from_json(json.dumps(record["client"]).encode())
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable record is refetched
+
+    async def _load(self, client_id: str) -> Client:
+        try:
+            fetched = await self.fetcher.get_json(client_id)
+        except FetchError as exc:
+            raise self._failed(client_id, f"the client metadata document could not be fetched: {exc}") from None
+        try:
+            client = document_client(client_id, fetched.data)
+        except OAuthError as exc:
+            raise self._failed(client_id, f"the client metadata document is not valid: {exc.description}") from None
+        ttl = self._ttl(fetched.cache_control)
+        record = {"expires": self.clock() + ttl, "client": json.loads(client.to_json())}
+        await self.store.put(CIMD_NAMESPACE, client_id, json.dumps(record, separators=(",", ":")).encode(), ttl)
+        return client
+
+    def _failed(self, client_id: str, description: str) -> InvalidClient:
+        """Remember a failure for ``error_ttl`` so a bad URL is not fetched on every request."""
+        if self.error_ttl > 0:
+            while len(self._failures) >= MAX_REMEMBERED_FAILURES:
+                del self._failures[next(iter(self._failures))]
+            self._failures[client_id] = (self.clock() + self.error_ttl, description)
+        return InvalidClient(description)
+
+    def _ttl(self, cache_control: str | None) -> float:
+        """The cache lifetime from ``Cache-Control`` (RFC 9111 section 5.2.2), bounded."""
+        ttl = self.default_ttl
+        for directive in (cache_control or "").lower().split(","):
+            name, _, value = directive.strip().partition("=")
+            name = name.strip()
+            if name in ("no-store", "no-cache"):
+                return self.min_ttl
+            value = value.strip().strip('"')
+            if name == "max-age" and value.isdigit():
+                ttl = float(value[:12])
+        return min(max(ttl, self.min_ttl), self.max_ttl)
+
+
+def _finished(inflight: dict[str, asyncio.Task[Client]], client_id: str, task: asyncio.Task[Client]) -> None:
+    if inflight.get(client_id) is task:
+        del inflight[client_id]
+    if not task.cancelled():
+        task.exception()  # retrieved here, so a failure nobody waited for is not reported as lost
+
+
+def document_client(client_id: str, document: Any) -> Client:
+    """The client a Client ID Metadata Document describes, checked.
+
+    Raises:
+        InvalidClient: the document's ``client_id`` is not the URL, or it sets a secret.
+        InvalidClientMetadata, InvalidRedirectURI: a field is missing or wrong.
+    """
+    if not isinstance(document, Mapping):
+        raise InvalidClient("the document is not a JSON object")
+    if document.get("client_id") != client_id:
+        raise InvalidClient("its client_id is not exactly the URL it was fetched from")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidClient("client_name is required")
+    redirects = document.get("redirect_uris")
+    if not isinstance(redirects, list) or not redirects:
+        raise InvalidClient("redirect_uris must be a non-empty array")
+    present = [member for member in _SECRET_MEMBERS if member in document]
+    if present:
+        raise InvalidClient(f"a published document must not contain {present[0]}")
+    method = document.get("token_endpoint_auth_method")
+    if method in SECRET_METHODS:
+        raise InvalidClient(f"{method} needs a shared secret, which a published document cannot hold")
+    return client_from_metadata(
+        document,
+        client_id=client_id,
+        kind="metadata_document",
+        default_auth_method="none",
+        default_application_type=None,
+    )
