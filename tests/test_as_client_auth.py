@@ -23,8 +23,9 @@ import pytest
 
 from bastion.authserver import AuthorizationServer, Client
 from bastion.authserver._client_auth import ASSERTION_TYPE
+from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import hash_secret
-from bastion.testing import KeyPair
+from bastion.testing import JWKSServer, KeyPair
 
 from as_support import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, make_server, serving
 
@@ -71,8 +72,8 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-def assertion(base: str, key: KeyPair = CLIENT_KEY, **claims: Any) -> str:
-    now = int(time.time())
+def assertion(base: str, key: KeyPair = CLIENT_KEY, now: float | None = None, **claims: Any) -> str:
+    now = int(time.time() if now is None else now)
     payload: dict[str, Any] = {
         "iss": "jwt-client",
         "sub": "jwt-client",
@@ -307,3 +308,46 @@ async def test_malformed_client_assertions(base: str, http: httpx2.AsyncClient, 
 async def test_a_secret_client_cannot_use_an_assertion(base: str, http: httpx2.AsyncClient) -> None:
     token = assertion(base, iss="confidential-client", sub="confidential-client")
     assert refused(await http.post(base + "/token", data={**CC, **jwt_auth(token)}))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_private_key_jwt_with_a_jwks_uri(tmp_path: Path) -> None:
+    clock = Clock()
+    new_key = KeyPair.generate("ES256", kid="client-key-2")
+    server = make_server(tmp_path, clock=clock, fetcher=SafeFetcher(allow_private=True))
+    with JWKSServer(CLIENT_KEY) as jwks, serving(server) as base:
+        remote = Client(
+            client_id="jwt-client",
+            token_endpoint_auth_method="private_key_jwt",
+            grant_types=("client_credentials",),
+            jwks_uri=jwks.url,
+        )
+        await server.clients.save(remote)
+        async with httpx2.AsyncClient() as http:
+
+            async def authenticate(key: KeyPair) -> httpx2.Response:
+                token = assertion(base, key, now=clock.now)
+                return await http.post(base + "/token", data={**CC, **jwt_auth(token)})
+
+            assert (await authenticate(CLIENT_KEY)).status_code == 200
+            assert (await authenticate(CLIENT_KEY)).status_code == 200
+            assert jwks.requests == 1
+            # The client rotates its key: a fresh key set is not refetched at once...
+            jwks.set_keys(new_key)
+            assert refused(await authenticate(new_key))
+            assert jwks.requests == 1
+            # ...but once it is a little older, an unknown signature refetches it.
+            clock.now += 31
+            assert (await authenticate(new_key)).status_code == 200
+            assert jwks.requests == 2
+            # An unreachable key set is a refused client, not a server error.
+            jwks.status = 500
+            clock.now += 600
+            assert refused(await authenticate(new_key))

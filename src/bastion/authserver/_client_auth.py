@@ -48,6 +48,11 @@ LEEWAY = 30.0
 JTI_NAMESPACE = "client-assertion-jti"
 MAX_JTI = 256
 #: Signature algorithms accepted on client assertions: asymmetric only (no ``none``, no HMAC).
+#: Seconds a client's fetched key set is used; a signature no key verifies refetches it
+#: once it is older than ``JWKS_REFETCH_AFTER`` (the client rotated its keys).
+JWKS_CACHE_SECONDS = 300.0
+JWKS_REFETCH_AFTER = 30.0
+JWKS_CACHE_ENTRIES = 1000
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oauth"'}
@@ -174,22 +179,55 @@ def _assertion_subject(params: Params) -> str:
     return subject
 
 
-async def _client_keys(server: AuthorizationServer, client: Client) -> list[Key]:
-    document: Any = client.jwks
-    if document is None and client.jwks_uri is not None:
-        fetcher = getattr(server, "fetcher", None)
-        if fetcher is None:
-            raise InvalidClient("the client's jwks_uri cannot be fetched by this server")
-        try:
-            document = (await fetcher.get_json(client.jwks_uri)).data
-        except FetchError:
-            raise InvalidClient("the client's key set could not be fetched") from None
-    if document is None:
-        raise InvalidClient("the client has no keys registered")
+class _KeySetCache:
+    """Client key sets fetched from ``jwks_uri``, kept a few minutes in this process."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, list[Key]]] = {}
+
+    def get(self, uri: str, now: float, max_age: float) -> list[Key] | None:
+        entry = self._entries.get(uri)
+        if entry is None or now - entry[0] > max_age:
+            return None
+        return entry[1]
+
+    def put(self, uri: str, now: float, keys: list[Key]) -> None:
+        if len(self._entries) >= JWKS_CACHE_ENTRIES:
+            self._entries.clear()
+        self._entries[uri] = (now, keys)
+
+
+_key_sets = _KeySetCache()
+
+
+def _parse(document: Any) -> list[Key]:
     try:
         return parse_key_set(dict(document) if isinstance(document, Mapping) else document)
     except ValueError:
         raise InvalidClient("the client's key set has no usable key") from None
+
+
+async def _client_keys(server: AuthorizationServer, client: Client, *, fresh: bool = False) -> list[Key]:
+    """The client's keys: ``jwks``, or ``jwks_uri`` fetched SSRF-safely (cached, refetched for a new key)."""
+    if client.jwks is not None:
+        return _parse(client.jwks)
+    uri = client.jwks_uri
+    if uri is None:
+        raise InvalidClient("the client has no keys registered")
+    now = server.clock()
+    keys = _key_sets.get(uri, now, JWKS_REFETCH_AFTER if fresh else JWKS_CACHE_SECONDS)
+    if keys is not None:
+        return keys
+    fetcher = getattr(server, "fetcher", None)
+    if fetcher is None:
+        raise InvalidClient("the client's jwks_uri cannot be fetched by this server")
+    try:
+        document = (await fetcher.get_json(uri)).data
+    except FetchError:
+        raise InvalidClient("the client's key set could not be fetched") from None
+    keys = _parse(document)
+    _key_sets.put(uri, now, keys)
+    return keys
 
 
 def _audiences(server: AuthorizationServer) -> set[str]:
@@ -221,13 +259,15 @@ async def _check_assertion(server: AuthorizationServer, client: Client, assertio
         raise InvalidClient("the client assertion's alg is not accepted")
     alg = JWSRegistry.algorithms[name]
     kid = header.get("kid")
-    keys = [
-        key
-        for key in await _client_keys(server, client)
-        if fits(key, alg) and (kid is None or key.kid == kid or key.kid is None)
-    ]
     signing_input = header_segment + b"." + payload_segment
-    if not any(_verifies(alg, signing_input, signature, key) for key in keys):
+
+    def verified(keys: list[Key]) -> bool:
+        candidates = [key for key in keys if fits(key, alg) and (kid is None or key.kid in (kid, None))]
+        return any(_verifies(alg, signing_input, signature, key) for key in candidates)
+
+    if not verified(await _client_keys(server, client)) and (
+        client.jwks_uri is None or not verified(await _client_keys(server, client, fresh=True))
+    ):
         raise InvalidClient("the client assertion's signature does not verify")
     try:
         claims = decode_claims(payload_segment)
