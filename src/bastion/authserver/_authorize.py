@@ -46,7 +46,7 @@ from bastion.authserver._errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
-from bastion.authserver._forms import Params, form_params, query_params
+from bastion.authserver._forms import MAX_PARAM, Params, form_params, query_params
 from bastion.authserver._login import LoginStep, PasswordLogin
 from bastion.authserver._models import Client
 from bastion.authserver._pages import error_page
@@ -181,37 +181,37 @@ def refused_page(exc: OAuthError) -> Response:
     return page(error_page("This application's request cannot be accepted", exc.description), 400)
 
 
-def salvage(request: Request) -> tuple[str | None, str | None, str | None]:
+def salvage(request: Request) -> Params | None:
     """From an unreadable query string (a repeated or oversized parameter), what is unambiguous.
 
-    ``client_id``, ``redirect_uri`` and ``state`` when each appears at most once,
-    so that the error can still be redirected to a verified redirect URI.
+    ``client_id`` and ``redirect_uri`` (when sent) each once and readable, and
+    ``state`` when it is too: then the error can still be sent to a verified
+    redirect URI. ``None`` when they are not.
     """
     raw = request.scope.get("query_string", b"").decode("utf-8", "replace")
     seen: dict[str, list[str]] = {}
     for name, value in parse_qsl(raw, keep_blank_values=True, max_num_fields=200):
         seen.setdefault(name, []).append(value)
-
-    def once(name: str) -> str | None:
-        values = seen.get(name, [])
-        return values[0] if len(values) == 1 and values[0] and len(values[0]) <= 2000 else None
-
-    if len(seen.get("redirect_uri", [])) > 1:
-        return None, None, None
-    return once("client_id"), once("redirect_uri"), once("state")
+    pairs = [(name, value) for name in ("client_id", "redirect_uri") for value in seen.get(name, [])]
+    states = seen.get("state", [])
+    if len(states) == 1 and len(states[0]) <= MAX_PARAM:
+        pairs.append(("state", states[0]))  # a repeated or oversized state is not echoed
+    try:
+        return Params(pairs)
+    except InvalidRequest:
+        return None
 
 
 async def unreadable(server: AuthorizationServer, request: Request, exc: InvalidRequest) -> Response:
     """Answer a request whose parameters cannot be read: redirected when the client is certain."""
-    if request.method != "GET":
+    salvaged = salvage(request) if request.method == "GET" else None
+    if salvaged is None:
         return refused_page(exc)
     try:
-        client_id, redirect_uri, state = salvage(request)
-        pairs = [(k, v) for k, v in (("client_id", client_id), ("redirect_uri", redirect_uri)) if v]
-        _, target = await check_client(server, Params(pairs))
-    except (InvalidRequest, ValueError):
+        _, redirect_uri = await check_client(server, salvaged)
+    except OAuthError:
         return refused_page(exc)
-    return error_redirect(server, target, state, exc, posted=False)
+    return error_redirect(server, redirect_uri, salvaged.get("state"), exc, posted=False)
 
 
 async def authorize(server: AuthorizationServer, step: LoginStep | None, request: Request) -> Response:
