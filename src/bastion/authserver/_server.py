@@ -24,9 +24,11 @@ from starlette.routing import BaseRoute
 from bastion._errors import ConfigurationError
 from bastion._metadata import canonical_resource
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
+from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
 from bastion.authserver._codes import CodeStore
 from bastion.authserver._errors import InvalidScope, InvalidTarget
+from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
 from bastion.authserver._net import is_loopback_host
@@ -140,7 +142,7 @@ class AuthorizationServer:
         dynamic_registration: bool = True,
         registration_rate_limit: int = 20,
         client_metadata_documents: bool = True,
-        fetcher: Any = None,
+        fetcher: SafeFetcher | None = None,
         identity_assertion_issuers: Mapping[str, str] | None = None,
         auto_approve: User | str | None = None,
         clock: Callable[[], float] = time.time,
@@ -188,7 +190,13 @@ class AuthorizationServer:
             auto_approve = User(subject=auto_approve, name=auto_approve)
         self.auto_approve = auto_approve
         self.codes = CodeStore(self.store, ttl=self.code_ttl, revoke_grant=self.revoke_grant)
-        self.clients = ClientRegistry(self.store, () if clients is None else clients)
+        self.fetcher = fetcher if fetcher is not None else SafeFetcher()
+        self.cimd = CIMDResolver(self.fetcher, self.store, clock=clock)
+        self.clients = ClientRegistry(
+            self.store,
+            () if clients is None else clients,
+            metadata_documents=self.cimd if client_metadata_documents else None,
+        )
         self.keys = KeyRing(
             self.store,
             algorithm=signing_algorithm,
@@ -199,7 +207,6 @@ class AuthorizationServer:
         self.access_tokens = AccessTokenIssuer(self, self.keys)
         self._verifier: AuthServerVerifier | None = None
         self._static_clients = clients
-        self._fetcher = fetcher
         self._started = False
         self._check_auto_approve()
 
