@@ -14,6 +14,14 @@ secret, a ``client_secret`` of which only the hash is kept (RFC 7591 section
 section 2); ``application_type`` is kept as sent, ``web`` by default (OpenID
 Connect Dynamic Client Registration section 2).
 
+``scope`` is checked (an unknown scope is ``invalid_client_metadata``) but not
+kept as a limit, so the answer leaves it out (RFC 7591 section 3.2.1 lets the
+server replace a value). MCP clients register with the scope of their first
+challenge and ask for more later (step-up, without registering again); and a
+limit a client chose for itself protects nothing, since anyone may register
+another client. What a client gets is decided by the scopes it asks for and
+the user's consent. Pre-registered clients do keep their ``scope`` as a limit.
+
 When registration is disabled the endpoint answers ``403 access_denied``: the
 route stays in place, so a client that tries the default ``/register`` learns
 why in a JSON error body instead of a bare 404; the metadata document does not
@@ -26,6 +34,7 @@ shares them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -101,6 +110,7 @@ async def register_client(server: AuthorizationServer, metadata: dict[str, objec
             server.resolve_scopes(client.scope)
         except InvalidScope as exc:
             raise InvalidClientMetadata(exc.description) from None
+        client = dataclasses.replace(client, scope=None)
     await server.clients.save(client)
     return client, secret
 
