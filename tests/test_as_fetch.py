@@ -187,7 +187,7 @@ async def test_loopback_refused_outside_development(tls: TLSFiles, base: str) ->
 
 
 async def test_certificate_still_checked(base: str) -> None:
-    with pytest.raises(FetchError, match=r"127\.0\.0\.1"):
+    with pytest.raises(FetchError, match=r"127\.0\.0\.1 failed: certificate not trusted"):
         await SafeFetcher(allow_private=True, timeout=2.0).get_json(base + "/doc.json")
 
 
@@ -371,3 +371,10 @@ def test_bad_settings_refused() -> None:
         SafeFetcher(timeout=0)
     with pytest.raises(ConfigurationError, match="max_bytes"):
         SafeFetcher(max_bytes=0)
+
+
+async def test_redirect_to_another_origin(fetcher: SafeFetcher, base: str) -> None:
+    port = base.rsplit(":", 1)[1]
+    fetched = await fetcher.get_json(f"{base}/redirect?to=https://localhost:{port}/chain/1&status=308")
+    assert fetched.url == f"https://localhost:{port}/chain/0"
+    assert fetched.data == DOCUMENT

@@ -127,6 +127,16 @@ def check_address(ip: str | IPAddress) -> None:
         raise FetchError(f"{address} is a {reason} address")
 
 
+def _reason(exc: BaseException) -> str:
+    """A short cause for a connection failure: the exception type, and the certificate problem if any."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"certificate not trusted ({cause.verify_message})"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
 def _is_json(media_type: str) -> bool:
     """``application/json`` or a ``+json`` structured syntax suffix (RFC 6839)."""
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
@@ -167,10 +177,13 @@ class _PinnedBackend(httpcore2.AsyncNetworkBackend):
             for address in addresses:
                 if any(address in network for network in self._trusted):
                     continue
-                try:
-                    check_address(address)
-                except FetchError as exc:
-                    raise FetchError(f"refused to connect to {host}: {exc}") from None
+                reason = (
+                    "scoped" if isinstance(address, ipaddress.IPv6Address) and address.scope_id else _refusal(address)
+                )
+                if reason is not None:
+                    # The address itself is not named: the message may reach the client, and
+                    # internal addresses are none of its business.
+                    raise FetchError(f"refused to connect to {host}: it resolves to a {reason} address")
         failure: Exception | None = None
         for address in addresses:
             try:
@@ -319,7 +332,7 @@ class SafeFetcher:
         except httpcore2.TimeoutException:
             raise FetchError(f"fetching from {target.host} timed out") from None
         except (httpcore2.NetworkError, httpcore2.ProtocolError, ssl.SSLError, OSError) as exc:
-            raise FetchError(f"fetching from {target.host} failed: {type(exc).__name__}") from None
+            raise FetchError(f"fetching from {target.host} failed: {_reason(exc)}") from None
         raise FetchError(f"fetching from {target.host}: more than {self.max_redirects} redirects")
 
     async def aclose(self) -> None:
