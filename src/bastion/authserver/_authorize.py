@@ -26,6 +26,7 @@ server signs in as that user and approves without any page.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,10 +36,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion._errors import BastionError
+from bastion._errors import BastionError, ConfigurationError
 from bastion._http import FetchError
 from bastion.authserver import _consent
-from bastion.authserver._browser import Flow, FlowRefused, Session, page, read_session, save_flow, set_browser_cookie
+from bastion.authserver._browser import (
+    Flow,
+    FlowRefused,
+    Session,
+    page,
+    read_session,
+    save_flow,
+    set_browser_cookie,
+    unavailable,
+)
 from bastion.authserver._consent import error_redirect, issue_code, remembered_consent, show_consent
 from bastion.authserver._errors import (
     InvalidRequest,
@@ -51,11 +61,14 @@ from bastion.authserver._login import LoginStep, PasswordLogin
 from bastion.authserver._models import Client
 from bastion.authserver._pages import error_page
 from bastion.authserver._redirects import select_redirect_uri
+from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["ConsentRequired", "LoginRequired", "login_step", "routes"]
+
+logger = logging.getLogger("bastion")
 
 #: RFC 7636 section 4.2: BASE64URL(SHA256(verifier)) is 43 characters.
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -167,10 +180,16 @@ def check_request(server: AuthorizationServer, verified: Verified, params: Param
 
 
 def login_step(server: AuthorizationServer) -> LoginStep | None:
-    """The server's login step: ``login=``, else a password form over ``users=``, else none."""
+    """The server's login step: ``login=``, else a password form over ``users=``, else none.
+
+    Raises:
+        ConfigurationError: ``login=`` is not a :class:`LoginStep`.
+    """
     step = server.login_step
     if isinstance(step, LoginStep):
         return step
+    if step is not None:
+        raise ConfigurationError(f"login= takes a LoginStep, got {type(step).__name__}")
     if server.users is not None:
         return PasswordLogin(server.users)
     return None
@@ -273,7 +292,11 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
     step = login_step(server)
 
     async def endpoint(request: Request) -> Response:
-        return await authorize(server, step, request)
+        try:
+            return await authorize(server, step, request)
+        except StoreError:
+            logger.exception("the store failed during an authorization request")
+            return unavailable()
 
     found: list[BaseRoute] = [Route(server.path("/authorize"), endpoint, methods=["GET", "POST"])]
     found.extend(_consent.routes(server, step))

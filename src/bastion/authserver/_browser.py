@@ -50,6 +50,7 @@ __all__ = [
     "set_session_cookie",
     "start_session",
     "take_flow",
+    "unavailable",
 ]
 
 FLOW_NAMESPACE = "flow"
@@ -84,6 +85,11 @@ def secure_headers(response: Response) -> Response:
 def page(html: str, status: int = 200) -> Response:
     """An HTML page with the security headers."""
     return secure_headers(HTMLResponse(html, status_code=status))
+
+
+def unavailable() -> Response:
+    """The page shown while the store cannot be reached: 503, nothing about the cause."""
+    return page(error_page("Please try again later", "The server cannot complete sign-ins right now."), 503)
 
 
 # -- cookies ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from bastion.authserver._browser import (
     read_session,
     secure_headers,
     take_flow,
+    unavailable,
 )
 from bastion.authserver._codes import CodeGrant
 from bastion.authserver._errors import AccessDeniedError, InvalidRequest, OAuthError
@@ -44,6 +46,7 @@ from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._models import Client, User, hash_secret
 from bastion.authserver._pages import ConsentView, consent_page, error_page
 from bastion.authserver._redirects import is_loopback_redirect
+from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._login import LoginStep
@@ -61,6 +64,8 @@ __all__ = [
     "routes",
     "withdraw_consent",
 ]
+
+logger = logging.getLogger("bastion")
 
 CONSENT_NAMESPACE = "consent"
 #: Seconds a remembered consent lasts.
@@ -252,6 +257,9 @@ def routes(server: AuthorizationServer, login: LoginStep | None) -> list[BaseRou
             return exc.response()
         except InvalidRequest as exc:
             return page(error_page("This request cannot be read", exc.description), 400)
+        except StoreError:
+            logger.exception("the store failed on the consent page")
+            return unavailable()
 
     return [Route(server.path("/authorize/consent"), consent, methods=["GET", "POST"])]
 

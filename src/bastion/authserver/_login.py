@@ -18,6 +18,7 @@ and :func:`load_flow` checks the browser.
 from __future__ import annotations
 
 import inspect
+import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -33,17 +34,21 @@ from bastion.authserver._browser import (
     page,
     set_session_cookie,
     start_session,
+    unavailable,
 )
 from bastion.authserver._consent import proceed
 from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._forms import form_params
 from bastion.authserver._models import User
 from bastion.authserver._pages import error_page, login_page
+from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer, UserCheck
 
 __all__ = ["MAX_PASSWORD", "MAX_USERNAME", "LoginStep", "PasswordLogin", "signed_in"]
+
+logger = logging.getLogger("bastion")
 
 #: The longest username read from the login form.
 MAX_USERNAME = 256
@@ -135,6 +140,9 @@ class PasswordLogin(LoginStep):
                 return exc.response()
             except InvalidRequest as exc:
                 return page(error_page("This request cannot be read", exc.description), 400)
+            except StoreError:
+                logger.exception("the store failed during a sign-in")
+                return unavailable()
 
         return [Route(server.path("/authorize/login"), submit, methods=["POST"])]
 
