@@ -6,13 +6,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx2
 import pytest
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from as_pages import Browser, callback_query, only_form, page_text, parse_page, request_params
+from bastion import ConfigurationError
 from bastion.authserver import AuthorizationServer, Client, User
+from bastion.authserver._browser import Flow, FlowRefused
+from bastion.authserver._login import LoginStep, signed_in
+from bastion.storage import MemoryStore, SQLiteStore
 
 from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, pkce_pair, serving
 
@@ -424,3 +431,78 @@ async def test_the_login_form_posts_to_the_issuer_path(tmp_path: Path) -> None:
         back = await b.approve(consent)
     assert callback_query(back)["iss"] == "http://127.0.0.1/tenant1"
     assert urlsplit(back.headers["location"]).port == 49152
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_flow_expires_after_ten_minutes_and_a_session_after_twelve_hours(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SQLiteStore(tmp_path / "auth.db", clock=clock)
+    async with browser(tmp_path, store=store, clock=clock) as (b, _):
+        login = await b.authorize(**request_params(LOOPBACK))
+        clock.now += 601
+        late = await b.submit(login, username="alice", password="alice-secret-pw")
+        assert late.status_code == 400
+        assert "expired" in page_text(late)
+        await b.approve(await b.sign_in(await b.authorize(**request_params(LOOPBACK))))
+        clock.now += 11 * 3600
+        assert "Allow" in page_text(await b.authorize(**request_params(LOOPBACK)))
+        clock.now += 2 * 3600
+        assert "Sign in" in parse_page((await b.authorize(**request_params(LOOPBACK))).text).title
+
+
+async def test_a_store_outage_is_a_503_page(tmp_path: Path) -> None:
+    store = MemoryStore()
+    server = make_server(tmp_path, store=store, issuer="http://127.0.0.1", clients=CLIENTS)
+    server.add_resource("http://127.0.0.1/mcp")
+    await store.aclose()
+    transport = httpx2.ASGITransport(app=server.app())
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        response = await Browser(http, "http://127.0.0.1").authorize(**request_params(LOOPBACK))
+    assert response.status_code == 503
+    assert "try again later" in page_text(response).lower()
+
+
+class UpstreamLogin(LoginStep):
+    """A login step shaped like an upstream identity provider: a redirect out, a callback in."""
+
+    async def start(self, server: AuthorizationServer, request: Request, flow: Flow) -> Response:
+        # A real step would redirect to the provider with state=flow.id; the provider comes back here.
+        query = urlencode({"state": flow.id, "who": "upstream-user"})
+        return RedirectResponse(server.path("/upstream/callback") + "?" + query, status_code=302)
+
+    def routes(self, server: AuthorizationServer) -> list[BaseRoute]:
+        async def callback(request: Request) -> Response:
+            user = User(request.query_params["who"], name="From Upstream")
+            try:
+                return await signed_in(server, request, request.query_params["state"], user)
+            except FlowRefused as exc:
+                return exc.response()
+
+        return [Route(server.path("/upstream/callback"), callback)]
+
+
+async def test_a_login_step_plugs_in_with_its_own_routes_and_signed_in(tmp_path: Path) -> None:
+    async with browser(tmp_path, users=None, login=UpstreamLogin()) as (b, server):
+        out = await b.authorize(**request_params(LOOPBACK))
+        assert out.status_code == 302
+        consent = await b.follow(out)
+        assert "Signed in as From Upstream" in page_text(consent)
+        back = await b.approve(consent)
+        grant = await server.codes.redeem(callback_query(back)["code"], "public-client")
+        assert grant.user.subject == "upstream-user"
+        async with httpx2.AsyncClient() as other:
+            replayed = await other.get(urljoin(b.base, out.headers["location"]))
+    assert replayed.status_code in (400, 403)
+    assert "location" not in replayed.headers
+
+
+def test_login_takes_a_login_step(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="LoginStep"):
+        make_server(tmp_path, users=None, login=object()).app()
