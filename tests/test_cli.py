@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from mcp.shared.exceptions import MCPError
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from bastion._cli import main
+from bastion.testing import oauth_client
 
-from conftest import MCP_HEADERS, mcp_client, rpc
+from conftest import MCP_HEADERS, rpc
 
 
 def free_port() -> int:
@@ -24,14 +26,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[tuple[str, str, str]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     port = free_port()
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "bastion._cli", "demo", "--port", str(port)],
+        [sys.executable, "-m", "bastion._cli", "demo", "--port", str(port), "--store", f"sqlite://{db}",
+         "--auto-approve", "alice"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )
+    )  # fmt: skip
     assert process.stdout is not None
     lines: list[str] = []
     for line in process.stdout:  # the banner is printed once the server listens
@@ -41,40 +45,63 @@ def demo() -> Iterator[tuple[str, str, str]]:
     banner = "".join(lines)
     try:
         url = re.search(r"MCP endpoint\s+(\S+)", banner)
-        tokens = re.findall(r"^\s+(eyJ\S+)$", banner, re.MULTILINE)
         assert url is not None, banner
-        assert len(tokens) == 2, banner
-        assert f"curl -s {url.group(1)} -H 'Authorization: Bearer {tokens[0]}'" in banner
-        yield url.group(1), tokens[0], tokens[1]
+        assert re.search(r"^\s+alice\s+\S{12,}\s+role admin", banner, re.MULTILINE), banner
+        assert re.search(r"^\s+bob\s+\S{12,}", banner, re.MULTILINE), banner
+        assert str(db) in banner
+        yield url.group(1), banner
     finally:
         process.terminate()
         process.wait(timeout=20)
         process.stdout.close()
 
 
-async def test_demo_tokens_call_tools_and_bob_is_stepped_up(demo: tuple[str, str, str]) -> None:
-    url, alice, bob = demo
+async def test_demo_serves_the_whole_oauth_flow_to_the_sdk_client(demo: tuple[str, str]) -> None:
+    url, banner = demo
     assert url == url.rstrip("/")
-    async with mcp_client(url, alice) as client:
+    assert f"claude mcp add --transport http notes {url}" in banner
+    provider = oauth_client(url)
+    async with (
+        httpx2.AsyncClient(auth=provider) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        me = (await client.call_tool("whoami", {})).structured_content
+        assert me is not None
+        assert me["name"] == "Alice"
+        assert set(me["scopes"]) == {"notes:read", "notes:write", "offline_access"}
         assert {t.name for t in (await client.list_tools()).tools} == {
             "whoami", "list_notes", "add_note", "admin_stats"
         }  # fmt: skip
         added = await client.call_tool("add_note", {"text": "hello"})
         assert added.content[0].text == "saved note 1 for alice"  # type: ignore[union-attr]
-        assert (await client.call_tool("list_notes", {})).structured_content == {"result": ["hello"]}
-    async with mcp_client(url, bob) as client:
-        assert {t.name for t in (await client.list_tools()).tools} == {"whoami", "list_notes"}
-        with pytest.raises(MCPError, match="Insufficient scope"):
-            await client.call_tool("add_note", {"text": "x"})
-    response = httpx2.post(url, json=rpc("tools/call", {"name": "add_note", "arguments": {"text": "x"}}),
-                           headers={**MCP_HEADERS, "Authorization": f"Bearer {bob}"})  # fmt: skip
-    assert response.status_code == 403
-    assert 'scope="notes:write"' in response.headers["www-authenticate"]
+
+
+async def test_demo_challenges_a_request_without_a_token(demo: tuple[str, str]) -> None:
+    url, _ = demo
+    response = httpx2.post(url, json=rpc("tools/list"), headers=MCP_HEADERS)
+    assert response.status_code == 401
+    assert "resource_metadata=" in response.headers["www-authenticate"]
 
 
 def test_demo_refuses_a_public_bind_without_a_public_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--host", "0.0.0.0"]) == 2
     assert "--public-url" in capsys.readouterr().err
+
+
+def test_demo_refuses_auto_approve_beyond_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--host", "0.0.0.0", "--public-url", "https://notes.example.com", "--auto-approve", "alice"]
+    assert main(argv) == 2
+    assert "loopback" in capsys.readouterr().err
+    argv = ["demo", "--public-url", "https://notes.example.com", "--auto-approve", "bob", "--store", "memory://"]
+    assert main(argv) == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+def test_demo_refuses_half_a_tls_configuration_and_unknown_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--ssl-certfile", "cert.pem"]) == 2
+    assert "--ssl-keyfile" in capsys.readouterr().err
+    assert main(["demo", "--store", "postgres://db"]) == 2
+    assert "store" in capsys.readouterr().err
 
 
 def test_serve_refuses_what_is_not_a_server(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import ipaddress
 import logging
+import secrets
 import socket
 import sys
 from collections.abc import Sequence
@@ -31,10 +32,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bastion", description="Authentication and authorization for MCP servers.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the demo notes server, protected, with development tokens")
+    demo = commands.add_parser("demo", help="run the demo notes server with its own OAuth authorization server")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    demo.add_argument("--public-url", help="the URL clients use, if not http://HOST:PORT")
+    demo.add_argument(
+        "--store", help="sqlite:///PATH or memory:// (default: a SQLite file under the user's data directory)"
+    )
+    demo.add_argument("--public-url", help="the URL clients use, if not http(s)://HOST:PORT")
+    demo.add_argument("--ssl-certfile", help="serve https with this certificate (PEM)")
+    demo.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    demo.add_argument(
+        "--auto-approve",
+        metavar="USER",
+        choices=["alice", "bob"],
+        help="sign in as USER and approve consent without pages (headless tests; loopback only)",
+    )
 
     serve = commands.add_parser("serve", help="serve an MCPServer from a module, e.g. notes.server:mcp")
     serve.add_argument("target", help="MODULE:ATTRIBUTE of a bastion.MCPServer")
@@ -57,31 +69,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bastion._demo import notes_server
-    from bastion._jwt import JWTVerifier
-    from bastion.testing import KeyPair
+    from bastion._demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
+    from bastion._errors import ConfigurationError
+    from bastion.authserver import AuthorizationServer
+    from bastion.authserver._server import default_store_path
+    from bastion.storage import SQLiteStore, Store, open_store
 
-    if not _is_loopback(args.host) and not args.public_url:
+    loopback = _is_loopback(args.host)
+    if not loopback and not args.public_url:
         print("bastion demo: binding beyond loopback needs --public-url (the URL clients use)", file=sys.stderr)
         return 2
-    base = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+    if args.auto_approve and not loopback:
+        print("bastion demo: --auto-approve is allowed only when bound to loopback", file=sys.stderr)
+        return 2
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("bastion demo: give both --ssl-certfile and --ssl-keyfile", file=sys.stderr)
+        return 2
+    scheme = "https" if args.ssl_certfile else "http"
+    base = (args.public_url or f"{scheme}://{args.host}:{args.port}").rstrip("/")
     resource = base + "/mcp"
-    issuer = base + "/demo-issuer"
-    keys = KeyPair.generate("RS256")
-    verifier = JWTVerifier(public_key=keys.public_key, issuer=issuer, audience=resource)
-    mcp = notes_server(verifier, resource_url=resource)
-    day = 24 * 3600
-    alice = keys.create_token(
-        subject="alice", issuer=issuer, audience=resource, scopes=["notes:read", "notes:write"],
-        expires_in_seconds=day, additional_claims={"roles": ["admin"]}, client_id="demo-cli",
-    )  # fmt: skip
-    bob = keys.create_token(
-        subject="bob", issuer=issuer, audience=resource, scopes=["notes:read"],
-        expires_in_seconds=day, client_id="demo-cli",
-    )  # fmt: skip
+    passwords = {name: secrets.token_urlsafe(12) for name in DEMO_USERS}
+    try:
+        store: Store = open_store(args.store) if args.store else SQLiteStore(default_store_path("demo"))
+        auth = AuthorizationServer(
+            issuer=base,
+            store=store,
+            users=demo_users(passwords),
+            scopes=DEMO_SCOPES,
+            auto_approve=DEMO_USERS[args.auto_approve] if args.auto_approve else None,
+        )
+    except ConfigurationError as exc:
+        print(f"bastion demo: {exc}", file=sys.stderr)
+        return 2
+    mcp = notes_server(auth, resource_url=resource)
     app = mcp.streamable_http_app(stateless_http=True, json_response=True, host=args.host)
+    ssl = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
+    where = getattr(store, "path", None)
     server = _AnnouncingServer(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"), _banner(resource, alice, bob)
+        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", **ssl),
+        _banner(resource, passwords, str(where) if where else "memory (nothing survives a restart)", args.auto_approve),
     )
     server.run()
     return 0 if server.started else 1
@@ -100,37 +126,35 @@ class _AnnouncingServer(uvicorn.Server):
             print(self._banner, flush=True)
 
 
-def _banner(resource: str, alice: str, bob: str) -> str:
-    call = (
-        f"curl -s {resource} -H 'Authorization: Bearer {alice}' \\\n"
-        "    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\\n"
-        """    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'"""
+def _banner(resource: str, passwords: dict[str, str], store: str, auto_approve: str | None) -> str:
+    base = resource.removesuffix("/mcp")
+    approve = (
+        f"\n  --auto-approve: every authorization signs in as {auto_approve} without any page.\n"
+        if auto_approve
+        else ""
     )
     return f"""
-bastion demo: a notes MCP server protected by bearer tokens (RS256 JWTs, valid for 24 hours)
+bastion demo: a notes MCP server with its own OAuth 2.1 authorization server
 
   MCP endpoint     {resource}
-  metadata         {resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")}
+  authorization    {base}/.well-known/oauth-authorization-server
+  store            {store}
 
-  alice (role admin; notes:read notes:write):
-    {alice}
+Sign in as (passwords are new at every start):
+  alice   {passwords["alice"]}   role admin: every tool
+  bob     {passwords["bob"]}   no role: admin_stats is refused
+{approve}
+Tools: whoami (anyone signed in), list_notes (notes:read), add_note (notes:write),
+admin_stats (role admin).
 
-  bob (notes:read only: add_note answers 403 insufficient_scope):
-    {bob}
+Connect a client; it registers itself, opens the sign-in page, and asks for consent:
+  Claude Code    claude mcp add --transport http notes {resource}
+                 then /mcp in Claude Code to sign in
+  VS Code        .vscode/mcp.json: {{"servers": {{"notes": {{"type": "http", "url": "{resource}"}}}}}}
+  MCP Inspector  npx @modelcontextprotocol/inspector
+                 (transport Streamable HTTP, URL above, then Open Auth Settings > Quick OAuth Flow)
 
-Call a tool:
-  {call}
-
-Claude Code:
-  claude mcp add --transport http notes {resource} --header "Authorization: Bearer <token>"
-VS Code (.vscode/mcp.json):
-  {{"servers": {{"notes": {{"type": "http", "url": "{resource}",
-      "headers": {{"Authorization": "Bearer <token>"}}}}}}}}
-MCP Inspector:
-  npx @modelcontextprotocol/inspector  (transport Streamable HTTP, URL above,
-  header Authorization: Bearer <token>)
-
-The keys live in memory: restarting the demo makes new tokens. Ctrl-C stops it.
+Ctrl-C stops it.
 """
 
 

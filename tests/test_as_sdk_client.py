@@ -1,0 +1,204 @@
+"""The SDK's own OAuth client against bastion's authorization server, end to end, headlessly.
+
+The server approves without pages (``auto_approve``); everything else is the real
+path: 401 challenge, resource and authorization server discovery, registration,
+PKCE, token, tool calls, refresh, scope step-up, revocation, restart.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from bastion import AuthorizationServer, MCPServer
+from bastion._demo import DEMO_SCOPES, DEMO_USERS, notes_server
+from bastion.storage import SQLiteStore
+from bastion.testing import HeadlessBrowser, MemoryTokenStorage, oauth_client, serve
+
+from as_support import check_user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def demo_server(db: Path, port: int, **options: Any) -> MCPServer:
+    base = f"http://127.0.0.1:{port}"
+    options.setdefault("auto_approve", DEMO_USERS["alice"])
+    auth = AuthorizationServer(base, store=SQLiteStore(db), users=check_user, scopes=DEMO_SCOPES, **options)
+    return notes_server(auth, resource_url=base + "/mcp")
+
+
+def refresh_form(refresh_token: str | None, client_id: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": refresh_token or "", "client_id": client_id}
+
+
+@contextmanager
+def running(mcp: MCPServer, port: int) -> Iterator[str]:
+    with serve(mcp.streamable_http_app(), port=port) as base:
+        yield base + "/mcp"
+
+
+@asynccontextmanager
+async def connected(url: str, provider: OAuthClientProvider) -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(auth=provider) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+async def test_dynamic_registration_flow_then_tools(tmp_path: Path) -> None:
+    port = free_port()
+    storage = MemoryTokenStorage()
+    browser = HeadlessBrowser()
+    with running(demo_server(tmp_path / "a.db", port), port) as url:
+        provider = oauth_client(url, storage=storage, browser=browser)
+        async with connected(url, provider) as client:
+            me = (await client.call_tool("whoami", {})).structured_content
+            assert me is not None
+            assert me["subject"] == "alice"
+            assert me["name"] == "Alice"
+            # The SDK asks for offline_access too, since the server offers refresh tokens.
+            assert set(me["scopes"]) == {"notes:read", "notes:write", "offline_access"}
+            assert me["roles"] == ["admin"]
+            await client.call_tool("add_note", {"text": "hello"})
+            assert (await client.call_tool("list_notes", {})).structured_content == {"result": ["hello"]}
+            assert (await client.call_tool("admin_stats", {})).structured_content == {"users": 1, "notes": 1}
+    assert storage.client_info is not None
+    assert storage.client_info.client_id  # registered through /register
+    assert storage.tokens is not None
+    assert storage.tokens.refresh_token
+    assert len(browser.visited) == 1
+    assert "code_challenge_method=S256" in browser.visited[0]
+    assert "resource=" in browser.visited[0]
+
+
+async def test_refresh_rotates_and_keeps_the_session(tmp_path: Path) -> None:
+    port = free_port()
+    storage = MemoryTokenStorage()
+    browser = HeadlessBrowser()
+    with running(demo_server(tmp_path / "a.db", port), port) as url:
+        provider = oauth_client(url, storage=storage, browser=browser)
+        async with connected(url, provider) as client:
+            await client.call_tool("whoami", {})
+            assert storage.tokens is not None
+            first = storage.tokens
+            provider.context.token_expiry_time = 1.0  # the client now believes its token expired
+            await client.call_tool("whoami", {})
+            second = storage.tokens
+            assert second.access_token != first.access_token
+            assert second.refresh_token != first.refresh_token
+    assert len(browser.visited) == 1  # refreshed, not re-authorized
+
+
+async def test_step_up_when_a_tool_needs_more_scope(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = AuthorizationServer(
+        base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="alice"
+    )
+    # The resource advertises only the read scope, so the client starts with it.
+    mcp = notes_server(auth, resource_url=base + "/mcp", scopes_supported=["notes:read"])
+    browser = HeadlessBrowser()
+    with running(mcp, port) as url:
+        provider = oauth_client(url, browser=browser)
+        async with connected(url, provider) as client:
+            assert (await client.call_tool("list_notes", {})).structured_content == {"result": []}
+            assert "notes%3Awrite" not in browser.visited[0]
+            saved = await client.call_tool("add_note", {"text": "more scope"})
+            assert saved.is_error is not True
+    assert len(browser.visited) == 2
+    second = parse_qs(urlsplit(browser.visited[1]).query)
+    assert set(second["scope"][0].split()) == {"notes:read", "notes:write", "offline_access"}
+
+
+async def test_revoked_tokens_are_refused(tmp_path: Path) -> None:
+    port = free_port()
+    storage = MemoryTokenStorage()
+    with running(demo_server(tmp_path / "a.db", port), port) as url:
+        provider = oauth_client(url, storage=storage)
+        async with connected(url, provider) as client:
+            await client.call_tool("whoami", {})
+        tokens, info = storage.tokens, storage.client_info
+        assert tokens is not None
+        assert info is not None
+        async with httpx2.AsyncClient() as http:
+            revoked = await http.post(
+                url.removesuffix("/mcp") + "/revoke",
+                data={"token": tokens.refresh_token or "", "client_id": info.client_id},
+            )
+            assert revoked.status_code == 200
+            call = await http.post(
+                url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={
+                    "Authorization": f"Bearer {tokens.access_token}",
+                    "Accept": "application/json, text/event-stream",
+                    "MCP-Protocol-Version": "2025-11-25",
+                },
+            )
+            assert call.status_code == 401
+            assert 'error="invalid_token"' in call.headers["www-authenticate"]
+            refresh = await http.post(
+                url.removesuffix("/mcp") + "/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens.refresh_token,
+                    "client_id": info.client_id,
+                },
+            )
+            assert refresh.status_code == 400
+            assert refresh.json()["error"] == "invalid_grant"
+
+
+async def test_a_restart_keeps_clients_keys_and_refresh_tokens(tmp_path: Path) -> None:
+    port = free_port()
+    storage = MemoryTokenStorage()
+    with running(demo_server(tmp_path / "a.db", port), port) as url:
+        async with connected(url, oauth_client(url, storage=storage)) as client:
+            await client.call_tool("whoami", {})
+    tokens, info = storage.tokens, storage.client_info
+    assert tokens is not None
+    assert info is not None
+    # A new process would build everything anew from the same file.
+    with running(demo_server(tmp_path / "a.db", port), port) as url:
+        async with httpx2.AsyncClient() as http:
+            refreshed = await http.post(
+                url.removesuffix("/mcp") + "/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens.refresh_token,
+                    "client_id": info.client_id,
+                },
+            )
+        assert refreshed.status_code == 200, refreshed.text
+        # The old access token still verifies: the signing key survived too.
+        browser = HeadlessBrowser()
+        provider = oauth_client(url, storage=storage, browser=browser)
+        async with connected(url, provider) as client:
+            assert (await client.call_tool("whoami", {})).structured_content is not None
+        assert browser.visited == []
+
+
+async def test_a_user_without_the_role_is_refused_admin_stats(tmp_path: Path) -> None:
+    port = free_port()
+    with running(demo_server(tmp_path / "a.db", port, auto_approve=DEMO_USERS["bob"]), port) as url:
+        async with connected(url, oauth_client(url)) as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+            assert names == {"whoami", "list_notes", "add_note"}
+            with pytest.raises(MCPError):
+                await client.call_tool("admin_stats", {})
