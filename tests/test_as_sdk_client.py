@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx2
 import pytest
@@ -20,13 +20,20 @@ from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from bastion import AuthorizationServer, MCPServer
 from bastion._demo import DEMO_SCOPES, DEMO_USERS, notes_server
+from bastion.authserver._fetch import SafeFetcher
 from bastion.storage import SQLiteStore
 from bastion.testing import HeadlessBrowser, MemoryTokenStorage, oauth_client, serve
+from bastion.testing._oauth import HEADLESS_REDIRECT_URI
 
 from as_support import check_user
+from as_tls import self_signed, serve_https
 
 
 def free_port() -> int:
@@ -202,3 +209,44 @@ async def test_a_user_without_the_role_is_refused_admin_stats(tmp_path: Path) ->
             assert names == {"whoami", "list_notes", "add_note"}
             with pytest.raises(MCPError):
                 await client.call_tool("admin_stats", {})
+
+
+async def test_client_id_metadata_document_flow(tmp_path: Path) -> None:
+    """The SDK's client uses its https client_id URL; the server fetches and checks the document."""
+    tls = self_signed(tmp_path)
+    fetches: list[str] = []
+
+    async def document(request: Request) -> JSONResponse:
+        fetches.append(request.url.path)
+        return JSONResponse(
+            {
+                "client_id": str(request.url),
+                "client_name": "Metadata Document Client",
+                "redirect_uris": [HEADLESS_REDIRECT_URI],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_method": "none",
+            },
+            headers={"Cache-Control": "max-age=3600"},
+        )
+
+    port = free_port()
+    # The test's document server is on loopback: allowed here only, with its own certificate.
+    fetcher = SafeFetcher(allow_private=True, verify=tls.context)
+    with (
+        serve_https(Starlette(routes=[Route("/clients/notes.json", document)]), tls) as docs,
+        running(demo_server(tmp_path / "a.db", port, fetcher=fetcher), port) as url,
+    ):
+        client_id = docs + "/clients/notes.json"
+        storage = MemoryTokenStorage()
+        browser = HeadlessBrowser()
+        provider = oauth_client(url, client_metadata_url=client_id, storage=storage, browser=browser)
+        async with connected(url, provider) as client:
+            me = (await client.call_tool("whoami", {})).structured_content
+            assert me is not None
+            assert me["client_id"] == client_id
+            provider.context.token_expiry_time = 1.0
+            assert (await client.call_tool("whoami", {})).structured_content is not None
+    assert storage.client_info is not None
+    assert storage.client_info.client_id == client_id  # no registration happened
+    assert f"client_id={quote(client_id, safe='')}" in browser.visited[0]
+    assert fetches == ["/clients/notes.json"]  # fetched once, then cached
