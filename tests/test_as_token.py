@@ -16,9 +16,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from bastion.authserver import AuthorizationServer, Client
+from bastion.authserver import AuthorizationServer, Client, InvalidGrant
 from bastion.authserver._codes import CodeGrant
 from bastion.authserver._models import hash_secret
+from bastion.authserver._refresh import REFRESH_NAMESPACE
 from bastion.storage import SQLiteStore
 
 from as_support import (
@@ -447,3 +448,23 @@ async def test_client_credentials_refuse_a_public_client(
     await server.clients.save(Client(client_id="public-cc", grant_types=("client_credentials",)))
     response = await http.post(base + "/token", data={"grant_type": "client_credentials", "client_id": "public-cc"})
     assert error_of(response) == "unauthorized_client"
+
+
+async def test_a_replay_racing_the_first_redemption_leaves_no_refresh_token(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay revokes the grant while the first redemption is still minting: it must not hand out tokens."""
+    data = await code_request(server)
+    mint = server.access_tokens.mint
+    grants: list[str] = []
+
+    async def mint_while_replayed(**claims: Any) -> tuple[str, int]:
+        with pytest.raises(InvalidGrant):
+            await server.codes.redeem(data["code"], "public-client")
+        grants.append(claims["grant_id"])
+        return await mint(**claims)
+
+    monkeypatch.setattr(server.access_tokens, "mint", mint_while_replayed)
+    response = await http.post(base + "/token", data=data)
+    assert error_of(response) == "invalid_grant"
+    assert await server.store.scan(REFRESH_NAMESPACE, grants[0]) == []

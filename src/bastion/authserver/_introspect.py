@@ -93,6 +93,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             answer = await introspect_token(server, params.require("token"), params.get("token_type_hint"))
             return JSONResponse(answer, headers=NO_STORE)
 
-        return await guarded(server, handle)
+        return await guarded(handle)
 
     return [Route(server.path("/introspect"), introspect, methods=["POST"])]

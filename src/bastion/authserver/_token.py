@@ -37,7 +37,7 @@ from bastion.storage import StoreError
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["GRANTS", "Grant", "routes", "token_request"]
+__all__ = ["GRANTS", "Grant", "guarded", "routes", "token_request"]
 
 logger = logging.getLogger("bastion")
 
@@ -72,7 +72,7 @@ async def token_request(server: AuthorizationServer, request: Request) -> TokenS
     return await grant(server, client, params)
 
 
-async def guarded(server: AuthorizationServer, handle: Callable[[], Awaitable[Response]]) -> Response:
+async def guarded(handle: Callable[[], Awaitable[Response]]) -> Response:
     """Run an endpoint: OAuth errors as their JSON bodies, a store outage as 503, nothing else leaking."""
     try:
         return await handle()
@@ -94,6 +94,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             tokens = await token_request(server, request)
             return JSONResponse(tokens.body(server.clock()), headers=NO_STORE)
 
-        return await guarded(server, handle)
+        return await guarded(handle)
 
     return [Route(server.path("/token"), token, methods=["POST"])]
