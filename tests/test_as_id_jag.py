@@ -112,7 +112,8 @@ async def test_the_issuer_without_its_trailing_slash_and_a_narrowed_scope(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
     assertion = id_jag(server, aud=base, resource=[base + "/mcp"])
-    response = await redeem(http, base, assertion, scope="notes:read")
+    # The scopes issued are those both the request and the assertion name.
+    response = await redeem(http, base, assertion, scope="notes:read offline_access")
     assert response.status_code == 200
     assert response.json()["scope"] == "notes:read"
 
@@ -168,9 +169,11 @@ async def test_typ_and_signature_are_checked(server: AuthorizationServer, base: 
 @pytest.mark.parametrize(
     ("claims", "extra", "error"),
     [
-        ({"resource": "https://elsewhere.example/mcp"}, {}, "invalid_target"),
-        ({"scope": "notes:read unknown:scope"}, {}, "invalid_scope"),
+        ({"resource": "https://elsewhere.example/mcp"}, {}, "invalid_grant"),
+        ({"resource": ["https://elsewhere.example/mcp"]}, {}, "invalid_grant"),
+        ({"scope": "notes:read unknown:scope"}, {}, "invalid_grant"),
         ({"scope": "notes:read"}, {"scope": "notes:write"}, "invalid_scope"),
+        ({}, {"resource": "https://elsewhere.example/mcp"}, "invalid_target"),
     ],
 )
 async def test_resource_and_scope_are_checked(

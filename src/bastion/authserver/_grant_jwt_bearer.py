@@ -13,7 +13,9 @@ and RFC 7523 section 3:
   the ``jti`` is used once;
 - the ``client_id`` claim names the authenticated client;
 - ``sub`` becomes the token's subject, ``resource`` its audience, ``scope`` its
-  scopes (RFC 6749 section 3.3; a ``scope`` parameter may narrow them).
+  scopes; a ``resource`` or ``scope`` claim this server does not serve is an
+  ``invalid_grant`` (MCP profile section 7.6.2), and a ``scope`` parameter
+  narrows the scopes to those both ask for (section 7.2.1).
 
 No refresh token is issued: the client asks the identity provider again.
 """
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bastion._compact import decode_claims
 from bastion._errors import InvalidToken, KeysUnavailable
 from bastion._jwt import JWTVerifier
-from bastion.authserver._errors import InvalidGrant, InvalidScope, TemporarilyUnavailable
+from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable
 from bastion.authserver._forms import Params
 from bastion.authserver._models import Client, User, as_scopes, hash_secret
 from bastion.authserver._refresh import TokenSet
@@ -86,23 +88,41 @@ async def _verified_claims(server: AuthorizationServer, assertion: str) -> dict[
 def _scopes(
     server: AuthorizationServer, client: Client, claims: dict[str, Any], requested: str | None
 ) -> tuple[str, ...]:
+    """The claim's scopes, which must be ours (else ``invalid_grant``), narrowed to the requested ones.
+
+    MCP enterprise-managed authorization, section 7.2.1: the scopes issued are the
+    intersection of the requested scopes and those of the assertion.
+    """
     granted = claims.get("scope")
     if granted is not None and not isinstance(granted, str):
         raise InvalidGrant("the assertion's scope is not a string")
-    if requested is not None:
-        beyond = [s for s in as_scopes(requested) if s not in as_scopes(granted)]
-        if beyond:
-            raise InvalidScope(f"the scope {beyond[0][:60]!r} was not granted by the assertion")
-        granted = requested
-    return server.resolve_scopes(granted, client)
+    try:
+        scopes = server.resolve_scopes(granted, client)
+    except InvalidScope as exc:
+        raise InvalidGrant(f"the assertion's scope is not acceptable here: {exc.description}") from None
+    if requested is None:
+        return scopes
+    narrowed = tuple(scope for scope in as_scopes(requested) if scope in scopes)
+    if not narrowed:
+        raise InvalidScope("none of the requested scopes is granted by the assertion")
+    return narrowed
+
+
+def _resource(server: AuthorizationServer, resource: str) -> str:
+    try:
+        return server.resolve_resource(resource)
+    except InvalidTarget:
+        # Enterprise-managed authorization, section 7.6.2: a foreign resource is an invalid grant.
+        raise InvalidGrant("the assertion's resource is not served by this server") from None
 
 
 def _audience(server: AuthorizationServer, claims: dict[str, Any], requested: str | None) -> str:
+    """The ``resource`` claim (one of ours), or the requested one among them."""
     resource = claims.get("resource")
     if isinstance(resource, list) and resource and all(isinstance(r, str) for r in resource):
-        allowed = [server.resolve_resource(r) for r in resource]
+        allowed = [_resource(server, r) for r in resource]
     elif isinstance(resource, str):
-        allowed = [server.resolve_resource(resource)]
+        allowed = [_resource(server, resource)]
     elif resource is None:
         allowed = []
     else:
@@ -110,7 +130,7 @@ def _audience(server: AuthorizationServer, claims: dict[str, Any], requested: st
     if requested is not None:
         audience = server.resolve_resource(requested)
         if allowed and audience not in allowed:
-            raise InvalidGrant("the resource was not granted by the assertion")
+            raise InvalidTarget("the resource was not granted by the assertion")
         return audience
     return allowed[0] if allowed else server.resolve_resource(None)
 
@@ -120,7 +140,7 @@ async def grant_jwt_bearer(server: AuthorizationServer, client: Client, params: 
 
     Raises:
         InvalidGrant: the assertion is invalid, replayed, for another client or server.
-        InvalidScope, InvalidTarget: its scope or resource is not acceptable here.
+        InvalidScope, InvalidTarget: the request's ``scope`` or ``resource`` parameter is not covered.
     """
     assertion = params.require("assertion")
     claims = await _verified_claims(server, assertion)
