@@ -218,11 +218,8 @@ async def _client_keys(server: AuthorizationServer, client: Client, *, fresh: bo
     keys = _key_sets.get(uri, now, JWKS_REFETCH_AFTER if fresh else JWKS_CACHE_SECONDS)
     if keys is not None:
         return keys
-    fetcher = getattr(server, "fetcher", None)
-    if fetcher is None:
-        raise InvalidClient("the client's jwks_uri cannot be fetched by this server")
     try:
-        document = (await fetcher.get_json(uri)).data
+        document = (await server.fetcher.get_json(uri)).data
     except FetchError:
         raise InvalidClient("the client's key set could not be fetched") from None
     keys = _parse(document)
