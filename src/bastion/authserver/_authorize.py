@@ -49,7 +49,7 @@ from bastion.authserver._browser import (
     set_browser_cookie,
     unavailable,
 )
-from bastion.authserver._consent import error_redirect, issue_code, remembered_consent, show_consent
+from bastion.authserver._consent import consented, error_redirect, issue_code, show_consent
 from bastion.authserver._errors import (
     InvalidRequest,
     OAuthError,
@@ -95,7 +95,6 @@ class Verified:
     client: Client
     redirect_uri: str
     state: str | None
-    posted: bool
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -244,7 +243,7 @@ async def authorize(server: AuthorizationServer, step: LoginStep | None, request
         client, redirect_uri = await check_client(server, params)
     except OAuthError as exc:
         return refused_page(exc)
-    verified = Verified(client, redirect_uri, params.get("state"), posted)
+    verified = Verified(client, redirect_uri, params.get("state"))
     try:
         flow = check_request(server, verified, params)
         return await begin(server, step, request, flow, posted)
@@ -263,7 +262,7 @@ async def begin(
         approver = Session(user=server.auto_approve, auth_time=int(server.clock()))
         return await issue_code(server, flow, approver, posted=posted)
     session = None if {"login", "select_account"} & set(flow.prompt) else await read_session(server, request)
-    if session is not None and await _consented(server, session, flow):
+    if session is not None and await consented(server, session.user, flow):
         return await issue_code(server, flow, session, posted=posted)
     if "none" in flow.prompt:
         raise LoginRequired("the user is not signed in") if session is None else ConsentRequired("consent is needed")
@@ -278,13 +277,6 @@ async def begin(
     if browser is not None:
         set_browser_cookie(server, request, response, browser)
     return response
-
-
-async def _consented(server: AuthorizationServer, session: Session, flow: Flow) -> bool:
-    if "consent" in flow.prompt:
-        return False
-    consent = await remembered_consent(server, session.user.subject, flow.client_id)
-    return consent is not None and consent.covers(flow.scopes, flow.resource)
 
 
 def routes(server: AuthorizationServer) -> list[BaseRoute]:

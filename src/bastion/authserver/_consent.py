@@ -56,6 +56,7 @@ __all__ = [
     "CONSENT_NAMESPACE",
     "RememberedConsent",
     "authorization_redirect",
+    "consented",
     "consents",
     "error_redirect",
     "issue_code",
@@ -144,6 +145,14 @@ async def withdraw_consent(server: AuthorizationServer, subject: str, client_id:
     return forgotten or revoked > 0
 
 
+async def consented(server: AuthorizationServer, user: User, flow: Flow) -> bool:
+    """Whether a remembered consent of ``user`` covers ``flow`` (and ``prompt=consent`` does not ask anyway)."""
+    if "consent" in flow.prompt:
+        return False
+    consent = await remembered_consent(server, user.subject, flow.client_id)
+    return consent is not None and consent.covers(flow.scopes, flow.resource)
+
+
 # -- authorization responses -----------------------------------------------------------------------
 
 
@@ -203,8 +212,7 @@ async def proceed(server: AuthorizationServer, request: Request, flow: Flow, ses
     own URL, so that reloading it does not send the password again.
     """
     posted = request.method == "POST"
-    consent = await remembered_consent(server, session.user.subject, flow.client_id)
-    if consent is not None and consent.covers(flow.scopes, flow.resource) and "consent" not in flow.prompt:
+    if await consented(server, session.user, flow):
         return await issue_code(server, await take_flow(server, flow), session, posted=posted)
     if posted:
         location = server.path("/authorize/consent") + "?" + urlencode({"flow": flow.id})
