@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from as_pages import Browser, callback_query, only_form, page_text, parse_page, request_params
 from bastion import ConfigurationError
 from bastion.authserver import AuthorizationServer, Client, User
 from bastion.authserver._browser import Flow, FlowRefused
 from bastion.authserver._login import LoginStep, signed_in
 from bastion.storage import MemoryStore, SQLiteStore
 
+from as_pages import Browser, callback_query, only_form, page_text, parse_page, request_params
 from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, pkce_pair, serving
 
 LOOPBACK = "http://127.0.0.1:49152/callback"
@@ -275,6 +275,25 @@ async def test_wrong_password_shows_the_form_again_without_saying_which_part_was
             texts.add(page_text(answer).replace("nobody", "alice").replace("a" * 256, "alice"))
         assert len(texts) == 1
         consent = await b.sign_in(answers[0])
+    assert "Allow" in page_text(consent)
+
+
+async def test_password_guessing_is_throttled_per_username(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    async with browser(tmp_path, clock=lambda: now[0]) as (b, _):
+        login = await b.authorize(**request_params(LOOPBACK))
+        for _ in range(10):
+            assert (await b.submit(login, username="alice", password="guess")).status_code == 200
+        refused = await b.submit(login, username="alice", password="alice-secret-pw")
+        assert refused.status_code == 429
+        assert "Too many sign-in attempts" in page_text(refused)
+        assert "set-cookie" not in refused.headers
+        # Another user is not locked out by guesses at alice's password.
+        other = await b.authorize(**request_params(LOOPBACK))
+        assert (await b.submit(other, username="bob", password="bob-secret-pw")).status_code in (200, 302, 303)
+        now[0] += 301
+        fresh = await b.authorize(**request_params(LOOPBACK))
+        consent = await b.sign_in(fresh)
     assert "Allow" in page_text(consent)
 
 

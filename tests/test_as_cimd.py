@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from as_tls import TLSFiles, self_signed, serve_https
 from bastion.authserver._cimd import CIMD_NAMESPACE, CIMDResolver, is_metadata_document_url
 from bastion.authserver._errors import InvalidClient
 from bastion.authserver._fetch import SafeFetcher
 from bastion.storage import SQLiteStore
+
+from as_tls import TLSFiles, self_signed, serve_https
 
 JWK = {
     "kty": "EC",

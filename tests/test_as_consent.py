@@ -10,11 +10,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from as_pages import Browser, callback_query, only_form, page_text, request_params
 from bastion import TokenInactive
 from bastion.authserver import AuthorizationServer, Client
 from bastion.authserver._consent import consents, withdraw_consent
 
+from as_pages import Browser, callback_query, only_form, page_text, request_params
 from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, pkce_pair, serving
 
 LOOPBACK = "http://127.0.0.1:40000/callback"

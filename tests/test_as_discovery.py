@@ -10,12 +10,14 @@ import pytest
 from joserfc.jws import JWSRegistry
 
 from bastion import ConfigurationError, MCPServer
-from bastion.authserver import AuthorizationServer
+from bastion.authserver import AuthorizationServer, InvalidGrant, User
+from bastion.authserver._discovery import metadata_document
 from bastion.authserver._keyring import KEY_NAMESPACE
+from bastion.authserver._refresh import RefreshTokens
 from bastion.storage import MemoryStore, SQLiteStore
 from bastion.testing import serve
 
-from as_support import SCOPES, make_server, serving
+from as_support import PUBLIC_CLIENT, SCOPES, make_server, serving
 
 
 class Clock:
@@ -185,3 +187,42 @@ def _b64(segment: str) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+async def test_id_jag_is_advertised_only_when_identity_providers_are_trusted(tmp_path: Path) -> None:
+    server = make_server(tmp_path, identity_assertion_issuers={"https://idp.example": "https://idp.example/jwks"})
+    server.set_issuer("http://127.0.0.1:1")
+    doc = metadata_document(server)
+    assert "urn:ietf:params:oauth:grant-type:jwt-bearer" in doc["grant_types_supported"]
+    assert doc["authorization_grant_profiles_supported"] == ["urn:ietf:params:oauth:grant-profile:id-jag"]
+    plain = make_server(tmp_path / "plain")
+    plain.set_issuer("http://127.0.0.1:1")
+    assert "authorization_grant_profiles_supported" not in metadata_document(plain)
+
+
+async def test_a_grant_lives_as_long_as_its_rotating_refresh_tokens() -> None:
+    clock = Clock()
+    resource = "http://127.0.0.1:1/mcp"
+    server = AuthorizationServer(
+        "http://127.0.0.1:1",
+        store=MemoryStore(clock=clock),
+        resources=[resource],
+        refresh_token_ttl=100,
+        clock=clock,
+        clients=[PUBLIC_CLIENT],
+    )
+    alice = User("alice")
+    grant = await server.new_grant(alice, PUBLIC_CLIENT.client_id)
+    refresh = RefreshTokens(server)
+    token: str | None = await refresh.issue(
+        client_id=PUBLIC_CLIENT.client_id, user=alice, scopes=(), resources=(resource,), grant_id=grant
+    )
+    for _ in range(3):
+        clock.now += 60
+        assert token is not None
+        token = (await refresh.rotate(token, PUBLIC_CLIENT)).refresh_token
+    # 180 s after the grant was made, longer than a refresh token lives: withdrawal still reaches it.
+    assert await server.revoke_user_client("alice", PUBLIC_CLIENT.client_id) == 1
+    assert token is not None
+    with pytest.raises(InvalidGrant):
+        await refresh.rotate(token, PUBLIC_CLIENT)

@@ -14,11 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from as_tls import TLSFiles, self_signed, serve_https
 from bastion._errors import ConfigurationError
 from bastion._http import FetchError
 from bastion.authserver._fetch import SafeFetcher, check_address
 from bastion.testing import serve
+
+from as_tls import TLSFiles, self_signed, serve_https
 
 DOCUMENT = {"client_id": "https://app.example/client.json", "client_name": "App"}
 

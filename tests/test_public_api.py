@@ -1,6 +1,7 @@
 """The public surface is exactly what we mean to publish."""
 
 import bastion
+import bastion.authserver
 import bastion.fastapi
 import bastion.storage
 import bastion.testing
@@ -29,11 +30,17 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"
     }  # fmt: skip
     assert set(bastion.fastapi.__all__) == {"Bastion"}
+    assert set(bastion.authserver.__all__) == {
+        "AccessDeniedError", "AuthorizationServer", "Client", "InvalidClient", "InvalidClientMetadata",
+        "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
+        "OAuthError", "PasswordLogin", "RememberedConsent", "SafeFetcher", "UnauthorizedClient",
+        "UnsupportedGrantType", "User", "signed_in",
+    }  # fmt: skip
     assert set(bastion.storage.__all__) == {"MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"}
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    for module in (bastion, bastion.testing, bastion.fastapi, bastion.storage):
+    for module in (bastion, bastion.testing, bastion.fastapi, bastion.storage, bastion.authserver):
         for name in module.__all__:
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, bastion.Policy):

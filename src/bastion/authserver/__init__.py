@@ -1,5 +1,14 @@
-"""bastion's OAuth 2.1 authorization server: the building blocks beyond :class:`AuthorizationServer`."""
+"""bastion's OAuth 2.1 authorization server and its building blocks.
 
+- :class:`AuthorizationServer`: the server; give it to ``bastion.MCPServer(auth=...)``.
+- :class:`User`, :class:`Client`: who signs in, and the clients it knows.
+- :class:`LoginStep`, :class:`PasswordLogin`, :func:`signed_in`: the pluggable sign-in step.
+- :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
+- :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
+- The OAuth errors, each rendering its RFC 6749 body.
+"""
+
+from bastion.authserver._consent import RememberedConsent
 from bastion.authserver._errors import (
     AccessDeniedError,
     InvalidClient,
@@ -13,6 +22,8 @@ from bastion.authserver._errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._login import LoginStep, PasswordLogin, signed_in
 from bastion.authserver._models import Client, User
 from bastion.authserver._server import AuthorizationServer
 
@@ -27,8 +38,13 @@ __all__ = [
     "InvalidRequest",
     "InvalidScope",
     "InvalidTarget",
+    "LoginStep",
     "OAuthError",
+    "PasswordLogin",
+    "RememberedConsent",
+    "SafeFetcher",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "User",
+    "signed_in",
 ]

@@ -59,6 +59,9 @@ def metadata_document(server: AuthorizationServer) -> dict[str, Any]:
             "client_id_metadata_document_supported": server.client_metadata_documents,
         }
     )
+    if server.identity_assertion_issuers:
+        # MCP enterprise-managed authorization: ID-JAG assertions are redeemed at the token endpoint.
+        doc["authorization_grant_profiles_supported"] = ["urn:ietf:params:oauth:grant-profile:id-jag"]
     return doc
 
 

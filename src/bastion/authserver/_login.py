@@ -41,6 +41,7 @@ from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._forms import form_params
 from bastion.authserver._models import User
 from bastion.authserver._pages import error_page, login_page
+from bastion.authserver._ratelimit import RateLimiter
 from bastion.storage import StoreError
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 #: The one message for every failed sign-in: it does not say whether the user exists.
 FAILED = "The username or password is incorrect."
+TOO_MANY = "Too many sign-in attempts. Wait a few minutes, then try again."
 
 
 class LoginStep(ABC):
@@ -108,16 +110,37 @@ class PasswordLogin(LoginStep):
     Args:
         users: ``(username, password) -> User | subject | None``, sync or async.
             A wrong username and a wrong password look the same to the user.
+        max_attempts: Sign-in attempts allowed per username, and (five times as
+            many) per client address, in each ``window`` of seconds; past that the
+            form answers 429 without checking the password (against guessing).
+        window: The length of that window in seconds.
     """
 
-    def __init__(self, users: UserCheck) -> None:
+    def __init__(self, users: UserCheck, *, max_attempts: int = 10, window: float = 300.0) -> None:
         self.users = users
+        self.max_attempts = max_attempts
+        self.window = window
 
     async def start(self, server: AuthorizationServer, request: Request, flow: Flow) -> Response:
         """The login form."""
         return self._form(server, flow)
 
-    def _form(self, server: AuthorizationServer, flow: Flow, username: str = "", error: str | None = None) -> Response:
+    async def _within_limits(self, server: AuthorizationServer, request: Request, username: str) -> bool:
+        per_user = RateLimiter(server.store, "login-user", self.max_attempts, self.window, server.clock)
+        per_address = RateLimiter(server.store, "login-address", 5 * self.max_attempts, self.window, server.clock)
+        address = request.client.host if request.client else "unknown"
+        within_user = await per_user.hit(username.casefold())
+        return await per_address.hit(address) and within_user
+
+    def _form(
+        self,
+        server: AuthorizationServer,
+        flow: Flow,
+        username: str = "",
+        error: str | None = None,
+        *,
+        status_code: int = 200,
+    ) -> Response:
         html = login_page(
             action=server.path("/authorize/login"),
             flow_id=flow.id,
@@ -128,7 +151,7 @@ class PasswordLogin(LoginStep):
             max_username=MAX_USERNAME,
             max_password=MAX_PASSWORD,
         )
-        return page(html)
+        return page(html, status_code)
 
     def routes(self, server: AuthorizationServer) -> list[BaseRoute]:
         """The form's POST."""
@@ -155,6 +178,8 @@ class PasswordLogin(LoginStep):
         password = params.get("password") or ""
         if not username or not password or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
             return self._form(server, flow, username[:MAX_USERNAME], FAILED)
+        if not await self._within_limits(server, request, username):
+            return self._form(server, flow, username, TOO_MANY, status_code=429)
         user = await check_password(self.users, username, password)
         if user is None:
             return self._form(server, flow, username, FAILED)

@@ -248,6 +248,7 @@ class RefreshTokens:
                 await self.discard(successor)
                 raise InvalidGrant("the refresh token is invalid, expired or revoked")
             await self._forget_parent(record)
+            await self.server.extend_grant(grant_id)
             return tokens
         # Another request rotated it first: answer as a replay within the grace window does.
         await self.discard(successor)

@@ -15,11 +15,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from bastion.authserver._consent import RememberedConsent
+    from bastion.authserver._login import LoginStep
 
 from bastion._errors import ConfigurationError
 from bastion._metadata import canonical_resource
@@ -112,7 +116,7 @@ class AuthorizationServer:
         signing_algorithm: ``ES256`` (default), ``RS256`` or ``EdDSA``.
         key_rotation: Seconds between signing key rotations.
         dynamic_registration: Whether ``/register`` (RFC 7591) is open.
-        registration_rate_limit: Registrations per minute per client address.
+        registration_rate_limit: Registrations per minute per client address (0: no limit).
         client_metadata_documents: Whether URL client ids (CIMD) are accepted.
         fetcher: The outbound HTTP policy for CIMD and ``jwks_uri`` fetches.
         identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
@@ -128,7 +132,7 @@ class AuthorizationServer:
         *,
         store: Store | None = None,
         users: UserCheck | None = None,
-        login: Any = None,
+        login: LoginStep | None = None,
         scopes: Mapping[str, str] | Sequence[str] | None = None,
         default_scopes: Sequence[str] | None = None,
         clients: Iterable[Client] | str | PathLike[str] | None = None,
@@ -327,6 +331,31 @@ class AuthorizationServer:
             index=grant_index(user.subject, client_id),
         )
         return grant_id
+
+    async def withdraw_consent(self, subject: str, client_id: str) -> bool:
+        """Forget the consent ``subject`` gave ``client_id`` and revoke its grants.
+
+        The next authorization of that client asks the user again. ``True`` when
+        there was a consent or a grant to withdraw.
+        """
+        from bastion.authserver._consent import withdraw_consent
+
+        return await withdraw_consent(self, subject, client_id)
+
+    async def consents(self, subject: str) -> list[RememberedConsent]:
+        """The consents ``subject`` has given and not withdrawn (client, scopes, resources, when)."""
+        from bastion.authserver._consent import consents
+
+        return await consents(self, subject)
+
+    async def extend_grant(self, grant_id: str) -> None:
+        """Keep a grant's record as long as its refresh tokens live (called on each rotation)."""
+        raw = await self.store.get(GRANT_NAMESPACE, grant_id)
+        if raw is None:
+            return
+        record = json.loads(raw)
+        index = grant_index(record["subject"], record["client_id"])
+        await self.store.put(GRANT_NAMESPACE, grant_id, raw, self.refresh_token_ttl, index=index)
 
     async def revoke_user_client(self, subject: str, client_id: str) -> int:
         """Revoke every grant ``subject`` gave ``client_id``; how many there were."""
