@@ -125,22 +125,31 @@ class CIMDResolver:
         """
         if not is_metadata_document_url(client_id):
             raise InvalidClient("the client_id is not an acceptable client metadata document URL")
+        self._check_failure(client_id)
+        inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
+        task = inflight.get(client_id)
+        if task is None:
+            # The cache read is part of the single flight too: a caller arriving while another
+            # one's fetch completes must find its result, not start a second fetch.
+            task = asyncio.ensure_future(self._resolve_once(client_id))
+            inflight[client_id] = task
+            task.add_done_callback(lambda done: _finished(inflight, client_id, done))
+        # Shielded: a caller that gives up does not cancel the fetch the others wait for.
+        return await asyncio.shield(task)
+
+    def _check_failure(self, client_id: str) -> None:
         failure = self._failures.get(client_id)
         if failure is not None:
             if self.clock() < failure[0]:
                 raise InvalidClient(failure[1])
             del self._failures[client_id]
+
+    async def _resolve_once(self, client_id: str) -> Client:
+        self._check_failure(client_id)
         cached = await self._cached(client_id)
         if cached is not None:
             return cached
-        inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
-        task = inflight.get(client_id)
-        if task is None:
-            task = asyncio.ensure_future(self._load(client_id))
-            inflight[client_id] = task
-            task.add_done_callback(lambda done: _finished(inflight, client_id, done))
-        # Shielded: a caller that gives up does not cancel the fetch the others wait for.
-        return await asyncio.shield(task)
+        return await self._load(client_id)
 
     async def _cached(self, client_id: str) -> Client | None:
         raw = await self.store.get(CIMD_NAMESPACE, client_id)
