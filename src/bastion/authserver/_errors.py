@@ -9,11 +9,14 @@ token, a secret or a code.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from bastion._errors import BastionError
+from bastion.storage import StoreError
 
 __all__ = [
     "AccessDeniedError",
@@ -32,8 +35,10 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
-    "error_response",
+    "guarded",
 ]
+
+logger = logging.getLogger("bastion")
 
 #: RFC 6749 section 5.1 and OAuth 2.1: token and error responses are never cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -157,6 +162,15 @@ class ServerError(OAuthError):
     status = 500
 
 
-def error_response(exc: OAuthError) -> JSONResponse:
-    """``exc.response()``; a function for use as a Starlette exception handler body."""
-    return exc.response()
+async def guarded(handle: Callable[[], Awaitable[Response]]) -> Response:
+    """Run an endpoint: OAuth errors as their JSON bodies, a store outage as 503, nothing else leaking."""
+    try:
+        return await handle()
+    except OAuthError as exc:
+        return exc.response()
+    except StoreError:
+        logger.warning("the authorization server's store failed", exc_info=True)
+        return TemporarilyUnavailable("the server cannot answer now, try again later").response()
+    except Exception:
+        logger.exception("unexpected error in an authorization server endpoint")
+        return ServerError("unexpected server error").response()

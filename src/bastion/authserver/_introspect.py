@@ -18,10 +18,9 @@ from starlette.routing import BaseRoute, Route
 
 from bastion._errors import AuthenticationError
 from bastion.authserver._client_auth import authenticate_client
-from bastion.authserver._errors import NO_STORE, InvalidClient
+from bastion.authserver._errors import NO_STORE, InvalidClient, guarded
 from bastion.authserver._forms import form_params
 from bastion.authserver._refresh import RefreshTokens
-from bastion.authserver._token import guarded
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer

@@ -50,15 +50,12 @@ from bastion.authserver._errors import (
     InvalidClientMetadata,
     InvalidRequest,
     InvalidScope,
-    OAuthError,
-    ServerError,
     SlowDown,
-    TemporarilyUnavailable,
+    guarded,
 )
 from bastion.authserver._forms import read_body
 from bastion.authserver._models import Client, hash_secret
 from bastion.authserver._ratelimit import RateLimiter
-from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -137,15 +134,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
         return JSONResponse(body, status_code=201, headers=NO_STORE)
 
     async def register(request: Request) -> Response:
-        try:
-            return await handle(request)
-        except OAuthError as exc:
-            return exc.response()
-        except StoreError:
-            logger.warning("the authorization server's store failed", exc_info=True)
-            return TemporarilyUnavailable("the server cannot answer now, try again later").response()
-        except Exception:
-            logger.exception("unexpected error in the registration endpoint")
-            return ServerError("unexpected server error").response()
+        return await guarded(lambda: handle(request))
 
     return [Route(server.path("/register"), register, methods=["POST"])]

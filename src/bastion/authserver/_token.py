@@ -20,11 +20,9 @@ from starlette.routing import BaseRoute, Route
 from bastion.authserver._client_auth import authenticate_client
 from bastion.authserver._errors import (
     NO_STORE,
-    OAuthError,
-    ServerError,
-    TemporarilyUnavailable,
     UnauthorizedClient,
     UnsupportedGrantType,
+    guarded,
 )
 from bastion.authserver._forms import Params, form_params
 from bastion.authserver._grant_client_credentials import grant_client_credentials
@@ -32,12 +30,11 @@ from bastion.authserver._grant_code import grant_authorization_code
 from bastion.authserver._grant_jwt_bearer import JWT_BEARER, grant_jwt_bearer
 from bastion.authserver._models import Client
 from bastion.authserver._refresh import RefreshTokens, TokenSet
-from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["GRANTS", "Grant", "guarded", "routes", "token_request"]
+__all__ = ["GRANTS", "Grant", "routes", "token_request"]
 
 logger = logging.getLogger("bastion")
 
@@ -70,20 +67,6 @@ async def token_request(server: AuthorizationServer, request: Request) -> TokenS
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")
     return await grant(server, client, params)
-
-
-async def guarded(handle: Callable[[], Awaitable[Response]]) -> Response:
-    """Run an endpoint: OAuth errors as their JSON bodies, a store outage as 503, nothing else leaking."""
-    try:
-        return await handle()
-    except OAuthError as exc:
-        return exc.response()
-    except StoreError:
-        logger.warning("the authorization server's store failed", exc_info=True)
-        return TemporarilyUnavailable("the server cannot answer now, try again later").response()
-    except Exception:
-        logger.exception("unexpected error in an authorization server endpoint")
-        return ServerError("unexpected server error").response()
 
 
 def routes(server: AuthorizationServer) -> list[BaseRoute]:
