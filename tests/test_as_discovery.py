@@ -226,3 +226,16 @@ async def test_a_grant_lives_as_long_as_its_rotating_refresh_tokens() -> None:
     assert token is not None
     with pytest.raises(InvalidGrant):
         await refresh.rotate(token, PUBLIC_CLIENT)
+
+
+def test_the_default_store_is_a_file_per_issuer_under_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    notes = AuthorizationServer("https://notes.example.com")
+    other = AuthorizationServer("http://127.0.0.1:8000")
+    assert isinstance(notes.store, SQLiteStore)
+    assert isinstance(other.store, SQLiteStore)
+    assert notes.store.path == tmp_path / "bastion" / "notes.example.com.db"
+    assert other.store.path == tmp_path / "bastion" / "127.0.0.1-8000.db"
+    assert (notes.store.path.stat().st_mode & 0o777) == 0o600

@@ -81,6 +81,12 @@ def grant_index(subject: str, client_id: str) -> str:
     return f"{subject}\x00{client_id}"
 
 
+def _slug(issuer: str) -> str:
+    parts = urlsplit(issuer)
+    text = f"{parts.netloc}{parts.path}".strip("/")
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)[:100] or "bastion"
+
+
 def default_store_path(name: str = "bastion") -> str:
     """The SQLite file used when no store is given: under the user's data directory."""
     import os
@@ -97,7 +103,8 @@ class AuthorizationServer:
         issuer: Its issuer URL (same origin as the MCP server, or its own). When
             omitted, the origin of the ``MCPServer``'s resource URL.
         store: Where clients, codes, tokens, consents and keys live. Default: a
-            SQLite file under the user's data directory.
+            SQLite file under the user's data directory, named after the issuer
+            (``~/.local/share/bastion/notes.example.com.db``).
         users: The username/password check of the built-in login page.
         login: A login step instead of ``users`` (the proxy plugs an upstream
             identity provider in here).
@@ -152,7 +159,10 @@ class AuthorizationServer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
-        self.store: Store = store if store is not None else SQLiteStore(default_store_path())
+        if store is None:
+            # One file per issuer, so two servers on one machine never share clients or keys.
+            store = SQLiteStore(default_store_path(_slug(self.issuer) if self.issuer else "bastion"))
+        self.store: Store = store
         self.clock = clock
         if isinstance(scopes, Mapping):
             self.scopes: dict[str, str] = {str(k): str(v) for k, v in scopes.items()}
