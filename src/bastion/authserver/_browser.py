@@ -8,7 +8,10 @@
   completed once: :func:`take_flow` removes it atomically when the code is issued.
 - A **session** remembers the signed-in user for a while (twelve hours), so the
   next authorization asks only for consent, or for nothing. Its id is a random
-  cookie; the store keeps only its SHA-256.
+  cookie; the store keeps only its SHA-256. The session's own forms (the page of
+  the applications the user allowed) carry a CSRF token derived from the session
+  id with HMAC-SHA256: as unguessable as a flow's random token, nothing more to
+  store, and useless once the session ends.
 - **Cookies** are ``HttpOnly`` and ``SameSite=Lax``, and over https ``Secure``
   with the ``__Host-`` prefix (bound to this exact origin, path ``/``).
 - **Pages** carry a Content-Security-Policy without scripts, and refuse framing
@@ -17,9 +20,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -40,12 +46,14 @@ __all__ = [
     "FlowRefused",
     "Session",
     "check_csrf",
+    "end_session",
     "end_sessions",
     "load_flow",
     "page",
     "read_session",
     "save_flow",
     "secure_headers",
+    "session_csrf_matches",
     "set_browser_cookie",
     "set_session_cookie",
     "start_session",
@@ -262,10 +270,29 @@ async def take_flow(server: AuthorizationServer, flow: Flow) -> Flow:
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in browser: the user and when they signed in (seconds since the epoch)."""
+    """A signed-in browser: the user and when they signed in (seconds since the epoch).
+
+    ``csrf`` is the token the session's own forms carry (RFC 9700 section 4.7),
+    checked with :func:`session_csrf_matches`; empty for a session that has no
+    browser (``auto_approve``).
+    """
 
     user: User
     auth_time: int
+    csrf: str = field(default="", repr=False)
+
+
+def _session_csrf(session_id: str) -> str:
+    # Keyed by the session id (32 random bytes): unguessable without the cookie, and it reveals nothing of it.
+    digest = hmac.new(session_id.encode(), b"bastion session form", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def session_csrf_matches(session: Session, csrf: str | None) -> bool:
+    """Whether ``csrf`` is the CSRF token of ``session`` (constant time)."""
+    if not csrf or not session.csrf or len(csrf) > MAX_COOKIE:
+        return False
+    return secrets.compare_digest(csrf.encode(), session.csrf.encode())
 
 
 async def start_session(server: AuthorizationServer, user: User) -> tuple[str, Session]:
@@ -274,7 +301,7 @@ async def start_session(server: AuthorizationServer, user: User) -> tuple[str, S
     A new id every sign-in, so a session id planted before cannot be adopted (session fixation).
     """
     session_id = secrets.token_urlsafe(32)
-    session = Session(user=user, auth_time=int(server.clock()))
+    session = Session(user=user, auth_time=int(server.clock()), csrf=_session_csrf(session_id))
     record = json.dumps({"user": user.to_dict(), "auth_time": session.auth_time}).encode()
     await server.store.put(SESSION_NAMESPACE, hash_secret(session_id), record, SESSION_TTL, index=user.subject)
     return session_id, session
@@ -294,7 +321,22 @@ async def read_session(server: AuthorizationServer, request: Request) -> Session
     if raw is None:
         return None
     data = json.loads(raw)
-    return Session(user=User.from_dict(data["user"]), auth_time=int(data["auth_time"]))
+    return Session(user=User.from_dict(data["user"]), auth_time=int(data["auth_time"]), csrf=_session_csrf(session_id))
+
+
+async def end_session(server: AuthorizationServer, request: Request, response: Response) -> bool:
+    """Sign this browser out: forget its session and clear the cookie on ``response``; whether it had one."""
+    session_id = _read_cookie(server, request, SESSION_COOKIE)
+    response.delete_cookie(
+        cookie_name(server, request, SESSION_COOKIE),
+        path="/",
+        secure=_over_https(server, request),
+        httponly=True,
+        samesite="lax",
+    )
+    if session_id is None:
+        return False
+    return await server.store.delete(SESSION_NAMESPACE, hash_secret(session_id))
 
 
 async def end_sessions(server: AuthorizationServer, subject: str) -> int:
