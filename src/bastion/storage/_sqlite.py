@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (namespace, key)
 );
 CREATE INDEX IF NOT EXISTS records_idx ON records (namespace, idx);
+-- The purge reads expired records from this index instead of scanning the whole table,
+-- which with a million clients would hold the write lock for a fifth of a second.
+CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
 """
 
 
