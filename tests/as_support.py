@@ -1,16 +1,27 @@
-"""Shared pieces of the authorization server tests: users, clients, a served server, PKCE."""
+"""Shared pieces of the authorization server tests: users, clients, a served server, PKCE, a fake clock, codes.
+
+The fixtures here are named by ``name=``: a test file that wants the fixture ``http`` imports
+``from as_support import http_fixture as http_fixture`` (pytest finds fixtures among a module's
+names; the redundant alias marks the import as deliberate).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
+
+import httpx2
+import pytest
 
 from bastion.authserver import AuthorizationServer, Client, User
+from bastion.authserver._codes import CodeGrant
 from bastion.authserver._models import hash_secret
 from bastion.storage import SQLiteStore
 from bastion.testing import serve
@@ -22,6 +33,8 @@ USERS = {
 }
 SCOPES = {"notes:read": "Read your notes", "notes:write": "Change your notes"}
 
+#: A loopback redirect URI of ``PUBLIC_CLIENT`` (registered without a port, so any port matches).
+REDIRECT = "http://127.0.0.1:5173/callback"
 #: A public client with a loopback redirect (any port is accepted for it, RFC 8252).
 PUBLIC_CLIENT = Client(
     client_id="public-client",
@@ -75,3 +88,121 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
+
+
+class Clock:
+    """A clock that moves only when a test moves it (``clock.now += 60``); give it as ``clock=``.
+
+    It starts at ``now``, or at the real time by default (for tokens checked against the real time).
+    """
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(name="clock")
+def clock_fixture() -> Clock:
+    """Fixture ``clock``: a fake clock starting at the real time."""
+    return Clock()
+
+
+@pytest.fixture(name="base")
+def base_fixture(server: AuthorizationServer) -> Iterator[str]:
+    """Fixture ``base``: the test file's ``server`` fixture, served; its base URL (see ``serving``)."""
+    with serving(server) as url:
+        yield url
+
+
+@pytest.fixture(name="http")
+async def http_fixture() -> AsyncIterator[httpx2.AsyncClient]:
+    """Fixture ``http``: an HTTP client for the test, closed after it."""
+    async with httpx2.AsyncClient() as client:
+        yield client
+
+
+def basic_auth(client_id: str, secret: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP Basic client authentication (RFC 6749 section 2.3.1).
+
+    The id and secret are form-urlencoded first, as the RFC requires.
+    """
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def oauth_error(response: httpx2.Response) -> str:
+    """The ``error`` code of an RFC 6749 error response, which must not be cached."""
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    return str(body["error"])
+
+
+async def issue_code(
+    server: AuthorizationServer,
+    *,
+    challenge: str,
+    client_id: str = "public-client",
+    redirect_uri: str = REDIRECT,
+    sent: bool = True,
+    scopes: tuple[str, ...] = ("notes:read",),
+) -> str:
+    """A code as /authorize would issue it after alice's consent, for the server's first resource.
+
+    ``sent`` says whether the authorization request carried ``redirect_uri``.
+    """
+    user = USERS["alice"]
+    grant_id = await server.new_grant(user, client_id)
+    grant = CodeGrant(
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        redirect_uri_sent=sent,
+        code_challenge=challenge,
+        scopes=scopes,
+        resource=server.resources[0],
+        user=user,
+        grant_id=grant_id,
+        auth_time=int(server.clock()),
+    )
+    return await server.codes.issue(grant)
+
+
+async def code_request(
+    server: AuthorizationServer, scopes: tuple[str, ...] = ("notes:read",), /, **overrides: str | None
+) -> dict[str, str]:
+    """A valid authorization_code token request for the public client, with a fresh code for ``scopes``.
+
+    ``overrides`` replace form parameters; ``None`` drops one.
+    """
+    verifier, challenge = pkce_pair()
+    data: dict[str, str | None] = {
+        "grant_type": "authorization_code",
+        "code": await issue_code(server, challenge=challenge, scopes=scopes),
+        "code_verifier": verifier,
+        "redirect_uri": REDIRECT,
+        "client_id": "public-client",
+    }
+    data.update(overrides)
+    return {name: value for name, value in data.items() if value is not None}
+
+
+async def code_tokens(
+    server: AuthorizationServer,
+    http: httpx2.AsyncClient,
+    base: str,
+    scopes: tuple[str, ...] = ("notes:read", "notes:write"),
+) -> dict[str, Any]:
+    """Alice's tokens for the public client, through the authorization code grant at ``base``."""
+    response = await http.post(base + "/token", data=await code_request(server, scopes))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def refresh(
+    http: httpx2.AsyncClient, base: str, token: str, client_id: str = "public-client", **extra: str
+) -> httpx2.Response:
+    """The answer of the token endpoint at ``base`` to the refresh token grant with ``token``."""
+    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id, **extra}
+    return await http.post(base + "/token", data=data)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,25 @@ import httpx2
 import pytest
 
 from bastion.authserver import AuthorizationServer, Client, InvalidGrant, InvalidScope, InvalidTarget
-from bastion.authserver._codes import CodeGrant
 from bastion.authserver._models import hash_secret
 from bastion.authserver._refresh import REFRESH_NAMESPACE, RefreshTokens
 from bastion.storage import SQLiteStore
 
-from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, SCOPES, USERS, make_server, pkce_pair, serving
+from as_support import (
+    CONFIDENTIAL_CLIENT,
+    PUBLIC_CLIENT,
+    SCOPES,
+    USERS,
+    Clock,
+    code_tokens,
+    make_server,
+    refresh,
+    serving,
+)
+from as_support import clock_fixture as clock_fixture
+from as_support import http_fixture as http_fixture
 
-REDIRECT = "http://127.0.0.1:5173/callback"
 OTHER_CLIENT = Client(client_id="other-public-client", redirect_uris=("http://127.0.0.1/callback",))
-
-
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -62,47 +56,6 @@ def base(server: AuthorizationServer) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
-
-
-async def first_tokens(server: AuthorizationServer, http: httpx2.AsyncClient, base: str) -> dict[str, Any]:
-    """Alice's tokens for the public client, through the authorization code grant."""
-    verifier, challenge = pkce_pair()
-    grant_id = await server.new_grant(USERS["alice"], "public-client")
-    grant = CodeGrant(
-        client_id="public-client",
-        redirect_uri=REDIRECT,
-        redirect_uri_sent=True,
-        code_challenge=challenge,
-        scopes=("notes:read", "notes:write"),
-        resource=base + "/mcp",
-        user=USERS["alice"],
-        grant_id=grant_id,
-        auth_time=int(server.clock()),
-    )
-    data = {
-        "grant_type": "authorization_code",
-        "code": await server.codes.issue(grant),
-        "code_verifier": verifier,
-        "redirect_uri": REDIRECT,
-        "client_id": "public-client",
-    }
-    response = await http.post(base + "/token", data=data)
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def refresh(
-    http: httpx2.AsyncClient, base: str, token: str, client_id: str = "public-client", **extra: str
-) -> httpx2.Response:
-    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id, **extra}
-    return await http.post(base + "/token", data=data)
-
-
 async def family(server: AuthorizationServer, access_token: str) -> list[tuple[str, bytes]]:
     """The refresh token records of the grant an access token belongs to."""
     claims = (await server.verifier.verify(access_token)).claims or {}
@@ -115,7 +68,7 @@ async def family(server: AuthorizationServer, access_token: str) -> list[tuple[s
 async def test_every_refresh_rotates_the_token(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
@@ -131,7 +84,7 @@ async def test_every_refresh_rotates_the_token(
 async def test_the_store_keeps_hashes_and_no_successor_in_the_clear(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     records = await family(server, second["access_token"])
     assert sorted(key for key, _ in records) == sorted(
@@ -145,7 +98,7 @@ async def test_the_store_keeps_hashes_and_no_successor_in_the_clear(
 async def test_scope_may_narrow_and_the_successor_keeps_the_grant(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     narrowed = (await refresh(http, base, first["refresh_token"], scope="notes:read")).json()
     assert narrowed["scope"] == "notes:read"
     assert (await server.verifier.verify(narrowed["access_token"])).scopes == ["notes:read"]
@@ -157,7 +110,7 @@ async def test_scope_may_narrow_and_the_successor_keeps_the_grant(
 async def test_scope_may_not_widen(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, scope: str
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     response = await refresh(http, base, first["refresh_token"], scope=scope)
     assert response.json()["error"] == "invalid_scope"
     assert (await refresh(http, base, first["refresh_token"])).status_code == 200
@@ -166,7 +119,7 @@ async def test_scope_may_not_widen(
 async def test_resource_must_be_one_of_the_grant(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     for resource in (base + "/other", "https://elsewhere.example/mcp", "relative"):
         response = await refresh(http, base, first["refresh_token"], resource=resource)
         assert response.json()["error"] == "invalid_target"
@@ -177,7 +130,7 @@ async def test_resource_must_be_one_of_the_grant(
 async def test_a_refresh_token_is_bound_to_its_client(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     stolen = await refresh(http, base, first["refresh_token"], client_id="other-public-client")
     assert stolen.status_code == 400
     assert stolen.json()["error"] == "invalid_grant"
@@ -189,7 +142,7 @@ async def test_unknown_and_expired_refresh_tokens(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
     assert (await refresh(http, base, "unknown-token")).json()["error"] == "invalid_grant"
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     clock.now += server.refresh_token_ttl + 1
     assert (await refresh(http, base, first["refresh_token"])).json()["error"] == "invalid_grant"
 
@@ -205,7 +158,7 @@ async def test_missing_refresh_token_parameter(base: str, http: httpx2.AsyncClie
 async def test_within_the_grace_window_the_old_token_returns_the_same_pair(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     clock.now += 10
     again = (await refresh(http, base, first["refresh_token"])).json()
@@ -221,7 +174,7 @@ async def test_within_the_grace_window_the_old_token_returns_the_same_pair(
 async def test_reuse_after_the_grace_window_revokes_the_family(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     third = (await refresh(http, base, second["refresh_token"])).json()
     clock.now += server.refresh_grace + 1
@@ -238,7 +191,7 @@ async def test_a_zero_grace_window_revokes_on_any_later_reuse(tmp_path: Path, cl
     server = make_server(tmp_path, refresh_grace=0, clock=clock, store=store)
     with serving(server) as base:
         async with httpx2.AsyncClient() as http:
-            first = await first_tokens(server, http, base)
+            first = await code_tokens(server, http, base)
             second = (await refresh(http, base, first["refresh_token"])).json()
             clock.now += 1
             assert (await refresh(http, base, first["refresh_token"])).json()["error"] == "invalid_grant"
@@ -248,7 +201,7 @@ async def test_a_zero_grace_window_revokes_on_any_later_reuse(tmp_path: Path, cl
 async def test_the_sealed_pair_is_dropped_once_the_successor_rotates_after_the_window(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     old_key = hash_secret(first["refresh_token"])
     assert "sealed" in json.loads(await server.store.get(REFRESH_NAMESPACE, old_key) or b"{}")
@@ -265,7 +218,7 @@ async def test_the_sealed_pair_is_dropped_once_the_successor_rotates_after_the_w
 async def test_twenty_concurrent_refreshes_rotate_once_and_agree(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
-    first = await first_tokens(server, http, base)
+    first = await code_tokens(server, http, base)
     responses = await asyncio.gather(*(refresh(http, base, first["refresh_token"]) for _ in range(20)))
     assert {response.status_code for response in responses} == {200}
     bodies = [response.json() for response in responses]

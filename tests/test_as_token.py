@@ -7,9 +7,6 @@ real SQLite file.
 
 from __future__ import annotations
 
-import base64
-import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,6 @@ import httpx2
 import pytest
 
 from bastion.authserver import AuthorizationServer, Client, InvalidGrant
-from bastion.authserver._codes import CodeGrant
 from bastion.authserver._models import hash_secret
 from bastion.authserver._refresh import REFRESH_NAMESPACE
 from bastion.storage import SQLiteStore
@@ -26,13 +22,19 @@ from as_support import (
     CONFIDENTIAL_CLIENT,
     CONFIDENTIAL_SECRET,
     PUBLIC_CLIENT,
-    USERS,
+    REDIRECT,
+    Clock,
+    basic_auth,
+    code_request,
+    issue_code,
     make_server,
+    oauth_error,
     pkce_pair,
-    serving,
 )
+from as_support import base_fixture as base_fixture
+from as_support import clock_fixture as clock_fixture
+from as_support import http_fixture as http_fixture
 
-REDIRECT = "http://127.0.0.1:5173/callback"
 SECRET_POST = "post-client-secret-value-0123456789abcdef"
 POST_CLIENT = Client(
     client_id="post-client",
@@ -49,21 +51,6 @@ NO_REFRESH_CLIENT = Client(
 )
 
 
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
     return make_server(
@@ -72,69 +59,6 @@ def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
         store=SQLiteStore(tmp_path / "auth.db", clock=clock),
         clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, POST_CLIENT, NO_REFRESH_CLIENT],
     )
-
-
-@pytest.fixture
-def base(server: AuthorizationServer) -> Iterator[str]:
-    with serving(server) as url:
-        yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
-
-
-async def issue_code(
-    server: AuthorizationServer,
-    *,
-    client_id: str = "public-client",
-    challenge: str,
-    redirect_uri: str = REDIRECT,
-    sent: bool = True,
-    scopes: tuple[str, ...] = ("notes:read",),
-) -> str:
-    """A code as /authorize would issue it after alice's consent."""
-    user = USERS["alice"]
-    grant_id = await server.new_grant(user, client_id)
-    grant = CodeGrant(
-        client_id=client_id,
-        redirect_uri=redirect_uri,
-        redirect_uri_sent=sent,
-        code_challenge=challenge,
-        scopes=scopes,
-        resource=server.resources[0],
-        user=user,
-        grant_id=grant_id,
-        auth_time=int(server.clock()),
-    )
-    return await server.codes.issue(grant)
-
-
-async def code_request(server: AuthorizationServer, **overrides: str | None) -> dict[str, str]:
-    """A valid authorization_code token request for the public client; ``None`` drops a parameter."""
-    verifier, challenge = pkce_pair()
-    data: dict[str, str | None] = {
-        "grant_type": "authorization_code",
-        "code": await issue_code(server, challenge=challenge),
-        "code_verifier": verifier,
-        "redirect_uri": REDIRECT,
-        "client_id": "public-client",
-    }
-    data.update(overrides)
-    return {name: value for name, value in data.items() if value is not None}
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    raw = f"{client_id}:{secret}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-def error_of(response: httpx2.Response) -> str:
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    return str(body["error"])
 
 
 # -- authorization_code: the happy path ----------------------------------------------------------
@@ -201,10 +125,10 @@ async def test_code_replay_is_refused_and_revokes_what_the_first_redemption_issu
     first = (await http.post(base + "/token", data=data)).json()
     replay = await http.post(base + "/token", data=data)
     assert replay.status_code == 400
-    assert error_of(replay) == "invalid_grant"
+    assert oauth_error(replay) == "invalid_grant"
     refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": "public-client"}
     refused = await http.post(base + "/token", data=refresh)
-    assert error_of(refused) == "invalid_grant"
+    assert oauth_error(refused) == "invalid_grant"
     server.on_revocation()
     with pytest.raises(Exception, match="revoked"):
         await server.verifier.verify(first["access_token"])
@@ -226,13 +150,13 @@ async def test_redirect_uri_must_repeat_the_authorization_requests_exactly(
 ) -> None:
     response = await http.post(base + "/token", data=await code_request(server, redirect_uri=redirect_uri))
     assert response.status_code == 400
-    assert error_of(response) == "invalid_grant"
+    assert oauth_error(response) == "invalid_grant"
 
 
 async def test_wrong_code_verifier_is_refused(server: AuthorizationServer, base: str, http: httpx2.AsyncClient) -> None:
     other, _ = pkce_pair()
     response = await http.post(base + "/token", data=await code_request(server, code_verifier=other))
-    assert error_of(response) == "invalid_grant"
+    assert oauth_error(response) == "invalid_grant"
 
 
 async def test_plain_pkce_downgrade_is_refused(
@@ -250,10 +174,10 @@ async def test_plain_pkce_downgrade_is_refused(
         "client_id": "public-client",
     }
     response = await http.post(base + "/token", data=data)
-    assert error_of(response) == "invalid_grant"
+    assert oauth_error(response) == "invalid_grant"
     # The code is spent: the right verifier does not bring it back.
     data["code_verifier"] = verifier
-    assert error_of(await http.post(base + "/token", data=data)) == "invalid_grant"
+    assert oauth_error(await http.post(base + "/token", data=data)) == "invalid_grant"
 
 
 @pytest.mark.parametrize("verifier", [None, "short", "x" * 129, "a" * 42 + "!", "é" * 43])
@@ -267,7 +191,7 @@ async def test_missing_or_malformed_code_verifier_is_invalid_request_and_leaves_
         data["code_verifier"] = verifier
     response = await http.post(base + "/token", data=data)
     assert response.status_code == 400
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
     data["code_verifier"] = good
     assert (await http.post(base + "/token", data=data)).status_code == 200
 
@@ -277,16 +201,18 @@ async def test_code_of_another_client_is_refused(
 ) -> None:
     data = await code_request(server, client_id="no-refresh-client")
     response = await http.post(base + "/token", data=data)
-    assert error_of(response) == "invalid_grant"
+    assert oauth_error(response) == "invalid_grant"
 
 
 async def test_unknown_and_expired_codes_are_refused(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
-    assert error_of(await http.post(base + "/token", data=await code_request(server, code="nope"))) == "invalid_grant"
+    assert (
+        oauth_error(await http.post(base + "/token", data=await code_request(server, code="nope"))) == "invalid_grant"
+    )
     data = await code_request(server)
     clock.now += 61
-    assert error_of(await http.post(base + "/token", data=data)) == "invalid_grant"
+    assert oauth_error(await http.post(base + "/token", data=data)) == "invalid_grant"
 
 
 @pytest.mark.parametrize("resource", ["https://elsewhere.example/mcp", "not a url", "https://x.example/#frag"])
@@ -294,7 +220,7 @@ async def test_resource_other_than_the_authorized_one_is_invalid_target(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, resource: str
 ) -> None:
     response = await http.post(base + "/token", data=await code_request(server, resource=resource))
-    assert error_of(response) == "invalid_target"
+    assert oauth_error(response) == "invalid_target"
 
 
 # -- parameters ----------------------------------------------------------------------------------
@@ -305,9 +231,9 @@ async def test_missing_parameter(server: AuthorizationServer, base: str, http: h
     data = await code_request(server, **{name: None})
     response = await http.post(base + "/token", data=data)
     assert response.status_code in (400, 401)
-    assert error_of(response) in ("invalid_request", "invalid_client")
+    assert oauth_error(response) in ("invalid_request", "invalid_client")
     if name != "client_id":
-        assert error_of(response) == "invalid_request"
+        assert oauth_error(response) == "invalid_request"
 
 
 @pytest.mark.parametrize("name", ["grant_type", "code", "code_verifier", "redirect_uri", "client_id", "resource"])
@@ -320,7 +246,7 @@ async def test_duplicated_parameter_is_invalid_request(
         base + "/token", content=str(body), headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 400
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
 
 
 @pytest.mark.parametrize("name", ["grant_type", "code", "code_verifier", "redirect_uri", "client_id", "resource"])
@@ -330,7 +256,7 @@ async def test_oversized_parameter_is_invalid_request(
     data = await code_request(server, **{name: "a" * 9000})
     response = await http.post(base + "/token", data=data)
     assert response.status_code == 400
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
 
 
 async def test_oversized_body_is_invalid_request(
@@ -339,7 +265,7 @@ async def test_oversized_body_is_invalid_request(
     data = await code_request(server)
     data["padding"] = "a" * 70_000
     response = await http.post(base + "/token", data=data)
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
 
 
 async def test_unknown_grant_type(server: AuthorizationServer, base: str, http: httpx2.AsyncClient) -> None:
@@ -347,10 +273,10 @@ async def test_unknown_grant_type(server: AuthorizationServer, base: str, http: 
         data = await code_request(server, grant_type=grant_type)
         response = await http.post(base + "/token", data=data)
         assert response.status_code == 400
-        assert error_of(response) == "unsupported_grant_type"
+        assert oauth_error(response) == "unsupported_grant_type"
     # The ID-JAG grant is only offered when identity providers are configured.
     data = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": "a.b.c", "client_id": "x"}
-    assert error_of(await http.post(base + "/token", data=data)) == "unsupported_grant_type"
+    assert oauth_error(await http.post(base + "/token", data=data)) == "unsupported_grant_type"
 
 
 async def test_grant_type_the_client_did_not_register_is_unauthorized_client(
@@ -358,7 +284,7 @@ async def test_grant_type_the_client_did_not_register_is_unauthorized_client(
 ) -> None:
     data = {"grant_type": "client_credentials", "client_id": "public-client"}
     response = await http.post(base + "/token", data=data)
-    assert error_of(response) == "unauthorized_client"
+    assert oauth_error(response) == "unauthorized_client"
 
 
 async def test_parameters_in_the_query_string_or_as_json_are_refused(
@@ -366,18 +292,18 @@ async def test_parameters_in_the_query_string_or_as_json_are_refused(
 ) -> None:
     data = await code_request(server)
     response = await http.post(base + "/token", params=data)
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
     response = await http.post(base + "/token", json=data)
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
     response = await http.post(base + "/token?grant_type=authorization_code", data=data)
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
 
 
 async def test_non_utf8_body_and_get_are_refused_without_a_server_error(base: str, http: httpx2.AsyncClient) -> None:
     response = await http.post(
         base + "/token", content=b"grant_type=\xff\xfe", headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
-    assert error_of(response) == "invalid_request"
+    assert oauth_error(response) == "invalid_request"
     assert (await http.get(base + "/token")).status_code == 405
 
 
@@ -402,7 +328,9 @@ async def test_client_credentials_issue_a_token_for_the_client_itself(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
     data = {"grant_type": "client_credentials", "scope": "notes:read notes:write", "resource": base + "/mcp"}
-    response = await http.post(base + "/token", data=data, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
     assert response.status_code == 200
     body = response.json()
     assert "refresh_token" not in body
@@ -421,7 +349,7 @@ async def test_client_credentials_with_client_secret_post_and_registered_scopes(
     assert response.status_code == 200
     assert "scope" not in response.json()
     data["scope"] = "notes:write"
-    assert error_of(await http.post(base + "/token", data=data)) == "invalid_scope"
+    assert oauth_error(await http.post(base + "/token", data=data)) == "invalid_scope"
     data["scope"] = "notes:read"
     assert (await http.post(base + "/token", data=data)).json()["scope"] == "notes:read"
 
@@ -437,8 +365,10 @@ async def test_client_credentials_refusals(
     base: str, http: httpx2.AsyncClient, field: str, value: str, error: str
 ) -> None:
     data = {"grant_type": "client_credentials", field: value}
-    response = await http.post(base + "/token", data=data, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
-    assert error_of(response) == error
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
+    assert oauth_error(response) == error
 
 
 async def test_client_credentials_refuse_a_public_client(
@@ -447,7 +377,7 @@ async def test_client_credentials_refuse_a_public_client(
     # Registration refuses such a client; one stored by other means is refused here all the same.
     await server.clients.save(Client(client_id="public-cc", grant_types=("client_credentials",)))
     response = await http.post(base + "/token", data={"grant_type": "client_credentials", "client_id": "public-cc"})
-    assert error_of(response) == "unauthorized_client"
+    assert oauth_error(response) == "unauthorized_client"
 
 
 async def test_a_replay_racing_the_first_redemption_leaves_no_refresh_token(
@@ -466,5 +396,5 @@ async def test_a_replay_racing_the_first_redemption_leaves_no_refresh_token(
 
     monkeypatch.setattr(server.access_tokens, "mint", mint_while_replayed)
     response = await http.post(base + "/token", data=data)
-    assert error_of(response) == "invalid_grant"
+    assert oauth_error(response) == "invalid_grant"
     assert await server.store.scan(REFRESH_NAMESPACE, grants[0]) == []
