@@ -1,4 +1,4 @@
-"""The HTML of the login, consent and error pages: plain, accessible, no JavaScript.
+"""The HTML of the login, consent, consents list and error pages: plain, accessible, no JavaScript.
 
 Every value that comes from a request, a client registration or a user record is
 escaped with :func:`html.escape` where it is placed. The one stylesheet is
@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["STYLE", "STYLE_HASH", "ConsentView", "consent_page", "error_page", "login_page"]
+__all__ = [
+    "STYLE",
+    "STYLE_HASH",
+    "ConsentEntry",
+    "ConsentView",
+    "ConsentsView",
+    "consent_page",
+    "consents_page",
+    "error_page",
+    "login_page",
+]
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;"
@@ -44,9 +54,12 @@ def _hidden(name: str, value: str) -> str:
     return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
 
 
-def error_page(title: str, message: str) -> str:
-    """A page that explains why the request cannot go on."""
-    return _document(title, f'<h1>{escape(title)}</h1>\n<p class="error">{escape(message)}</p>')
+def error_page(title: str, message: str, *, link: tuple[str, str] | None = None) -> str:
+    """A page that explains why the request cannot go on; ``link`` is an ``(href, text)`` to go on from."""
+    body = f'<h1>{escape(title)}</h1>\n<p class="error">{escape(message)}</p>'
+    if link is not None:
+        body += f'\n<p><a href="{escape(link[0])}">{escape(link[1])}</a></p>'
+    return _document(title, body)
 
 
 def login_page(
@@ -96,6 +109,8 @@ class ConsentView:
     scopes: Sequence[tuple[str, str]]
     resource: str
     localhost_only: bool
+    #: The page where the user can withdraw a remembered consent, mentioned next to "Remember".
+    consents_url: str | None = None
 
 
 def consent_page(view: ConsentView) -> str:
@@ -121,13 +136,101 @@ def consent_page(view: ConsentView) -> str:
         parts.append("<h2>It asks to</h2>\n<p>Know who you are (no other permission).</p>")
     parts.append(f"<p>Access to: <code>{escape(view.resource)}</code></p>")
     parts.append(f"<p>After your answer you will be sent back to <strong>{escape(view.redirect_host)}</strong>.</p>")
+    withdraw_later = ""
+    if view.consents_url:
+        withdraw_later = (
+            f'<p>You can withdraw this later on <a href="{escape(view.consents_url)}">'
+            "the page of the applications you allowed</a>.</p>\n"
+        )
     parts.append(
         f'<form method="post" action="{escape(view.action)}">\n'
         f"{_hidden('flow', view.flow_id)}\n{_hidden('csrf', view.csrf)}\n"
         '<p><input type="checkbox" id="remember" name="remember" value="yes">\n'
         f'<label for="remember" class="inline">Remember my decision for {name}</label></p>\n'
+        f"{withdraw_later}"
         '<button type="submit" name="decision" value="approve">Allow</button>\n'
         '<button type="submit" name="decision" value="deny">Deny</button>\n'
         "</form>"
     )
     return _document(f"Allow {view.client_name}?", "\n".join(parts))
+
+
+@dataclass(frozen=True)
+class ConsentEntry:
+    """One application on the consents page."""
+
+    client_id: str
+    client_name: str
+    #: The client id, shown when it is a URL (a Client ID Metadata Document).
+    client_url: str | None
+    #: ``(scope, description)`` pairs.
+    scopes: Sequence[tuple[str, str]]
+    resources: Sequence[str]
+    #: When it was given: ``(ISO 8601, text to show)``.
+    granted: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ConsentsView:
+    """What the consents page shows to the signed-in user."""
+
+    withdraw_action: str
+    sign_out_action: str
+    csrf: str
+    user_name: str
+    entries: Sequence[ConsentEntry]
+    #: A confirmation to show first (an application's access just withdrawn).
+    notice: str | None = None
+
+
+def _consent_entry(number: int, entry: ConsentEntry, action: str, csrf: str) -> str:
+    name = escape(entry.client_name)
+    heading = f"client-{number}"
+    parts = [f'<section aria-labelledby="{heading}">', f'<h2 id="{heading}">{name}</h2>']
+    if entry.client_url:
+        parts.append(f"<p>Identified by <code>{escape(entry.client_url)}</code></p>")
+    if entry.scopes:
+        items = "\n".join(
+            f"<li>{escape(description)} (<code>{escape(scope)}</code>)</li>" for scope, description in entry.scopes
+        )
+        parts.append(f"<p>It may:</p>\n<ul>\n{items}\n</ul>")
+    else:
+        parts.append("<p>It may know who you are (no other permission).</p>")
+    resources = ", ".join(f"<code>{escape(resource)}</code>" for resource in entry.resources)
+    parts.append(f"<p>Access to: {resources}</p>")
+    iso, shown = entry.granted
+    parts.append(f'<p>Allowed on <time datetime="{escape(iso)}">{escape(shown)}</time>.</p>')
+    parts.append(
+        f'<form method="post" action="{escape(action)}">\n'
+        f"{_hidden('csrf', csrf)}\n{_hidden('client_id', entry.client_id)}\n"
+        f'<button type="submit" aria-label="Withdraw access for {name}">Withdraw access</button>\n'
+        "</form>\n</section>"
+    )
+    return "\n".join(parts)
+
+
+def consents_page(view: ConsentsView) -> str:
+    """The applications the signed-in user allowed, each with a button to withdraw its access; and sign out."""
+    parts = ["<h1>Applications you allowed</h1>"]
+    if view.notice:
+        parts.append(f'<p role="status">{escape(view.notice)}</p>')
+    parts.append(f"<p>Signed in as <strong>{escape(view.user_name)}</strong>.</p>")
+    if view.entries:
+        parts.append(
+            "<p>These applications may use your account without asking again. Withdrawing access signs the "
+            "application out: it must ask you again before it can use your account.</p>"
+        )
+        parts.extend(
+            _consent_entry(number, entry, view.withdraw_action, view.csrf)
+            for number, entry in enumerate(view.entries, 1)
+        )
+    else:
+        parts.append("<p>You have not allowed any application to use your account without asking.</p>")
+    parts.append(
+        "<h2>Sign out</h2>\n"
+        f'<form method="post" action="{escape(view.sign_out_action)}">\n'
+        f"{_hidden('csrf', view.csrf)}\n"
+        '<button type="submit">Sign out</button>\n'
+        "</form>"
+    )
+    return _document("Applications you allowed", "\n".join(parts))
