@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 
-from as_support import PASSWORDS, pkce_pair
+from bastion.authserver import AuthorizationServer
+
+from as_support import PASSWORDS, make_server, pkce_pair, serving
 
 
 @dataclass
@@ -133,6 +138,15 @@ class Browser:
         if remember:
             return await self.submit(consent, decision="approve", remember="yes")
         return await self.submit(consent, decision="approve")
+
+
+@asynccontextmanager
+async def browsing(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Browser, AuthorizationServer]]:
+    """A served ``make_server(tmp_path, **options)`` and a browser for it."""
+    server = make_server(tmp_path, **options)
+    with serving(server) as url:
+        async with httpx2.AsyncClient() as http:
+            yield Browser(http, url), server
 
 
 def request_params(redirect_uri: str | list[str] | None, **overrides: Any) -> dict[str, Any]:

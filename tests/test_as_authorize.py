@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -20,8 +19,8 @@ from bastion.authserver._browser import Flow, FlowRefused
 from bastion.authserver._login import LoginStep, signed_in
 from bastion.storage import MemoryStore, SQLiteStore
 
-from as_pages import Browser, callback_query, only_form, page_text, parse_page, request_params
-from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, pkce_pair, serving
+from as_pages import Browser, browsing, callback_query, only_form, page_text, parse_page, request_params
+from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, Clock, make_server, pkce_pair
 
 LOOPBACK = "http://127.0.0.1:49152/callback"
 WEB = "https://app.example.com/callback"
@@ -44,14 +43,10 @@ NO_CODE_CLIENT = Client(
 CLIENTS = [PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, QUERY_CLIENT, TWO_URIS_CLIENT, NO_CODE_CLIENT]
 
 
-@asynccontextmanager
-async def browser(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Browser, AuthorizationServer]]:
-    """A served authorization server and a browser for it."""
+def browser(tmp_path: Path, **options: Any) -> AbstractAsyncContextManager[tuple[Browser, AuthorizationServer]]:
+    """A served authorization server with this file's clients, and a browser for it."""
     options.setdefault("clients", CLIENTS)
-    server = make_server(tmp_path, **options)
-    with serving(server) as url:
-        async with httpx2.AsyncClient() as http:
-            yield Browser(http, url), server
+    return browsing(tmp_path, **options)
 
 
 async def redeem(b: Browser, code: str, verifier: str, redirect_uri: str = LOOPBACK) -> httpx2.Response:
@@ -452,16 +447,8 @@ async def test_the_login_form_posts_to_the_issuer_path(tmp_path: Path) -> None:
     assert urlsplit(back.headers["location"]).port == 49152
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_flow_expires_after_ten_minutes_and_a_session_after_twelve_hours(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     store = SQLiteStore(tmp_path / "auth.db", clock=clock)
     async with browser(tmp_path, store=store, clock=clock) as (b, _):
         login = await b.authorize(**request_params(LOOPBACK))

@@ -20,6 +20,7 @@ from bastion.authserver._errors import InvalidClient
 from bastion.authserver._fetch import SafeFetcher
 from bastion.storage import SQLiteStore
 
+from as_support import Clock
 from as_tls import TLSFiles, self_signed, serve_https
 
 JWK = {
@@ -78,17 +79,9 @@ def host(tls: TLSFiles) -> Iterator[DocumentHost]:
         yield documents
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000_000.0)
 
 
 @pytest.fixture

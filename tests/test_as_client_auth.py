@@ -13,10 +13,8 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx2
 import pytest
@@ -27,7 +25,9 @@ from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import hash_secret
 from bastion.testing import JWKSServer, KeyPair
 
-from as_support import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, make_server, serving
+from as_support import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, Clock, basic_auth, make_server, serving
+from as_support import base_fixture as base_fixture
+from as_support import http_fixture as http_fixture
 
 CLIENT_KEY = KeyPair.generate("ES256", kid="client-key")
 OTHER_KEY = KeyPair.generate("ES256", kid="client-key")
@@ -52,24 +52,6 @@ CC = {"grant_type": "client_credentials"}
 @pytest.fixture
 def server(tmp_path: Path) -> AuthorizationServer:
     return make_server(tmp_path, clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, POST_CLIENT, JWT_CLIENT])
-
-
-@pytest.fixture
-def base(server: AuthorizationServer) -> Iterator[str]:
-    with serving(server) as url:
-        yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    """The Authorization header of RFC 6749 section 2.3.1: form-urlencoded, then Basic."""
-    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def assertion(base: str, key: KeyPair = CLIENT_KEY, now: float | None = None, **claims: Any) -> str:
@@ -99,8 +81,8 @@ def refused(response: httpx2.Response, error: str = "invalid_client") -> bool:
 # -- client secrets ---------------------------------------------------------------------------------
 
 
-async def test_client_secret_basic(base: str, http: httpx2.AsyncClient) -> None:
-    response = await http.post(base + "/token", data=CC, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
+async def test_client_secret_basic_auth(base: str, http: httpx2.AsyncClient) -> None:
+    response = await http.post(base + "/token", data=CC, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET))
     assert response.status_code == 200
     assert response.json()["token_type"] == "Bearer"
 
@@ -116,12 +98,14 @@ async def test_client_secret_basic_credentials_are_form_urldecoded(
         client_secret_hash=hash_secret(secret),
     )
     await server.clients.save(odd)
-    response = await http.post(base + "/token", data=CC, headers=basic(odd.client_id, secret))
+    response = await http.post(base + "/token", data=CC, headers=basic_auth(odd.client_id, secret))
     assert response.status_code == 200
 
 
 async def test_wrong_basic_secret_is_401_with_a_basic_challenge(base: str, http: httpx2.AsyncClient) -> None:
-    response = await http.post(base + "/token", data=CC, headers=basic("confidential-client", "guessed-secret-4711"))
+    response = await http.post(
+        base + "/token", data=CC, headers=basic_auth("confidential-client", "guessed-secret-4711")
+    )
     assert refused(response)
     assert response.headers["www-authenticate"].startswith("Basic")
     assert response.headers["cache-control"] == "no-store"
@@ -159,7 +143,9 @@ async def test_client_secret_post(base: str, http: httpx2.AsyncClient) -> None:
 
 async def test_two_methods_at_once_is_invalid_request(base: str, http: httpx2.AsyncClient) -> None:
     data = {**CC, "client_id": "confidential-client", "client_secret": CONFIDENTIAL_SECRET}
-    response = await http.post(base + "/token", data=data, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
     assert refused(response, "invalid_request")
     both = {**CC, "client_secret": POST_SECRET, **jwt_auth(assertion(base))}
     assert refused(await http.post(base + "/token", data=both), "invalid_request")
@@ -170,7 +156,7 @@ async def test_a_method_other_than_the_registered_one_is_refused(base: str, http
     data = {**CC, "client_id": "confidential-client", "client_secret": CONFIDENTIAL_SECRET}
     assert refused(await http.post(base + "/token", data=data))
     # The post client uses Basic: the challenge says Basic was tried.
-    response = await http.post(base + "/token", data=CC, headers=basic("post-client", POST_SECRET))
+    response = await http.post(base + "/token", data=CC, headers=basic_auth("post-client", POST_SECRET))
     assert refused(response)
     assert response.headers["www-authenticate"].startswith("Basic")
     # A confidential client cannot pass itself off as public.
@@ -178,17 +164,21 @@ async def test_a_method_other_than_the_registered_one_is_refused(base: str, http
 
 
 async def test_unknown_client_and_no_client_at_all(base: str, http: httpx2.AsyncClient) -> None:
-    assert refused(await http.post(base + "/token", data=CC, headers=basic("nobody", "secret")))
+    assert refused(await http.post(base + "/token", data=CC, headers=basic_auth("nobody", "secret")))
     assert refused(await http.post(base + "/token", data={**CC, "client_id": "nobody", "client_secret": "x"}))
     assert refused(await http.post(base + "/token", data=CC))
 
 
-async def test_client_id_parameter_must_agree_with_basic(base: str, http: httpx2.AsyncClient) -> None:
+async def test_client_id_parameter_must_agree_with_basic_auth(base: str, http: httpx2.AsyncClient) -> None:
     data = {**CC, "client_id": "post-client"}
-    response = await http.post(base + "/token", data=data, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
     assert refused(response, "invalid_request")
     data["client_id"] = "confidential-client"
-    response = await http.post(base + "/token", data=data, headers=basic("confidential-client", CONFIDENTIAL_SECRET))
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
     assert response.status_code == 200
 
 
@@ -211,7 +201,7 @@ async def test_a_public_client_names_itself(base: str, http: httpx2.AsyncClient)
     # Authenticated as "public-client" (method none), then refused for the grant, not for who it is.
     response = await http.post(base + "/token", data={**CC, "client_id": "public-client"})
     assert refused(response, "unauthorized_client")
-    response = await http.post(base + "/token", data=CC, headers=basic("public-client", "made-up"))
+    response = await http.post(base + "/token", data=CC, headers=basic_auth("public-client", "made-up"))
     assert refused(response)
 
 
@@ -308,14 +298,6 @@ async def test_malformed_client_assertions(base: str, http: httpx2.AsyncClient, 
 async def test_a_secret_client_cannot_use_an_assertion(base: str, http: httpx2.AsyncClient) -> None:
     token = assertion(base, iss="confidential-client", sub="confidential-client")
     assert refused(await http.post(base + "/token", data={**CC, **jwt_auth(token)}))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_private_key_jwt_with_a_jwks_uri(tmp_path: Path) -> None:

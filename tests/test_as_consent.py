@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from bastion import TokenInactive
 from bastion.authserver import AuthorizationServer, Client
 from bastion.authserver._consent import consents, withdraw_consent
 
-from as_pages import Browser, callback_query, only_form, page_text, request_params
-from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, pkce_pair, serving
+from as_pages import Browser, browsing, callback_query, only_form, page_text, request_params
+from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, pkce_pair
 
 LOOPBACK = "http://127.0.0.1:40000/callback"
 WEB = "https://app.example.com/callback"
@@ -33,14 +32,10 @@ NASTY_CLIENT = Client(
 CLIENTS = [PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, URL_CLIENT, NASTY_CLIENT]
 
 
-@asynccontextmanager
-async def browser(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Browser, AuthorizationServer]]:
-    """A served authorization server and a browser for it."""
+def browser(tmp_path: Path, **options: Any) -> AbstractAsyncContextManager[tuple[Browser, AuthorizationServer]]:
+    """A served authorization server with this file's clients, and a browser for it."""
     options.setdefault("clients", CLIENTS)
-    server = make_server(tmp_path, **options)
-    with serving(server) as url:
-        async with httpx2.AsyncClient() as http:
-            yield Browser(http, url), server
+    return browsing(tmp_path, **options)
 
 
 async def consent_page(b: Browser, **params: Any) -> httpx2.Response:

@@ -17,15 +17,7 @@ from bastion.authserver._refresh import RefreshTokens
 from bastion.storage import MemoryStore, SQLiteStore
 from bastion.testing import serve
 
-from as_support import PUBLIC_CLIENT, SCOPES, make_server, serving
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from as_support import PUBLIC_CLIENT, SCOPES, Clock, make_server, serving
 
 
 async def test_root_issuer_metadata_at_both_well_known_locations(tmp_path: Path) -> None:
@@ -128,7 +120,7 @@ async def test_keys_survive_a_restart_and_workers_agree_on_the_first_key(tmp_pat
 
 
 async def test_rotation_overlaps_then_retires_the_old_key() -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     store = MemoryStore(clock=clock)
     server = AuthorizationServer(
         "http://127.0.0.1:1", store=store, resources=["http://127.0.0.1:1/mcp"], key_rotation=1000, clock=clock
@@ -201,7 +193,7 @@ async def test_id_jag_is_advertised_only_when_identity_providers_are_trusted(tmp
 
 
 async def test_a_grant_lives_as_long_as_its_rotating_refresh_tokens() -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     resource = "http://127.0.0.1:1/mcp"
     server = AuthorizationServer(
         "http://127.0.0.1:1",

@@ -6,10 +6,9 @@ the client redeems its assertions at the real token endpoint.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ from bastion.authserver._grant_jwt_bearer import ID_JAG_TYP, JWT_BEARER
 from bastion.authserver._models import hash_secret
 from bastion.testing import JWKSServer, KeyPair
 
-from as_support import CONFIDENTIAL_CLIENT, PUBLIC_CLIENT, make_server, serving
+from as_support import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, PUBLIC_CLIENT, basic_auth, make_server, oauth_error
+from as_support import base_fixture as base_fixture
+from as_support import http_fixture as http_fixture
 
 IDP = "https://idp.example"
 IDP_KEY = KeyPair.generate("ES256", kid="idp-1")
@@ -33,7 +34,7 @@ AGENT = Client(
     grant_types=(JWT_BEARER,),
     client_secret_hash=hash_secret(AGENT_SECRET),
 )
-AGENT_AUTH = {"Authorization": "Basic " + base64.b64encode(f"agent:{AGENT_SECRET}".encode()).decode()}
+AGENT_AUTH = basic_auth("agent", AGENT_SECRET)
 
 
 @pytest.fixture
@@ -49,18 +50,6 @@ def server(tmp_path: Path, idp: JWKSServer) -> AuthorizationServer:
         clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, AGENT],
         identity_assertion_issuers={IDP: idp.url},
     )
-
-
-@pytest.fixture
-def base(server: AuthorizationServer) -> Iterator[str]:
-    with serving(server) as url:
-        yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient() as client:
-        yield client
 
 
 def id_jag(server: AuthorizationServer, key: KeyPair = IDP_KEY, typ: str = ID_JAG_TYP, **claims: Any) -> str:
@@ -85,11 +74,6 @@ def id_jag(server: AuthorizationServer, key: KeyPair = IDP_KEY, typ: str = ID_JA
 async def redeem(http: httpx2.AsyncClient, base: str, assertion: str, **extra: str) -> httpx2.Response:
     data = {"grant_type": JWT_BEARER, "assertion": assertion, **extra}
     return await http.post(base + "/token", data=data, headers=AGENT_AUTH)
-
-
-def error_of(response: httpx2.Response) -> str:
-    assert response.headers["cache-control"] == "no-store"
-    return str(response.json()["error"])
 
 
 async def test_an_identity_assertion_is_redeemed_for_an_access_token(
@@ -121,7 +105,7 @@ async def test_the_issuer_without_its_trailing_slash_and_a_narrowed_scope(
 async def test_an_assertion_is_single_use(server: AuthorizationServer, base: str, http: httpx2.AsyncClient) -> None:
     assertion = id_jag(server)
     assert (await redeem(http, base, assertion)).status_code == 200
-    assert error_of(await redeem(http, base, assertion)) == "invalid_grant"
+    assert oauth_error(await redeem(http, base, assertion)) == "invalid_grant"
 
 
 async def test_the_access_token_can_be_revoked(
@@ -155,15 +139,15 @@ async def test_the_access_token_can_be_revoked(
 async def test_assertion_claims_are_checked(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, claims: dict[str, Any]
 ) -> None:
-    assert error_of(await redeem(http, base, id_jag(server, **claims))) == "invalid_grant"
+    assert oauth_error(await redeem(http, base, id_jag(server, **claims))) == "invalid_grant"
 
 
 async def test_typ_and_signature_are_checked(server: AuthorizationServer, base: str, http: httpx2.AsyncClient) -> None:
-    assert error_of(await redeem(http, base, id_jag(server, typ="JWT"))) == "invalid_grant"
-    assert error_of(await redeem(http, base, id_jag(server, typ="at+jwt"))) == "invalid_grant"
-    assert error_of(await redeem(http, base, id_jag(server, key=STRANGER_KEY))) == "invalid_grant"
+    assert oauth_error(await redeem(http, base, id_jag(server, typ="JWT"))) == "invalid_grant"
+    assert oauth_error(await redeem(http, base, id_jag(server, typ="at+jwt"))) == "invalid_grant"
+    assert oauth_error(await redeem(http, base, id_jag(server, key=STRANGER_KEY))) == "invalid_grant"
     for garbage in ("not-a-jwt", "a.b.c", "é.é.é"):
-        assert error_of(await redeem(http, base, garbage)) == "invalid_grant"
+        assert oauth_error(await redeem(http, base, garbage)) == "invalid_grant"
 
 
 @pytest.mark.parametrize(
@@ -184,16 +168,17 @@ async def test_resource_and_scope_are_checked(
     extra: dict[str, str],
     error: str,
 ) -> None:
-    assert error_of(await redeem(http, base, id_jag(server, **claims), **extra)) == error
+    assert oauth_error(await redeem(http, base, id_jag(server, **claims), **extra)) == error
 
 
 async def test_request_errors(server: AuthorizationServer, base: str, http: httpx2.AsyncClient) -> None:
     response = await http.post(base + "/token", data={"grant_type": JWT_BEARER}, headers=AGENT_AUTH)
-    assert error_of(response) == "invalid_request"
-    basic = "Basic " + base64.b64encode(b"confidential-client:confidential-client-secret-value-0123456789").decode()
+    assert oauth_error(response) == "invalid_request"
     data = {"grant_type": JWT_BEARER, "assertion": id_jag(server, client_id="confidential-client")}
-    response = await http.post(base + "/token", data=data, headers={"Authorization": basic})
-    assert error_of(response) == "unauthorized_client"
+    response = await http.post(
+        base + "/token", data=data, headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    )
+    assert oauth_error(response) == "unauthorized_client"
 
 
 async def test_an_identity_provider_outage_is_temporarily_unavailable(
@@ -202,4 +187,4 @@ async def test_an_identity_provider_outage_is_temporarily_unavailable(
     idp.status = 500
     response = await redeem(http, base, id_jag(server))
     assert response.status_code == 503
-    assert error_of(response) == "temporarily_unavailable"
+    assert oauth_error(response) == "temporarily_unavailable"

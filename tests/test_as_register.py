@@ -15,7 +15,7 @@ from bastion.authserver._models import secret_matches
 from bastion.authserver._ratelimit import RateLimiter
 from bastion.storage import MemoryStore, SQLiteStore
 
-from as_support import make_server, serving
+from as_support import Clock, make_server, serving
 
 NATIVE = {
     "client_name": "Native MCP Client",
@@ -33,14 +33,6 @@ PUBLIC_KEY = {
     "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
     "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
 }
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +65,7 @@ def assert_error(response: httpx2.Response, error: str, status: int = 400) -> st
 
 
 async def test_public_native_client_is_registered_as_sent(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)
     server = make_server(tmp_path, clock=clock)
     with serving(server) as url:
         response = await post(url, NATIVE)
