@@ -229,7 +229,8 @@ async def test_twenty_concurrent_refreshes_rotate_once_and_agree(
     assert (await refresh(http, base, bodies[0]["refresh_token"])).status_code == 200
 
 
-async def test_concurrent_rotations_in_one_process_without_http(server: AuthorizationServer) -> None:
+async def bobs_refresh_token(server: AuthorizationServer) -> tuple[RefreshTokens, str, str]:
+    """Without HTTP: a refresh token of bob's for the public client (notes:read); the issuer, token and grant id."""
     server.set_issuer("http://127.0.0.1:1")
     server.add_resource("http://127.0.0.1:1/mcp")
     grant_id = await server.new_grant(USERS["bob"], "public-client")
@@ -241,23 +242,18 @@ async def test_concurrent_rotations_in_one_process_without_http(server: Authoriz
         resources=("http://127.0.0.1:1/mcp",),
         grant_id=grant_id,
     )
+    return tokens, token, grant_id
+
+
+async def test_concurrent_rotations_in_one_process_without_http(server: AuthorizationServer) -> None:
+    tokens, token, grant_id = await bobs_refresh_token(server)
     results = await asyncio.gather(*(tokens.rotate(token, PUBLIC_CLIENT) for _ in range(20)))
     assert len({result.refresh_token for result in results}) == 1
     assert len(await server.store.scan(REFRESH_NAMESPACE, grant_id)) == 2
 
 
 async def test_rotate_refusals_raise_oauth_errors(server: AuthorizationServer) -> None:
-    server.set_issuer("http://127.0.0.1:1")
-    server.add_resource("http://127.0.0.1:1/mcp")
-    grant_id = await server.new_grant(USERS["bob"], "public-client")
-    tokens = RefreshTokens(server)
-    token = await tokens.issue(
-        client_id="public-client",
-        user=USERS["bob"],
-        scopes=("notes:read",),
-        resources=("http://127.0.0.1:1/mcp",),
-        grant_id=grant_id,
-    )
+    tokens, token, grant_id = await bobs_refresh_token(server)
     with pytest.raises(InvalidScope):
         await tokens.rotate(token, PUBLIC_CLIENT, "notes:write")
     with pytest.raises(InvalidTarget):
