@@ -243,6 +243,7 @@ async def show_consent(server: AuthorizationServer, flow: Flow, user: User) -> R
         scopes=[(scope, server.scope_description(scope)) for scope in flow.scopes],
         resource=flow.resource,
         localhost_only=_localhost_only(client),
+        consents_url=server.path("/consents"),
     )
     return page(consent_page(view))
 
