@@ -71,6 +71,11 @@ def make_server(tmp_path: Path, **options: Any) -> AuthorizationServer:
     return AuthorizationServer(**options)
 
 
+def clocked_server(tmp_path: Path, clock: Clock, **options: Any) -> AuthorizationServer:
+    """``make_server`` whose server and SQLite store both read ``clock``."""
+    return make_server(tmp_path, clock=clock, store=SQLiteStore(tmp_path / "auth.db", clock=clock), **options)
+
+
 @contextmanager
 def serving(server: AuthorizationServer) -> Iterator[str]:
     """Serve the authorization server alone on 127.0.0.1; yields its base URL (the issuer's origin).

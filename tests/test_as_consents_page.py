@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +16,8 @@ from bastion.authserver import AuthorizationServer, Client
 from bastion.authserver._consent import consents
 from bastion.authserver._pages import ConsentView, consent_page
 
-from as_pages import Browser, Form, callback_query, only_form, page_text, parse_page, request_params
-from as_support import PUBLIC_CLIENT, make_server, pkce_pair, serving
+from as_pages import Browser, Form, browsing, callback_query, only_form, page_text, parse_page, request_params
+from as_support import PUBLIC_CLIENT, pkce_pair
 
 LOOPBACK = "http://127.0.0.1:40000/callback"
 NOTES_WEB = Client(
@@ -44,14 +43,10 @@ class Tokens:
     refresh: str
 
 
-@asynccontextmanager
-async def served(tmp_path: Path, **options: Any) -> AsyncIterator[tuple[Browser, AuthorizationServer]]:
-    """A served authorization server and a browser for it."""
+def served(tmp_path: Path, **options: Any) -> AbstractAsyncContextManager[tuple[Browser, AuthorizationServer]]:
+    """A served authorization server with this file's clients, and a browser for it."""
     options.setdefault("clients", CLIENTS)
-    server = make_server(tmp_path, **options)
-    with serving(server) as url:
-        async with httpx2.AsyncClient() as http:
-            yield Browser(http, url), server
+    return browsing(tmp_path, **options)
 
 
 async def allow(

@@ -9,9 +9,8 @@ import httpx2
 import pytest
 
 from bastion.authserver import AuthorizationServer
-from bastion.storage import SQLiteStore
 
-from as_support import CONFIDENTIAL_SECRET, Clock, basic_auth, code_tokens, make_server, refresh
+from as_support import CONFIDENTIAL_SECRET, Clock, basic_auth, clocked_server, code_tokens, refresh
 from as_support import base_fixture as base_fixture
 from as_support import clock_fixture as clock_fixture
 from as_support import http_fixture as http_fixture
@@ -21,7 +20,7 @@ RS_AUTH = basic_auth("confidential-client", CONFIDENTIAL_SECRET)
 
 @pytest.fixture
 def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
-    return make_server(tmp_path, clock=clock, store=SQLiteStore(tmp_path / "auth.db", clock=clock))
+    return clocked_server(tmp_path, clock)
 
 
 async def introspect(http: httpx2.AsyncClient, base: str, token: str, **extra: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from as_support import (
     SCOPES,
     USERS,
     Clock,
+    clocked_server,
     code_tokens,
     make_server,
     refresh,
@@ -41,10 +42,9 @@ OTHER_CLIENT = Client(client_id="other-public-client", redirect_uris=("http://12
 
 @pytest.fixture
 def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
-    return make_server(
+    return clocked_server(
         tmp_path,
-        clock=clock,
-        store=SQLiteStore(tmp_path / "auth.db", clock=clock),
+        clock,
         clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, OTHER_CLIENT],
     )
 

@@ -16,7 +16,6 @@ import pytest
 from bastion.authserver import AuthorizationServer, Client, InvalidGrant
 from bastion.authserver._models import hash_secret
 from bastion.authserver._refresh import REFRESH_NAMESPACE
-from bastion.storage import SQLiteStore
 
 from as_support import (
     CONFIDENTIAL_CLIENT,
@@ -25,9 +24,9 @@ from as_support import (
     REDIRECT,
     Clock,
     basic_auth,
+    clocked_server,
     code_request,
     issue_code,
-    make_server,
     oauth_error,
     pkce_pair,
 )
@@ -53,10 +52,9 @@ NO_REFRESH_CLIENT = Client(
 
 @pytest.fixture
 def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
-    return make_server(
+    return clocked_server(
         tmp_path,
-        clock=clock,
-        store=SQLiteStore(tmp_path / "auth.db", clock=clock),
+        clock,
         clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, POST_CLIENT, NO_REFRESH_CLIENT],
     )
 
