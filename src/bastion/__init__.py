@@ -24,6 +24,7 @@ from bastion._errors import (
     TokenInactive,
     TokenNotYetValid,
     UnsupportedAlgorithm,
+    UpstreamUnavailable,
 )
 from bastion._introspection import IntrospectionVerifier
 from bastion._jwt import JWTVerifier
@@ -89,6 +90,7 @@ __all__ = [
     "TokenInactive",
     "TokenNotYetValid",
     "UnsupportedAlgorithm",
+    "UpstreamUnavailable",
     "User",
     "Verifier",
     "__version__",

@@ -162,3 +162,12 @@ class AccessDenied(AuthorizationError):
 
     error = "forbidden"
     description = "Forbidden"
+
+
+class UpstreamUnavailable(BastionError):
+    """The identity provider's token for this user cannot be had: the upstream sign-in is gone.
+
+    Raised by :meth:`AccessToken.upstream` in a tool; the user must sign in again.
+    """
+
+    description = "The sign-in at the identity provider has ended; sign in again"

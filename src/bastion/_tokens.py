@@ -14,9 +14,9 @@ from typing import Any
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken as SDKAccessToken
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from bastion._errors import NoAccessToken
+from bastion._errors import NoAccessToken, UpstreamUnavailable
 
 __all__ = ["AccessToken", "get_access_token", "get_access_token_or_none"]
 
@@ -51,6 +51,25 @@ class AccessToken(SDKAccessToken):
     def claim(self, name: str, default: Any = None) -> Any:
         """One claim of the token, or ``default``."""
         return (self.claims or {}).get(name, default)
+
+    #: Set by an OAuth proxy's verifier: what :meth:`upstream` asks for the provider's token.
+    _upstream_source: Any = PrivateAttr(default=None)
+
+    async def upstream(self) -> str:
+        """The upstream identity provider's access token for this user, valid for at least a minute.
+
+        Only for tokens issued by a bastion OAuth proxy (``bastion.providers``): the
+        provider's token is refreshed first when it is about to expire.
+
+        Raises:
+            UpstreamUnavailable: the token was not issued by a proxy, or the upstream
+                sign-in is gone (the user must sign in again).
+        """
+        source = self._upstream_source
+        if source is None:
+            raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
+        token: str = await source.upstream_token(self)
+        return token
 
 
 def get_access_token_or_none() -> AccessToken | None:

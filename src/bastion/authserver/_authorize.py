@@ -261,7 +261,8 @@ async def begin(
         # Development only (refused unless the issuer is loopback): no page, no session.
         approver = Session(user=server.auto_approve, auth_time=int(server.clock()))
         return await issue_code(server, flow, approver, posted=posted)
-    session = None if {"login", "select_account"} & set(flow.prompt) else await read_session(server, request)
+    fresh = {"login", "select_account"} & set(flow.prompt) or (step is not None and not step.uses_sessions)
+    session = None if fresh else await read_session(server, request)
     if session is not None and await consented(server, session.user, flow):
         return await issue_code(server, flow, session, posted=posted)
     if "none" in flow.prompt:

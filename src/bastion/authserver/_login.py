@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -61,7 +61,15 @@ TOO_MANY = "Too many sign-in attempts. Wait a few minutes, then try again."
 
 
 class LoginStep(ABC):
-    """How the user signs in: the built-in :class:`PasswordLogin`, or an upstream identity provider."""
+    """How the user signs in: the built-in :class:`PasswordLogin`, or an upstream identity provider.
+
+    ``uses_sessions``: whether a browser already signed in here skips the step.
+    An upstream step sets it to ``False``: every authorization goes through the
+    provider (whose own session makes that quick), so each grant gets the
+    provider's tokens of its own.
+    """
+
+    uses_sessions: ClassVar[bool] = True
 
     @abstractmethod
     async def start(self, server: AuthorizationServer, request: Request, flow: Flow) -> Response:

@@ -111,6 +111,16 @@ class ConsentView:
     localhost_only: bool
     #: The page where the user can withdraw a remembered consent, mentioned next to "Remember".
     consents_url: str | None = None
+    #: The identity provider the user signs in with after approving (the proxy asks first), if any.
+    provider: str | None = None
+
+
+def _remember(name: str, withdraw_later: str) -> str:
+    return (
+        '<p><input type="checkbox" id="remember" name="remember" value="yes">\n'
+        f'<label for="remember" class="inline">Remember my decision for {name}</label></p>\n'
+        f"{withdraw_later}"
+    )
 
 
 def consent_page(view: ConsentView) -> str:
@@ -120,7 +130,10 @@ def consent_page(view: ConsentView) -> str:
     if view.client_url:
         url = escape(view.client_url)
         parts.append(f"<p>Application: <strong>{name}</strong>, identified by <code>{url}</code></p>")
-    parts.append(f"<p>Signed in as <strong>{escape(view.user_name)}</strong>.</p>")
+    if view.provider:
+        parts.append(f"<p>If you allow it, you will sign in with <strong>{escape(view.provider)}</strong> next.</p>")
+    else:
+        parts.append(f"<p>Signed in as <strong>{escape(view.user_name)}</strong>.</p>")
     if view.localhost_only:
         parts.append(
             '<p class="warning" role="note"><strong>This application runs on your own computer.</strong> '
@@ -145,9 +158,7 @@ def consent_page(view: ConsentView) -> str:
     parts.append(
         f'<form method="post" action="{escape(view.action)}">\n'
         f"{_hidden('flow', view.flow_id)}\n{_hidden('csrf', view.csrf)}\n"
-        '<p><input type="checkbox" id="remember" name="remember" value="yes">\n'
-        f'<label for="remember" class="inline">Remember my decision for {name}</label></p>\n'
-        f"{withdraw_later}"
+        f"{'' if view.provider else _remember(name, withdraw_later)}"
         '<button type="submit" name="decision" value="approve">Allow</button>\n'
         '<button type="submit" name="decision" value="deny">Deny</button>\n'
         "</form>"

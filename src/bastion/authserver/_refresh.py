@@ -226,6 +226,7 @@ class RefreshTokens:
         audience = self._audience(tuple(record["resources"]), resource)
 
         user = User.from_dict(record["user"])
+        await self.server.check_grant(user)
         successor, successor_record = self._new(
             client.client_id, user, tuple(record["scopes"]), tuple(record["resources"]), grant_id, key
         )

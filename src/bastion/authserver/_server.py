@@ -332,7 +332,10 @@ class AuthorizationServer:
         (on code replay, refresh token reuse, or withdrawn consent) reaches them all.
         """
         grant_id = secrets.token_urlsafe(16)
-        record = json.dumps({"subject": user.subject, "client_id": client_id, "created": int(self.clock())})
+        fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": int(self.clock())}
+        if isinstance(user.claims.get("uref"), str):
+            fields["uref"] = user.claims["uref"]  # the proxy's sealed upstream tokens behind this grant
+        record = json.dumps(fields)
         await self.store.put(
             GRANT_NAMESPACE,
             grant_id,
@@ -357,6 +360,9 @@ class AuthorizationServer:
         from bastion.authserver._consent import consents
 
         return await consents(self, subject)
+
+    async def check_grant(self, user: User) -> None:
+        """Called before a refresh is granted; a proxy refuses when the upstream session is gone."""
 
     async def extend_grant(self, grant_id: str) -> None:
         """Keep a grant's record as long as its refresh tokens live (called on each rotation)."""

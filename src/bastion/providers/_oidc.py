@@ -1,0 +1,89 @@
+"""``OIDC``: any OpenID provider, configured from its discovery document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx2
+
+from bastion._errors import ConfigurationError
+from bastion._http import DEFAULT_TIMEOUT
+from bastion.proxy._proxy import OAuthProxy
+from bastion.proxy._upstream import Upstream
+
+__all__ = ["OIDC", "discover"]
+
+
+def discover(config_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """The provider's discovery document, fetched once at start-up.
+
+    Raises:
+        ConfigurationError: it cannot be fetched, or it is not a usable document
+            for the issuer the URL names.
+    """
+    suffix = "/.well-known/openid-configuration"
+    if not config_url.endswith(suffix):
+        raise ConfigurationError(f"config_url must end with {suffix}")
+    try:
+        response = httpx2.get(config_url, timeout=timeout, follow_redirects=False)
+        document = response.json() if response.status_code == 200 else None
+    except (httpx2.HTTPError, ValueError):
+        document = None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"the discovery document at {config_url.split('?')[0]} could not be read")
+    issuer = config_url[: -len(suffix)]
+    if document.get("issuer") not in (issuer, issuer + "/"):
+        raise ConfigurationError("the discovery document names another issuer than its URL")
+    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(document.get(name), str):
+            raise ConfigurationError(f"the discovery document has no {name}")
+    return document
+
+
+class OIDC(OAuthProxy):
+    """Sign users in at any OpenID provider, found through its discovery document.
+
+    Args:
+        config_url: ``<issuer>/.well-known/openid-configuration``.
+        client_id, client_secret: The proxy's registration at the provider.
+        base_url: This server's public URL (register ``<base_url>/auth/callback`` at the provider).
+        scopes: Scopes asked of the provider (default ``openid email profile``).
+        mcp_scopes: The scopes MCP clients may ask of this server, with descriptions.
+        name: The provider's name on the consent page.
+        authorize_params: Extra parameters for the provider's authorization request.
+        **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
+    """
+
+    def __init__(
+        self,
+        *,
+        config_url: str,
+        client_id: str,
+        client_secret: str | None = None,
+        base_url: str,
+        scopes: Sequence[str] = ("openid", "email", "profile"),
+        mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
+        name: str = "your identity provider",
+        authorize_params: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        doc = discover(config_url)
+        methods = doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+        upstream = Upstream(
+            name=name,
+            authorization_endpoint=doc["authorization_endpoint"],
+            token_endpoint=doc["token_endpoint"],
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=tuple(scopes),
+            identity="id_token" if "openid" in scopes else "userinfo",
+            issuer=doc["issuer"],
+            jwks_uri=doc["jwks_uri"],
+            userinfo_endpoint=doc.get("userinfo_endpoint"),
+            revocation_endpoint=doc.get("revocation_endpoint"),
+            pkce="S256" in (doc.get("code_challenge_methods_supported") or []),
+            token_auth="client_secret_basic" if "client_secret_basic" in methods else "client_secret_post",
+            authorize_params=dict(authorize_params or {}),
+        )
+        super().__init__(upstream, base_url=base_url, scopes=mcp_scopes, **options)

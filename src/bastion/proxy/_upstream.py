@@ -1,0 +1,311 @@
+"""The upstream identity provider: what it is (endpoints, scopes, quirks) and how to talk to it.
+
+An :class:`Upstream` is a plain description; :class:`UpstreamClient` does the
+HTTP: the code exchange, refreshes, the user's identity (a verified OIDC
+``id_token``, the userinfo endpoint, or a provider's own user endpoint such as
+GitHub's ``/user``) and revocation. Every call has a deadline and a size limit,
+and an upstream that answers badly raises :class:`UpstreamError`, whose message
+names the provider and the HTTP status, never a token or a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx2
+
+from bastion._errors import BastionError, InvalidToken
+from bastion._http import DEFAULT_TIMEOUT, FetchError, fetch_json, http_client
+from bastion._jwt import JWTVerifier
+
+__all__ = ["Identity", "Upstream", "UpstreamClient", "UpstreamError", "UpstreamTokens", "pkce_pair"]
+
+IdentitySource = Literal["id_token", "userinfo", "github"]
+
+
+class UpstreamError(BastionError):
+    """The upstream identity provider failed, refused, or answered something unusable."""
+
+    description = "The identity provider could not complete the request"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream OAuth 2.0 / OpenID provider as the proxy uses it.
+
+    Args:
+        name: Shown to users ("Continue with Google").
+        authorization_endpoint, token_endpoint: The provider's endpoints.
+        client_id, client_secret: The proxy's one registration at the provider.
+        scopes: The scopes asked of the provider.
+        identity: Where the user's identity comes from: ``id_token`` (verified
+            against ``jwks_uri`` and ``issuer``), ``userinfo``, or ``github``
+            (GitHub's ``/user`` and ``/user/emails``).
+        issuer, jwks_uri: For ``id_token`` verification.
+        userinfo_endpoint: For ``userinfo`` (and as a complement to the id_token).
+        user_endpoint: A provider's own user endpoint (``github``).
+        revocation_endpoint: RFC 7009 revocation, when the provider has it.
+        pkce: Whether to send PKCE (S256) to the provider.
+        token_auth: ``client_secret_post`` or ``client_secret_basic`` at the token endpoint.
+        authorize_params: Extra authorization request parameters (``access_type=offline``...).
+        subject_claim: The identity claim that becomes the user's subject.
+    """
+
+    name: str
+    authorization_endpoint: str
+    token_endpoint: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ()
+    identity: IdentitySource = "id_token"
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    userinfo_endpoint: str | None = None
+    user_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    pkce: bool = True
+    token_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    authorize_params: Mapping[str, str] = field(default_factory=dict)
+    subject_claim: str = "sub"
+
+
+@dataclass(frozen=True)
+class UpstreamTokens:
+    """The provider's tokens for one user, as the proxy keeps them (sealed at rest)."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+    scope: str | None = None
+    id_token: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at,
+            "scope": self.scope,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UpstreamTokens:
+        return cls(
+            access_token=str(data["access_token"]),
+            refresh_token=data.get("refresh_token"),
+            expires_at=data.get("expires_at"),
+            scope=data.get("scope"),
+        )
+
+    def fresh_for(self, seconds: float, now: float) -> bool:
+        """Whether the access token is valid for at least ``seconds`` more (no expiry: assumed valid)."""
+        return self.expires_at is None or self.expires_at - now >= seconds
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in at the provider."""
+
+    subject: str
+    name: str | None = None
+    email: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh ``(code_verifier, S256 code_challenge)``."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class UpstreamClient:
+    """The proxy's HTTP conversations with one :class:`Upstream`."""
+
+    def __init__(
+        self, upstream: Upstream, *, timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.upstream = upstream
+        self.timeout = timeout
+        self.clock = clock
+        self._id_tokens: JWTVerifier | None = None
+
+    def _client(self) -> httpx2.AsyncClient:
+        return http_client(self.timeout)
+
+    def _auth(self, data: dict[str, str]) -> dict[str, Any]:
+        """The client authentication for a token or revocation request."""
+        up = self.upstream
+        if up.client_secret is not None and up.token_auth == "client_secret_basic":
+            return {"data": data, "auth": httpx2.BasicAuth(up.client_id, up.client_secret)}
+        data = {**data, "client_id": up.client_id}
+        if up.client_secret is not None:
+            data["client_secret"] = up.client_secret
+        return {"data": data}
+
+    async def _token_request(self, data: dict[str, str]) -> UpstreamTokens:
+        name = self.upstream.name
+        try:
+            async with self._client() as http:
+                _, body = await fetch_json(
+                    http,
+                    "POST",
+                    self.upstream.token_endpoint,
+                    headers={"Accept": "application/json"},
+                    **self._auth(data),
+                )
+        except FetchError as exc:
+            raise UpstreamError(f"{name}'s token endpoint failed: {_reason(exc)}") from None
+        if not isinstance(body, dict):
+            raise UpstreamError(f"{name}'s token endpoint answered something that is not a JSON object")
+        if "error" in body:
+            # GitHub answers errors with HTTP 200.
+            raise UpstreamError(f"{name} refused the token request: {str(body.get('error'))[:60]}")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise UpstreamError(f"{name}'s token response has no access_token")
+        expires_in = body.get("expires_in")
+        expires_at = None
+        if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and 0 < expires_in < 10**9:
+            expires_at = self.clock() + float(expires_in)
+        refresh = body.get("refresh_token")
+        id_token = body.get("id_token")
+        scope = body.get("scope")
+        return UpstreamTokens(
+            access_token=token,
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            expires_at=expires_at,
+            scope=scope if isinstance(scope, str) else None,
+            id_token=id_token if isinstance(id_token, str) else None,
+        )
+
+    async def exchange_code(self, code: str, redirect_uri: str, code_verifier: str | None) -> UpstreamTokens:
+        """Redeem the provider's authorization code."""
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            data["code_verifier"] = code_verifier
+        return await self._token_request(data)
+
+    async def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
+        """New tokens from the refresh token; the old refresh token is kept when none is returned."""
+        if tokens.refresh_token is None:
+            raise UpstreamError(f"{self.upstream.name} gave no refresh token")
+        fresh = await self._token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        if fresh.refresh_token is None:
+            fresh = UpstreamTokens(fresh.access_token, tokens.refresh_token, fresh.expires_at, fresh.scope)
+        return fresh
+
+    async def revoke(self, tokens: UpstreamTokens) -> None:
+        """Revoke the tokens at the provider, when it has a revocation endpoint; failures are logged, not raised."""
+        endpoint = self.upstream.revocation_endpoint
+        if endpoint is None:
+            return
+        for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")):
+            if token is None:
+                continue
+            try:
+                async with self._client() as http:
+                    await http.post(endpoint, **self._auth({"token": token, "token_type_hint": hint}))
+            except httpx2.HTTPError:
+                return
+
+    async def identity(self, tokens: UpstreamTokens, nonce: str | None) -> Identity:
+        """The signed-in user, from the source the provider is configured with."""
+        up = self.upstream
+        if up.identity == "id_token":
+            claims = await self._id_token_claims(tokens, nonce)
+            if up.userinfo_endpoint is not None and not claims.get("email"):
+                claims = {**await self._get_json(up.userinfo_endpoint, tokens.access_token), **claims}
+        elif up.identity == "userinfo":
+            if up.userinfo_endpoint is None:
+                raise UpstreamError(f"{up.name} has no userinfo endpoint configured")
+            claims = await self._get_json(up.userinfo_endpoint, tokens.access_token)
+        else:
+            claims = await self._github_user(tokens.access_token)
+        subject = claims.get(up.subject_claim)
+        if isinstance(subject, int) and not isinstance(subject, bool):
+            subject = str(subject)
+        if not isinstance(subject, str) or not subject:
+            raise UpstreamError(f"{up.name} did not say who signed in ({up.subject_claim} is missing)")
+        name = claims.get("name") or claims.get("login")
+        email = claims.get("email")
+        return Identity(
+            subject=subject,
+            name=name if isinstance(name, str) else None,
+            email=email if isinstance(email, str) else None,
+            claims=claims,
+        )
+
+    async def _id_token_claims(self, tokens: UpstreamTokens, nonce: str | None) -> dict[str, Any]:
+        up = self.upstream
+        if tokens.id_token is None:
+            raise UpstreamError(f"{up.name} returned no id_token (is the openid scope requested?)")
+        if up.jwks_uri is None or up.issuer is None:
+            raise UpstreamError(f"{up.name} has no issuer or jwks_uri configured to verify its id_token")
+        if self._id_tokens is None:
+            self._id_tokens = JWTVerifier(
+                jwks_uri=up.jwks_uri, issuer=up.issuer, audience=up.client_id, roles_claim=None, clock=self.clock
+            )
+        try:
+            verified = await self._id_tokens.check(tokens.id_token)
+        except InvalidToken as exc:
+            raise UpstreamError(f"{up.name}'s id_token was refused: {exc.description}") from None
+        claims = dict(verified.claims or {})
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise UpstreamError(f"{up.name}'s id_token does not carry the nonce of this sign-in")
+        return claims
+
+    async def _get_json(self, url: str, access_token: str) -> dict[str, Any]:
+        try:
+            async with self._client() as http:
+                _, body = await fetch_json(
+                    http,
+                    "GET",
+                    url,
+                    headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                )
+        except FetchError as exc:
+            raise UpstreamError(f"{self.upstream.name}'s user endpoint failed: {_reason(exc)}") from None
+        if not isinstance(body, dict):
+            raise UpstreamError(f"{self.upstream.name}'s user endpoint answered something that is not a JSON object")
+        return body
+
+    async def _github_user(self, access_token: str) -> dict[str, Any]:
+        up = self.upstream
+        base = (up.user_endpoint or "https://api.github.com/user").rstrip("/")
+        user = await self._get_json(base, access_token)
+        if not user.get("email"):
+            # A private email is not in /user; /user/emails lists it (with the user:email scope).
+            try:
+                emails = await self._get_json_list(base + "/emails", access_token)
+            except UpstreamError:
+                emails = []
+            primary = [e for e in emails if isinstance(e, dict) and e.get("primary") and e.get("verified")]
+            if primary and isinstance(primary[0].get("email"), str):
+                user["email"] = primary[0]["email"]
+        return user
+
+    async def _get_json_list(self, url: str, access_token: str) -> Sequence[Any]:
+        try:
+            async with self._client() as http:
+                _, body = await fetch_json(
+                    http, "GET", url, headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+                )
+        except FetchError as exc:
+            raise UpstreamError(f"{self.upstream.name}'s user endpoint failed: {_reason(exc)}") from None
+        return body if isinstance(body, list) else []
+
+    async def aclose(self) -> None:
+        """Release the id_token verifier's resources."""
+        if self._id_tokens is not None:
+            await self._id_tokens.aclose()
+
+
+def _reason(exc: FetchError) -> str:
+    """The fetch error's text without the URL's host part repeated (it names no secret)."""
+    return str(exc)[:200]
