@@ -49,14 +49,15 @@ def skip_without_node() -> None:
 class OIDCProvider:
     """``oidc-provider`` in a child process, with one confidential client; a context manager.
 
-    The client may use ``authorization_code`` (PKCE with S256 required) and ``refresh_token``; it gets a
-    refresh token with every code, rotated on each refresh. Any login name signs in with any password:
+    The client may use ``authorization_code`` (PKCE with S256 required) and ``refresh_token``, and
+    authenticate with ``client_secret_basic`` or ``client_secret_post`` (the provider takes either). It gets
+    a refresh token with every code, with or without ``offline_access``, rotated on each refresh; replaying a
+    used refresh token ends the whole grant. Any login name signs in with any password:
     subject ``<login>``, email ``<login>@example.com``, name ``<Login>``. The port is chosen by the OS.
 
     Args:
         redirect_uris: The client's registered redirect URIs.
         client_id, client_secret: The client's credentials (default: ``upstream-client``, a random secret).
-        client_auth_method: ``client_secret_basic`` or ``client_secret_post`` at the token endpoint.
         any_loopback_port: Register the client as ``native``: a loopback redirect URI then matches on
             any port (RFC 8252 section 7.3), so it can be registered before the callback's server starts.
         access_token_ttl, refresh_token_ttl: Token lifetimes in seconds (the provider's clock is real).
@@ -68,7 +69,6 @@ class OIDCProvider:
         redirect_uris: Sequence[str] = (LOOPBACK_CALLBACK,),
         client_id: str = "upstream-client",
         client_secret: str | None = None,
-        client_auth_method: str = "client_secret_basic",
         any_loopback_port: bool = False,
         access_token_ttl: int = 3600,
         refresh_token_ttl: int = 14 * 24 * 3600,
@@ -76,7 +76,6 @@ class OIDCProvider:
         self.redirect_uris = tuple(redirect_uris)
         self.client_id = client_id
         self.client_secret = secrets.token_urlsafe(32) if client_secret is None else client_secret
-        self.client_auth_method = client_auth_method
         self.any_loopback_port = any_loopback_port
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
@@ -110,7 +109,6 @@ class OIDCProvider:
             CLIENT_ID=self.client_id,
             CLIENT_SECRET=self.client_secret,
             REDIRECT_URIS=",".join(self.redirect_uris),
-            CLIENT_AUTH_METHOD=self.client_auth_method,
             APPLICATION_TYPE="native" if self.any_loopback_port else "web",
             ACCESS_TOKEN_TTL=str(self.access_token_ttl),
             REFRESH_TOKEN_TTL=str(self.refresh_token_ttl),
@@ -239,7 +237,9 @@ async def sign_in(
     Follows the provider's own redirects from ``authorize_url`` and submits its login and consent forms,
     keeping cookies in ``http``. The result is the first redirect to one of ``redirect_uris`` (default:
     the ``redirect_uri`` parameter of ``authorize_url``), e.g. ``<redirect_uri>?code=...&state=...&iss=...``,
-    or an error redirect (``?error=...``) when the provider refuses the request.
+    or an error redirect (``?error=...``) when the provider refuses the request. When ``http`` already holds
+    the provider's session, the provider skips its login form (and the consent already given): the session's
+    user comes back, whatever ``login`` says; use another client for another user, or ``prompt=login``.
 
     Raises:
         SignInError: a page is not a form, a redirect leaves the provider, or the provider answers an error page.

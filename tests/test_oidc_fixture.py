@@ -13,10 +13,10 @@ import httpx2
 import pytest
 
 from bastion import JWTVerifier
-from oidc_support import LOOPBACK_CALLBACK, OIDCProvider, SignInError, sign_in, skip_without_node
-from oidc_support import oidc_provider_fixture as oidc_provider_fixture
 
 from as_support import pkce_pair
+from oidc_support import LOOPBACK_CALLBACK, OIDCProvider, SignInError, sign_in, skip_without_node
+from oidc_support import oidc_provider_fixture as oidc_provider_fixture
 
 CALLBACK = "http://127.0.0.1:8123/auth/callback"
 #: ``LOOPBACK_CALLBACK`` on a port: the fixture's client, registered without one, accepts it.
@@ -32,11 +32,9 @@ async def http_fixture() -> AsyncIterator[httpx2.AsyncClient]:
 
 @pytest.fixture(name="short_lived")
 def short_lived_fixture() -> Iterator[OIDCProvider]:
-    """Fixture ``short_lived``: access tokens of 5 s, the client authenticating with client_secret_post."""
+    """Fixture ``short_lived``: access tokens of 5 s."""
     skip_without_node()
-    with OIDCProvider(
-        redirect_uris=[CALLBACK], access_token_ttl=5, client_auth_method="client_secret_post"
-    ) as provider:
+    with OIDCProvider(redirect_uris=[CALLBACK], access_token_ttl=5) as provider:
         yield provider
 
 
@@ -66,14 +64,16 @@ async def signed_in(
     query = parse_qs(urlsplit(redirect).query)
     assert query["state"] == [state]
     assert query["iss"] == [provider.issuer]
+    return await redeem(http, provider, query["code"][0], callback, verifier)
+
+
+async def redeem(
+    http: httpx2.AsyncClient, provider: OIDCProvider, code: str, callback: str, verifier: str
+) -> dict[str, Any]:
+    """The token response to ``code`` (client_secret_basic)."""
     response = await http.post(
         f"{provider.issuer}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": query["code"][0],
-            "redirect_uri": callback,
-            "code_verifier": verifier,
-        },
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": callback, "code_verifier": verifier},
         auth=(provider.client_id, provider.client_secret),
     )
     assert response.status_code == 200, response.text
@@ -214,3 +214,40 @@ async def test_sign_in_stops_at_an_unregistered_redirect(http: httpx2.AsyncClien
     authorize = oidc_provider.authorization_url(redirect_uri="https://elsewhere.example/cb", scope="openid")
     with pytest.raises(SignInError, match="answered 400"):
         await sign_in(http, authorize)
+
+
+@pytest.mark.parametrize(("prompt", "scope"), [({}, "openid"), ({"prompt": "consent"}, "openid offline_access")])
+async def test_a_refresh_token_comes_with_or_without_offline_access(
+    http: httpx2.AsyncClient, oidc_provider: OIDCProvider, prompt: dict[str, str], scope: str
+) -> None:
+    # The provider keeps offline_access only with prompt=consent, and issues a refresh token either way.
+    verifier, challenge = pkce_pair()
+    authorize = oidc_provider.authorization_url(
+        redirect_uri=PORTED_CALLBACK,
+        scope="openid offline_access",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        **prompt,
+    )
+    code = parse_qs(urlsplit(await sign_in(http, authorize)).query)["code"][0]
+    tokens = await redeem(http, oidc_provider, code, PORTED_CALLBACK, verifier)
+    assert tokens["scope"] == scope
+    assert tokens["refresh_token"]
+
+
+async def test_a_replayed_refresh_token_ends_the_grant(http: httpx2.AsyncClient, oidc_provider: OIDCProvider) -> None:
+    tokens = await signed_in(http, oidc_provider, callback=PORTED_CALLBACK)
+    client = (oidc_provider.client_id, oidc_provider.client_secret)
+    token_url = f"{oidc_provider.issuer}/token"
+    replay = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    rotated = (await http.post(token_url, data=replay, auth=client)).json()
+    assert (await http.post(token_url, data=replay, auth=client)).status_code == 400
+
+    after = await http.post(
+        token_url, data={"grant_type": "refresh_token", "refresh_token": rotated["refresh_token"]}, auth=client
+    )
+    assert after.json()["error"] == "invalid_grant"
+    userinfo = await http.get(
+        f"{oidc_provider.issuer}/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+    )
+    assert userinfo.status_code == 401

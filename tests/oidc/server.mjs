@@ -5,10 +5,10 @@
 // Environment:
 //   PORT               the port to listen on (default 0: any free port; the ready line names it)
 //   ISSUER             default http://127.0.0.1:<port>
-//   CLIENT_ID          the one registered client (confidential; authorization_code + refresh_token)
+//   CLIENT_ID          the one registered client: confidential (client_secret_basic, and oidc-provider
+//                      takes client_secret_post too), authorization_code with PKCE + refresh_token
 //   CLIENT_SECRET
 //   REDIRECT_URIS      comma-separated
-//   CLIENT_AUTH_METHOD client_secret_basic (default) or client_secret_post
 //   APPLICATION_TYPE   web (default), or native: loopback redirect URIs then match on any port (RFC 8252)
 //   ACCESS_TOKEN_TTL   seconds (default 3600)
 //   REFRESH_TOKEN_TTL  seconds (default 14 days)
@@ -18,8 +18,10 @@
 //
 // Refresh tokens: the client gets one with every authorization code it redeems, whether or not
 // it asked for offline_access (oidc-provider's default issues one only for offline_access, and
-// keeps that scope only with prompt=consent); each refresh rotates the refresh token. Tokens do
-// not end with the browser session. Access tokens are opaque (no resource indicators).
+// keeps that scope only with prompt=consent); each refresh rotates the refresh token, and a replayed
+// one revokes the whole grant. Tokens do not end with the browser session. Access tokens are opaque
+// (no resource indicators). Cookies need no https: oidc-provider marks them secure only behind an
+// https issuer, and signs them with a key made at start.
 //
 // Prints "ready <issuer>" on stdout once listening; exits on SIGTERM or SIGINT.
 
@@ -51,7 +53,6 @@ function seconds(name, fallback) {
 const clientId = required('CLIENT_ID');
 const clientSecret = required('CLIENT_SECRET');
 const redirectUris = required('REDIRECT_URIS').split(',').map((uri) => uri.trim()).filter(Boolean);
-const authMethod = process.env.CLIENT_AUTH_METHOD || 'client_secret_basic';
 const applicationType = process.env.APPLICATION_TYPE || 'web';
 const accessTokenTtl = seconds('ACCESS_TOKEN_TTL', 3600);
 const refreshTokenTtl = seconds('REFRESH_TOKEN_TTL', 14 * 24 * 3600);
@@ -87,7 +88,7 @@ const configuration = {
       redirect_uris: redirectUris,
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
-      token_endpoint_auth_method: authMethod,
+      token_endpoint_auth_method: 'client_secret_basic',
       application_type: applicationType,
     },
   ],
