@@ -12,9 +12,9 @@ EXPECTED = {
     "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
     "InvalidSignature", "InvalidToken", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
-    "NoAccessToken", "Policy", "PolicyRegistry", "ScopeHierarchy", "ServerSettings", "StaticTokenVerifier",
-    "TokenCache", "TokenExpired", "TokenInactive", "TokenNotYetValid", "UnsupportedAlgorithm", "UpstreamUnavailable",
-    "Verifier",
+    "NoAccessToken", "Policy", "PolicyRegistry", "RemoteAuthorization", "ScopeHierarchy", "ServerSettings",
+    "StaticTokenVerifier", "TokenCache", "TokenExpired", "TokenInactive", "TokenNotYetValid", "UnsupportedAlgorithm",
+    "UpstreamUnavailable", "Verifier",
     "__version__", "from_env", "get_access_token", "hash_api_key", "protect", "require_all", "require_any",
     "require_auth", "require_role", "require_scopes", "server_settings",
 }  # fmt: skip

@@ -6,7 +6,8 @@ import httpx2
 import pytest
 from mcp.server.auth.middleware.auth_context import get_access_token as sdk_get_access_token
 
-from bastion import MCPServer, get_access_token
+from bastion import JWTVerifier, MCPServer, get_access_token
+from bastion.testing import KeyPair, serve
 
 from conftest import MCP_HEADERS, TOKENS, StaticVerifier, notes_server, rpc, served
 
@@ -332,3 +333,35 @@ def test_without_resource_url_the_first_request_pins_the_resource_and_the_audien
             url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"), headers={"Host": "localhost:1"}
         )
         assert moved.json()["resource"] == url
+
+
+async def test_with_a_derived_resource_url_even_the_first_token_must_name_it() -> None:
+    keys = KeyPair.generate("ES256")
+    mcp = MCPServer("Notes", auth=JWTVerifier(public_key=keys.public_key, issuer="https://issuer.example"))
+
+    @mcp.tool()
+    def hello() -> str:
+        return "hi"
+
+    with serve(mcp.streamable_http_app(stateless_http=True, json_response=True)) as base:
+        foreign = keys.create_token(audience="https://other.example/mcp")
+        first = httpx2.post(
+            base + "/mcp", json=rpc("tools/list"), headers={**MCP_HEADERS, "Authorization": f"Bearer {foreign}"}
+        )
+        assert first.status_code == 401
+        assert 'error="invalid_token"' in first.headers["www-authenticate"]
+        ours = keys.create_token(audience=base + "/mcp")
+        second = httpx2.post(
+            base + "/mcp", json=rpc("tools/list"), headers={**MCP_HEADERS, "Authorization": f"Bearer {ours}"}
+        )
+        assert second.status_code == 200
+
+
+def test_only_ip_literals_and_localhost_are_loopback() -> None:
+    from bastion.authserver._net import is_loopback_host
+
+    assert is_loopback_host("127.0.0.1")
+    assert is_loopback_host("[::1]")
+    assert is_loopback_host("localhost")
+    assert not is_loopback_host("127.evil.example")
+    assert not is_loopback_host("10.0.0.1")

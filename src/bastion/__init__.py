@@ -42,6 +42,7 @@ from bastion._policy import (
 )
 from bastion._protect import protect
 from bastion._registry import PolicyRegistry
+from bastion._remote import RemoteAuthorization
 from bastion._server import MCPServer
 from bastion._settings import ServerSettings, from_env, server_settings
 from bastion._tokens import AccessToken, get_access_token
@@ -80,6 +81,7 @@ __all__ = [
     "NoAccessToken",
     "Policy",
     "PolicyRegistry",
+    "RemoteAuthorization",
     "SQLiteStore",
     "ScopeHierarchy",
     "ServerSettings",

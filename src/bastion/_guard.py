@@ -102,14 +102,14 @@ class ResourceGuard:
 
     def scopes_supported(self) -> Sequence[str]:
         """The scopes advertised in the metadata document."""
-        return self.metadata.scopes_supported or self.registry.scopes()
+        return self.metadata.scopes_supported or tuple(self.verifier.scopes_supported) or self.registry.scopes()
 
     def metadata_document(self, conn: HTTPConnection) -> dict[str, Any]:
         """The RFC 9728 document for this resource."""
         resource = self.resource_for(conn)
         doc_meta = self.metadata
         if not doc_meta.scopes_supported:
-            doc_meta = replace(doc_meta, scopes_supported=self.registry.scopes())
+            doc_meta = replace(doc_meta, scopes_supported=self.scopes_supported())
         if not doc_meta.authorization_servers and self.verifier.issuers:
             # Read at each request: an authorization server's issuer may be known only once it serves.
             doc_meta = replace(doc_meta, authorization_servers=list(self.verifier.issuers))
@@ -130,6 +130,10 @@ class ResourceGuard:
         if query and (query.startswith(b"access_token=") or b"&access_token=" in query):
             # RFC 6750 section 2.3 is not supported: URIs end up in logs (RFC 9700 section 4.3.2).
             return self.challenge(conn, 400, "invalid_request", "Send the access token in the Authorization header")
+        if self.resource_url is None:
+            # Pin the derived resource (and the verifier's audience) before any token is checked:
+            # otherwise the very first token would be verified with no audience at all.
+            self.resource_for(conn)
         cached = self.verifier.peek(conn.scope)
         if cached is not None:
             return cached

@@ -133,6 +133,8 @@ class Verifier(ABC):
 
     #: Used as the default ``authorization_servers`` of the resource metadata.
     issuers: Sequence[str] = ()
+    #: Used as the default ``scopes_supported`` of the resource metadata (before the policies' scopes).
+    scopes_supported: Sequence[str] = ()
 
     def __init__(self, *, cache: TokenCache | None = None) -> None:
         self.cache = TokenCache() if cache is None else cache
