@@ -55,6 +55,15 @@ class Upstream:
         token_auth: ``client_secret_post`` or ``client_secret_basic`` at the token endpoint.
         authorize_params: Extra authorization request parameters (``access_type=offline``...).
         subject_claim: The identity claim that becomes the user's subject.
+        extra_issuers: More ``iss`` values accepted on id_tokens (Google also signs
+            ``accounts.google.com`` without the scheme).
+        required_claims: Identity claims that must have exactly these values (a
+            Google Workspace domain in ``hd``); another value refuses the sign-in.
+        identity_claims: The identity claims kept (``None``: all of them); the
+            subject claim is always kept.
+        revocation: ``rfc7009`` (a POST of the token to ``revocation_endpoint``) or
+            ``github`` (``DELETE`` of ``{"access_token": ...}`` at ``revocation_endpoint``
+            with the client's credentials as basic authentication).
     """
 
     name: str
@@ -73,6 +82,10 @@ class Upstream:
     token_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     subject_claim: str = "sub"
+    extra_issuers: tuple[str, ...] = ()
+    required_claims: Mapping[str, str] = field(default_factory=dict)
+    identity_claims: tuple[str, ...] | None = None
+    revocation: Literal["rfc7009", "github"] = "rfc7009"
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,9 @@ class UpstreamClient:
         endpoint = self.upstream.revocation_endpoint
         if endpoint is None:
             return
+        if self.upstream.revocation == "github":
+            await self._revoke_github(endpoint, tokens.access_token)
+            return
         for token, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")):
             if token is None:
                 continue
@@ -213,6 +229,23 @@ class UpstreamClient:
                     await http.post(endpoint, **self._auth({"token": token, "token_type_hint": hint}))
             except httpx2.HTTPError:
                 return
+
+    async def _revoke_github(self, endpoint: str, access_token: str) -> None:
+        """GitHub's ``DELETE /applications/{client_id}/token``: that one token, not the user's other sign-ins."""
+        up = self.upstream
+        if up.client_secret is None:
+            return
+        try:
+            async with self._client() as http:
+                await http.request(
+                    "DELETE",
+                    endpoint,
+                    json={"access_token": access_token},
+                    auth=httpx2.BasicAuth(up.client_id, up.client_secret),
+                    headers={"Accept": "application/vnd.github+json"},
+                )
+        except httpx2.HTTPError:
+            return
 
     async def identity(self, tokens: UpstreamTokens, nonce: str | None) -> Identity:
         """The signed-in user, from the source the provider is configured with."""
@@ -232,6 +265,12 @@ class UpstreamClient:
             subject = str(subject)
         if not isinstance(subject, str) or not subject:
             raise UpstreamError(f"{up.name} did not say who signed in ({up.subject_claim} is missing)")
+        for claim, expected in up.required_claims.items():
+            if claims.get(claim) != expected:
+                raise UpstreamError(f"{up.name} signed in an account outside the allowed {claim} ({expected[:100]})")
+        if up.identity_claims is not None:
+            kept = {*up.identity_claims, up.subject_claim}
+            claims = {name: value for name, value in claims.items() if name in kept}
         name = claims.get("name") or claims.get("login")
         email = claims.get("email")
         return Identity(
@@ -249,7 +288,11 @@ class UpstreamClient:
             raise UpstreamError(f"{up.name} has no issuer or jwks_uri configured to verify its id_token")
         if self._id_tokens is None:
             self._id_tokens = JWTVerifier(
-                jwks_uri=up.jwks_uri, issuer=up.issuer, audience=up.client_id, roles_claim=None, clock=self.clock
+                jwks_uri=up.jwks_uri,
+                issuer=(up.issuer, *up.extra_issuers),
+                audience=up.client_id,
+                roles_claim=None,
+                clock=self.clock,
             )
         try:
             verified = await self._id_tokens.check(tokens.id_token)
