@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
+import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +66,16 @@ class Upstream:
         revocation: ``rfc7009`` (a POST of the token to ``revocation_endpoint``) or
             ``github`` (``DELETE`` of ``{"access_token": ...}`` at ``revocation_endpoint``
             with the client's credentials as basic authentication).
+        issuer_template: The id_token's issuer when it depends on the token, with
+            claims in braces (Entra ID's multi-tenant
+            ``https://login.microsoftonline.com/{tid}/v2.0``); used instead of
+            ``issuer``: the token's ``iss`` must equal the template filled with the
+            token's own claims (the signature, audience and lifetime are checked as
+            always).
+        refresh_scope: Whether a refresh request repeats ``scopes`` (Entra ID issues
+            the refreshed access token for the resource of the scopes asked).
+        roles_claim: The identity claim holding the user's roles, a dotted path
+            for nested claims (Keycloak's ``realm_access.roles``); a list of strings.
     """
 
     name: str
@@ -82,10 +94,16 @@ class Upstream:
     token_auth: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     subject_claim: str = "sub"
+    #: How the provider exchanges a user's token for one meant for another API: RFC 8693
+    #: token exchange, Entra ID's on-behalf-of flow, or not at all.
+    token_exchange: Literal["rfc8693", "entra_obo"] | None = None
     extra_issuers: tuple[str, ...] = ()
     required_claims: Mapping[str, str] = field(default_factory=dict)
     identity_claims: tuple[str, ...] | None = None
     revocation: Literal["rfc7009", "github"] = "rfc7009"
+    issuer_template: str | None = None
+    refresh_scope: bool = False
+    roles_claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class Identity:
     name: str | None = None
     email: str | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -161,7 +180,8 @@ class UpstreamClient:
             data["client_secret"] = up.client_secret
         return {"data": data}
 
-    async def _token_request(self, data: dict[str, str]) -> UpstreamTokens:
+    async def token_request(self, data: dict[str, str]) -> UpstreamTokens:
+        """One request to the token endpoint (any grant), with the client authentication."""
         name = self.upstream.name
         try:
             async with self._client() as http:
@@ -202,13 +222,16 @@ class UpstreamClient:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
-        return await self._token_request(data)
+        return await self.token_request(data)
 
     async def refresh(self, tokens: UpstreamTokens) -> UpstreamTokens:
         """New tokens from the refresh token; the old refresh token is kept when none is returned."""
         if tokens.refresh_token is None:
             raise UpstreamError(f"{self.upstream.name} gave no refresh token")
-        fresh = await self._token_request({"grant_type": "refresh_token", "refresh_token": tokens.refresh_token})
+        data = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+        if self.upstream.refresh_scope and self.upstream.scopes:
+            data["scope"] = " ".join(self.upstream.scopes)
+        fresh = await self.token_request(data)
         if fresh.refresh_token is None:
             fresh = UpstreamTokens(fresh.access_token, tokens.refresh_token, fresh.expires_at, fresh.scope)
         return fresh
@@ -268,6 +291,7 @@ class UpstreamClient:
         for claim, expected in up.required_claims.items():
             if claims.get(claim) != expected:
                 raise UpstreamError(f"{up.name} signed in an account outside the allowed {claim} ({expected[:100]})")
+        roles = _roles(claims, up.roles_claim) if up.roles_claim is not None else ()
         if up.identity_claims is not None:
             kept = {*up.identity_claims, up.subject_claim}
             claims = {name: value for name, value in claims.items() if name in kept}
@@ -278,18 +302,20 @@ class UpstreamClient:
             name=name if isinstance(name, str) else None,
             email=email if isinstance(email, str) else None,
             claims=claims,
+            roles=roles,
         )
 
     async def _id_token_claims(self, tokens: UpstreamTokens, nonce: str | None) -> dict[str, Any]:
         up = self.upstream
         if tokens.id_token is None:
             raise UpstreamError(f"{up.name} returned no id_token (is the openid scope requested?)")
-        if up.jwks_uri is None or up.issuer is None:
+        if up.jwks_uri is None or (up.issuer is None and up.issuer_template is None):
             raise UpstreamError(f"{up.name} has no issuer or jwks_uri configured to verify its id_token")
         if self._id_tokens is None:
             self._id_tokens = JWTVerifier(
                 jwks_uri=up.jwks_uri,
-                issuer=(up.issuer, *up.extra_issuers),
+                # With a template the issuer depends on the token: checked below, once the signature is.
+                issuer=(up.issuer, *up.extra_issuers) if up.issuer_template is None and up.issuer else None,
                 audience=up.client_id,
                 roles_claim=None,
                 clock=self.clock,
@@ -299,6 +325,8 @@ class UpstreamClient:
         except InvalidToken as exc:
             raise UpstreamError(f"{up.name}'s id_token was refused: {exc.description}") from None
         claims = dict(verified.claims or {})
+        if up.issuer_template is not None and claims.get("iss") != _templated_issuer(up.issuer_template, claims):
+            raise UpstreamError(f"{up.name}'s id_token was refused: its issuer does not match its own claims")
         if nonce is not None and claims.get("nonce") != nonce:
             raise UpstreamError(f"{up.name}'s id_token does not carry the nonce of this sign-in")
         return claims
@@ -347,6 +375,39 @@ class UpstreamClient:
         """Release the id_token verifier's resources."""
         if self._id_tokens is not None:
             await self._id_tokens.aclose()
+
+
+#: A claim filling an issuer template: an identifier, never a path, a query or another host.
+_TEMPLATE_VALUE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: At most this many roles are kept, each at most this long.
+_MAX_ROLES = 100
+_MAX_ROLE_LENGTH = 256
+
+
+def _templated_issuer(template: str, claims: Mapping[str, Any]) -> str | None:
+    """``template`` filled with the token's claims; ``None`` when a claim is missing or not an identifier."""
+    values: dict[str, str] = {}
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is None:
+            continue
+        value = claims.get(name)
+        if not isinstance(value, str) or not _TEMPLATE_VALUE.fullmatch(value):
+            return None
+        values[name] = value
+    return template.format(**values)
+
+
+def _roles(claims: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """The list of strings at the dotted ``path`` of the claims (anything else: no roles)."""
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    roles = [role for role in value if isinstance(role, str) and role and len(role) <= _MAX_ROLE_LENGTH]
+    return tuple(dict.fromkeys(roles))[:_MAX_ROLES]
 
 
 def _reason(exc: FetchError) -> str:
