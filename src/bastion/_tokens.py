@@ -9,6 +9,7 @@ that bastion's verifiers plug into a plain SDK server, and the SDK's own
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -70,6 +71,24 @@ class AccessToken(SDKAccessToken):
             raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
         token: str = await source.upstream_token(self)
         return token
+
+    async def exchange(self, *, audience: str | None = None, scopes: Sequence[str] = ()) -> str:
+        """An upstream token for another API (``audience``, ``scopes``), acting for this user.
+
+        Uses the provider's RFC 8693 token exchange, or Entra ID's on-behalf-of
+        flow; only for tokens issued by a bastion OAuth proxy whose provider
+        supports one of them.
+
+        Raises:
+            UpstreamUnavailable: not a proxy's token, no exchange at this provider,
+                the upstream sign-in is gone, or the provider refused.
+        """
+        source = self._upstream_source
+        if source is None:
+            raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
+        from bastion.proxy._exchange import exchange_token
+
+        return await exchange_token(source, self, audience, scopes)
 
 
 def get_access_token_or_none() -> AccessToken | None:
