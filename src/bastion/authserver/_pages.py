@@ -158,7 +158,7 @@ def consent_page(view: ConsentView) -> str:
     parts.append(
         f'<form method="post" action="{escape(view.action)}">\n'
         f"{_hidden('flow', view.flow_id)}\n{_hidden('csrf', view.csrf)}\n"
-        f"{'' if view.provider else _remember(name, withdraw_later)}"
+        f"{_remember(name, withdraw_later)}"
         '<button type="submit" name="decision" value="approve">Allow</button>\n'
         '<button type="submit" name="decision" value="deny">Deny</button>\n'
         "</form>"

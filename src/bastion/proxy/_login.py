@@ -11,13 +11,39 @@
    loaded with the browser check (a state from another browser is refused), the
    provider's code is exchanged, the user's identity read, the provider's
    tokens sealed in the store, and the MCP client gets a code of the proxy's own.
+   Any failure of the provider (down, slow, refusing, garbage, an id_token that
+   does not verify) is a 502 page; a sign-in the user denied at the provider
+   goes back to the client as ``access_denied``. Either way the state and the
+   flow are used up and nothing of the sign-in is kept.
+
+Remembered consent. The consent page is shown before the user is known, so
+"Remember my decision" is kept in two places:
+
+- the browser: a consent cookie (``__Host-`` and ``Secure`` over https,
+  ``HttpOnly``, ``SameSite=Lax``) signed with HMAC-SHA256 under a server
+  secret kept in the store. It names the user it was given by and, per
+  client_id, the scopes and resources allowed and an expiry. Set at the
+  callback, once the user is known.
+- the store: the user's remembered consent (``remember_consent``), which the
+  page of the applications the user allowed lists and withdraws.
+
+A later authorization from that browser for a client the cookie covers, whose
+user still has a remembered consent covering it, skips the page (unless
+``prompt=consent``). At the callback the provider must have signed in that same
+user, and the consent must still stand; otherwise the sign-in is discarded, the
+cookie cleared, and the client gets ``access_denied``. So a cookie cannot carry
+consent to another client, to more scopes, or past a withdrawal.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
@@ -25,18 +51,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion._errors import BastionError
+from bastion._http import FetchError
 from bastion.authserver._browser import (
     Flow,
     FlowRefused,
-    Session,
     check_csrf,
+    cookie_name,
     load_flow,
     page,
     secure_headers,
+    set_cookie,
+    set_session_cookie,
+    start_session,
     take_flow,
     unavailable,
 )
-from bastion.authserver._consent import error_redirect, issue_code
+from bastion.authserver._consent import CONSENT_TTL, consented, error_redirect, issue_code, remember_consent
 from bastion.authserver._errors import AccessDeniedError, InvalidRequest
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._login import LoginStep
@@ -50,7 +81,7 @@ if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
     from bastion.proxy._proxy import OAuthProxy
 
-__all__ = ["STATE_NAMESPACE", "UpstreamLogin"]
+__all__ = ["CONSENT_COOKIE", "SECRET_NAMESPACE", "STATE_NAMESPACE", "UpstreamLogin"]
 
 logger = logging.getLogger("bastion")
 
@@ -58,7 +89,32 @@ STATE_NAMESPACE = "upstream-state"
 #: How long the browser may take at the provider.
 STATE_TTL = 600.0
 #: Identity claims that describe the provider's token, not the user: never copied into ours.
+CONSENT_COOKIE = "bastion-consent"
+#: Where the key signing consent cookies is kept (created once, shared by every process on the store).
+SECRET_NAMESPACE = "proxy-secret"
+_COOKIE_KEY = "consent-cookie"
+#: The most clients one consent cookie remembers (the oldest are dropped), and its longest value.
+MAX_REMEMBERED = 10
+MAX_CONSENT_COOKIE = 3600
 _TOKEN_CLAIMS = frozenset({"nonce", "at_hash", "c_hash", "azp", "sid", "auth_time", "acr", "amr", "typ", "iss", "aud"})
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """One client's entry in a consent cookie."""
+
+    client_id: str
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    expires: int
+
+    def covers(self, flow: Flow, now: float) -> bool:
+        return (
+            self.client_id == flow.client_id
+            and now < self.expires
+            and flow.resource in self.resources
+            and set(flow.scopes) <= set(self.scopes)
+        )
 
 
 class UpstreamLogin(LoginStep):
@@ -68,9 +124,13 @@ class UpstreamLogin(LoginStep):
 
     def __init__(self, proxy: OAuthProxy) -> None:
         self.proxy = proxy
+        self._key: bytes | None = None
 
     async def start(self, server: AuthorizationServer, request: Request, flow: Flow) -> Response:
-        """The consent page, shown before the browser is sent upstream."""
+        """The consent page, shown before the browser is sent upstream (unless this browser's consent stands)."""
+        subject = await self._remembered_by(server, request, flow)
+        if subject is not None:
+            return await self._to_upstream(server, flow, remember=False, remembered_by=subject)
         client = await server.clients.get(flow.client_id)
         if client is None:
             raise FlowRefused("The application is no longer registered.", 400)
@@ -85,6 +145,7 @@ class UpstreamLogin(LoginStep):
             scopes=[(scope, server.scope_description(scope)) for scope in flow.scopes],
             resource=flow.resource,
             localhost_only=bool(client.redirect_uris) and all(is_loopback_redirect(u) for u in client.redirect_uris),
+            consents_url=server.path("/consents"),
             provider=self.proxy.upstream.name,
         )
         html = consent_page(view)
@@ -121,14 +182,29 @@ class UpstreamLogin(LoginStep):
         params = await form_params(request)
         flow = await load_flow(server, request, params.get("flow"))
         check_csrf(flow, params.get("csrf"))
-        if params.get("decision") != "approve":
+        decision = params.get("decision")
+        if decision not in ("approve", "deny"):
+            raise FlowRefused("Choose Allow or Deny.", 400)
+        if decision == "deny":
             await take_flow(server, flow)
             denied = AccessDeniedError("the user denied the request")
             return error_redirect(server, flow.redirect_uri, flow.state, denied, posted=True)
+        return await self._to_upstream(server, flow, remember=params.get("remember") is not None, remembered_by=None)
+
+    async def _to_upstream(
+        self, server: AuthorizationServer, flow: Flow, *, remember: bool, remembered_by: str | None
+    ) -> Response:
+        """Send the browser to the provider, with a fresh state pointing at ``flow``."""
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         nonce = secrets.token_urlsafe(16)
-        record = {"flow": flow.id, "verifier": verifier, "nonce": nonce}
+        record = {
+            "flow": flow.id,
+            "verifier": verifier,
+            "nonce": nonce,
+            "remember": remember,
+            "remembered_by": remembered_by,
+        }
         await server.store.put(STATE_NAMESPACE, hash_secret(state), json.dumps(record).encode(), STATE_TTL)
         up = self.proxy.upstream
         query: dict[str, str] = {
@@ -167,13 +243,117 @@ class UpstreamLogin(LoginStep):
         code = params.get("code")
         if code is None:
             raise FlowRefused("The identity provider's answer has no code.", 400)
+        verifier = record["verifier"] if self.proxy.upstream.pkce else None
         try:
-            user = await self.proxy.sign_in(code, record["verifier"] if self.proxy.upstream.pkce else None, record)
-        except UpstreamError as exc:
+            identity, tokens = await self.proxy.authenticate(code, verifier, record.get("nonce"))
+        except (UpstreamError, FetchError, BastionError) as exc:
             logger.warning("upstream sign-in failed: %s", exc)
-            return page(error_page("The sign-in did not complete", str(exc)), 502)
-        session = Session(user=user, auth_time=int(server.clock()))
-        return await issue_code(server, flow, session, posted=False)
+            message = str(exc) if isinstance(exc, UpstreamError) else "The identity provider could not be reached."
+            return page(error_page("The sign-in did not complete", message), 502)
+        user = await self.proxy.keep(identity, tokens)
+        remembered_by = record.get("remembered_by")
+        if remembered_by is not None and (user.subject != remembered_by or not await consented(server, user, flow)):
+            # The page was skipped on the strength of this browser's cookie: it holds for its own user only.
+            await self.proxy.discard(user)
+            refused = AccessDeniedError("the consent remembered in this browser does not hold; try again")
+            response = error_redirect(server, flow.redirect_uri, flow.state, refused, posted=False)
+            self._clear_consent_cookie(server, request, response)
+            return response
+        session_id, session = await start_session(server, user)
+        if record.get("remember"):
+            await remember_consent(server, user.subject, flow)
+        response = await issue_code(server, flow, session, posted=False)
+        # A session, so that the page of the applications the user allowed works for them.
+        set_session_cookie(server, request, response, session_id)
+        if record.get("remember"):
+            await self._set_consent_cookie(server, request, response, user.subject, flow)
+        return response
+
+    # -- the consent cookie ----------------------------------------------------------------------
+
+    async def _cookie_key(self, server: AuthorizationServer) -> bytes:
+        if self._key is None:
+            fresh = base64.urlsafe_b64encode(secrets.token_bytes(32))
+            await server.store.add(SECRET_NAMESPACE, _COOKIE_KEY, fresh)
+            stored = await server.store.get(SECRET_NAMESPACE, _COOKIE_KEY)
+            if stored is None:
+                raise StoreError("the consent cookie key could not be kept")
+            self._key = base64.urlsafe_b64decode(stored)
+        return self._key
+
+    def _mac(self, key: bytes, payload: str) -> str:
+        digest = hmac.new(key, b"bastion consent cookie\x00" + payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    async def _read_consent_cookie(
+        self, server: AuthorizationServer, request: Request
+    ) -> tuple[str, list[_Remembered]] | None:
+        """The user and entries of this browser's consent cookie, when its signature holds."""
+        value = request.cookies.get(cookie_name(server, request, CONSENT_COOKIE))
+        if not value or len(value) > MAX_CONSENT_COOKIE or value.count(".") != 1:
+            return None
+        payload, mac = value.split(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(await self._cookie_key(server), payload).encode()):
+            return None
+        try:
+            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            entries = [
+                _Remembered(str(e["c"]), tuple(map(str, e["s"])), tuple(map(str, e["r"])), int(e["e"]))
+                for e in data["clients"]
+            ]
+            return str(data["sub"]), entries
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def _remembered_by(self, server: AuthorizationServer, request: Request, flow: Flow) -> str | None:
+        """The user whose consent for ``flow`` this browser remembers and the store still holds, if any."""
+        if "consent" in flow.prompt:
+            return None
+        found = await self._read_consent_cookie(server, request)
+        if found is None:
+            return None
+        subject, entries = found
+        now = server.clock()
+        if not any(entry.covers(flow, now) for entry in entries):
+            return None
+        if not await consented(server, User(subject=subject), flow):
+            return None  # withdrawn since
+        return subject
+
+    async def _set_consent_cookie(
+        self, server: AuthorizationServer, request: Request, response: Response, subject: str, flow: Flow
+    ) -> None:
+        found = await self._read_consent_cookie(server, request)
+        now = server.clock()
+        # Another user's consents are not carried over; this client's are added to.
+        live = [e for e in found[1] if e.expires > now] if found is not None and found[0] == subject else []
+        before = next((e for e in live if e.client_id == flow.client_id), None)
+        entry = _Remembered(
+            flow.client_id,
+            tuple(dict.fromkeys((*(before.scopes if before else ()), *flow.scopes))),
+            tuple(dict.fromkeys((*(before.resources if before else ()), flow.resource))),
+            int(now + CONSENT_TTL),
+        )
+        entries = [*(e for e in live if e.client_id != flow.client_id), entry][-MAX_REMEMBERED:]
+        key = await self._cookie_key(server)
+        while True:
+            data = {
+                "sub": subject,
+                "clients": [
+                    {"c": e.client_id, "s": list(e.scopes), "r": list(e.resources), "e": e.expires} for e in entries
+                ],
+            }
+            payload = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
+            value = f"{payload}.{self._mac(key, payload)}"
+            if len(value) <= MAX_CONSENT_COOKIE or len(entries) == 1:
+                break
+            entries = entries[1:]
+        if len(value) > MAX_CONSENT_COOKIE:
+            return  # one client's consent too large for a cookie: the page will be shown again
+        set_cookie(server, request, response, CONSENT_COOKIE, value, int(CONSENT_TTL))
+
+    def _clear_consent_cookie(self, server: AuthorizationServer, request: Request, response: Response) -> None:
+        set_cookie(server, request, response, CONSENT_COOKIE, "", 0)
 
 
 def identity_claims(claims: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,17 @@ the provider and one callback URL; it issues its own audience-bound tokens and
 never hands out or accepts the provider's. The provider's tokens are kept
 sealed in the store (AES-GCM, see ``TokenVault``), refreshed when a tool asks
 for them, and revoked at the provider when the grant is revoked.
+
+Faults: every call to the provider has a deadline (``upstream_timeout``). A
+sign-in is kept only when it is complete: tokens whose identity cannot be
+verified (bad signature, wrong nonce, no subject) are revoked at the provider
+and never stored. A refresh of the proxy's own tokens asks whether the
+provider's session still stands: gone, expired without a refresh token, or
+expired and not renewable at the provider (its refresh token refused or
+revoked, or the provider failing) answers ``invalid_grant``. A tool asking
+for the provider's token when it cannot be had gets
+:class:`~bastion.UpstreamUnavailable`, which reaches the client as the tool's
+error.
 """
 
 from __future__ import annotations
@@ -18,14 +29,15 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from bastion._errors import UpstreamUnavailable
+from bastion._errors import BastionError, UpstreamUnavailable
+from bastion._http import DEFAULT_TIMEOUT, FetchError
 from bastion._tokens import AccessToken
 from bastion.authserver._errors import InvalidGrant
 from bastion.authserver._models import User
 from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer
 from bastion.authserver._vault import TokenVault
 from bastion.proxy._login import UpstreamLogin, proxy_user
-from bastion.proxy._upstream import Upstream, UpstreamClient, UpstreamError, UpstreamTokens
+from bastion.proxy._upstream import Identity, Upstream, UpstreamClient, UpstreamError, UpstreamTokens
 
 __all__ = ["UPSTREAM_NAMESPACE", "OAuthProxy", "UpstreamUnavailable"]
 
@@ -47,6 +59,7 @@ class OAuthProxy(AuthorizationServer):
         encryption_keys: Keys sealing the provider's tokens at rest (base64url,
             32 bytes; the first seals, all open). Default: a key generated once
             and kept in the store.
+        upstream_timeout: Seconds each request to the provider may take.
         **options: Everything :class:`~bastion.AuthorizationServer` takes
             (``store``, ``scopes``, ``clients``, token lifetimes...), except
             ``users`` and ``login``.
@@ -59,12 +72,13 @@ class OAuthProxy(AuthorizationServer):
         base_url: str,
         callback_path: str = "/auth/callback",
         encryption_keys: str | Sequence[str] | None = None,
+        upstream_timeout: float = DEFAULT_TIMEOUT,
         **options: Any,
     ) -> None:
         if "users" in options or "login" in options:
             raise TypeError("an OAuthProxy signs users in at its upstream provider: no users= or login=")
         self.upstream = upstream
-        self.upstream_client = UpstreamClient(upstream, clock=options.get("clock") or _now)
+        self.upstream_client = UpstreamClient(upstream, timeout=upstream_timeout, clock=options.get("clock") or _now)
         super().__init__(base_url, login=UpstreamLogin(self), **options)
         self.callback_path = self.path(callback_path)
         self.callback_url = self.url(callback_path)
@@ -73,14 +87,47 @@ class OAuthProxy(AuthorizationServer):
 
     # -- signing in ------------------------------------------------------------------------------
 
-    async def sign_in(self, code: str, code_verifier: str | None, state: dict[str, Any]) -> User:
-        """Redeem the provider's code, read the user, keep the provider's tokens sealed."""
+    async def authenticate(
+        self, code: str, code_verifier: str | None, nonce: str | None
+    ) -> tuple[Identity, UpstreamTokens]:
+        """Redeem the provider's code and read the user; nothing is stored yet.
+
+        Tokens whose identity cannot be read or verified are revoked at the provider.
+
+        Raises:
+            UpstreamError: the provider failed, refused, or answered something unusable.
+        """
         client = self.upstream_client
         tokens = await client.exchange_code(code, self.callback_url, code_verifier)
-        identity = await client.identity(tokens, state.get("nonce") if self.upstream.identity == "id_token" else None)
+        try:
+            identity = await client.identity(tokens, nonce if self.upstream.identity == "id_token" else None)
+        except (UpstreamError, FetchError, BastionError) as exc:
+            await client.revoke(tokens)
+            if isinstance(exc, UpstreamError):
+                raise
+            raise UpstreamError(f"{self.upstream.name}'s identity could not be read") from None
+        return identity, tokens
+
+    async def keep(self, identity: Identity, tokens: UpstreamTokens) -> User:
+        """Seal the provider's tokens in the store; the :class:`User` that refers to them."""
         ref = secrets.token_urlsafe(24)
         await self._save_upstream(ref, tokens)
         return proxy_user(identity.subject, identity.name, identity.email, dict(identity.claims), ref)
+
+    async def sign_in(self, code: str, code_verifier: str | None, state: dict[str, Any]) -> User:
+        """Redeem the provider's code, read the user, keep the provider's tokens sealed."""
+        identity, tokens = await self.authenticate(code, code_verifier, state.get("nonce"))
+        return await self.keep(identity, tokens)
+
+    async def discard(self, user: User) -> None:
+        """Forget (and revoke at the provider) the tokens of a sign-in that is not used after all."""
+        ref = user.claims.get("uref")
+        if not isinstance(ref, str):
+            return
+        tokens = await self._load_upstream(ref)
+        await self.store.delete(UPSTREAM_NAMESPACE, ref)
+        if tokens is not None:
+            await self.upstream_client.revoke(tokens)
 
     def _upstream_ttl(self, tokens: UpstreamTokens) -> float:
         if tokens.refresh_token is not None or tokens.expires_at is None:
@@ -116,16 +163,22 @@ class OAuthProxy(AuthorizationServer):
             return tokens.access_token
         if tokens.refresh_token is None:
             raise UpstreamUnavailable("the upstream token expired and cannot be refreshed")
+        try:
+            return (await self._renewed(ref, tokens)).access_token
+        except UpstreamError as exc:
+            raise UpstreamUnavailable(f"the upstream refresh failed: {exc}") from None
+
+    async def _renewed(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
+        """The provider's tokens refreshed; one refresh per sign-in at a time in this process.
+
+        The provider may rotate refresh tokens, so concurrent callers share one refresh.
+        """
         pending = self._refreshing.get(ref)
         if pending is None:
-            # One refresh per sign-in at a time in this process: the provider may rotate refresh tokens.
             pending = asyncio.ensure_future(self._refresh_upstream(ref, tokens))
             self._refreshing[ref] = pending
             pending.add_done_callback(lambda _: self._refreshing.pop(ref, None))
-        try:
-            return (await asyncio.shield(pending)).access_token
-        except UpstreamError as exc:
-            raise UpstreamUnavailable(f"the upstream refresh failed: {exc}") from None
+        return await asyncio.shield(pending)
 
     async def _refresh_upstream(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
         fresh = await self.upstream_client.refresh(tokens)
@@ -135,13 +188,28 @@ class OAuthProxy(AuthorizationServer):
     # -- the proxy's own grants follow the upstream session ------------------------------------------
 
     async def check_grant(self, user: User) -> None:
-        """Refuse a refresh when the upstream session behind it is gone."""
+        """Refuse a refresh when the upstream session behind it is gone.
+
+        Gone: no tokens kept (revoked, expired), an expired token without a
+        refresh token, or an expired token the provider does not renew (its
+        refresh token revoked, the provider failing: the client signs in again).
+        """
         ref = user.claims.get("uref")
         if not isinstance(ref, str):
             return
+        ended = InvalidGrant(f"the sign-in at {self.upstream.name} has ended; sign in again")
         tokens = await self._load_upstream(ref)
-        if tokens is None or (tokens.refresh_token is None and not tokens.fresh_for(0, self.clock())):
-            raise InvalidGrant(f"the sign-in at {self.upstream.name} has ended; sign in again")
+        if tokens is None:
+            raise ended
+        if tokens.fresh_for(0, self.clock()):
+            return
+        if tokens.refresh_token is None:
+            raise ended
+        try:
+            await self._renewed(ref, tokens)
+        except UpstreamError as exc:
+            logger.warning("the upstream session could not be renewed: %s", exc)
+            raise ended from None
 
     async def revoke_grant(self, grant_id: str) -> None:
         """Revoke the grant, and the provider's tokens behind it."""
