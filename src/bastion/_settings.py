@@ -1,7 +1,8 @@
 """Configuration from ``BASTION_*`` environment variables.
 
-``BASTION_AUTH`` chooses the verifier (``jwt``, ``introspection`` or ``apikeys``)
-and the other variables configure it. Everything is checked when
+``BASTION_AUTH`` chooses the verifier (``jwt``, ``introspection``, ``apikeys`` or
+``remote``) or the OAuth proxy of :mod:`bastion.providers` (``oidc``, ``google``,
+``github``...), and the other variables configure it. Everything is checked when
 :func:`from_env` runs, at start-up: a missing or contradictory setting raises a
 :class:`~bastion.ConfigurationError` that names the variable and never shows a
 secret's value.
@@ -13,11 +14,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -26,11 +27,19 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from bastion._errors import ConfigurationError
 from bastion._verifier import Verifier
 
-__all__ = ["ServerSettings", "from_env", "server_settings"]
+if TYPE_CHECKING:
+    from bastion.authserver import AuthorizationServer
+
+__all__ = ["ServerSettings", "auth_from_env", "from_env", "server_settings"]
 
 logger = logging.getLogger("bastion")
 
-SUPPORTED = ("jwt", "introspection", "apikeys")
+#: The OAuth proxies of bastion.providers, by their BASTION_AUTH value.
+PROXIES = ("oidc", "github", "google", "entra", "auth0", "okta", "keycloak", "cognito", "workos")
+SUPPORTED = ("jwt", "introspection", "apikeys", "remote", *PROXIES)
+ALIASES = {"entraid": "entra", "entra_id": "entra", "entra-id": "entra"}
+#: Settings read by every proxy; ``mcp_scopes`` also by ``remote``.
+_PROXY_FIELDS = ("store", "encryption_keys", "mcp_scopes")
 _JWT_KEYS = ("jwt_jwks_uri", "jwt_public_key", "jwt_secret")
 
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("bastion_environ", default=None)
@@ -71,6 +80,69 @@ class _Settings(BaseSettings):
 
     api_keys: SecretStr | None = None
     api_key_header: str | None = None
+
+    # The authorization servers (OAuth proxies) of bastion.providers.
+    store: str | None = None
+    encryption_keys: SecretStr | None = None
+    mcp_scopes: str | None = None
+
+    oidc_config_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str | None = None
+    oidc_name: str | None = None
+
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_scopes: str | None = None
+    github_url: str | None = None
+    github_api_url: str | None = None
+
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_scopes: str | None = None
+    google_hosted_domain: str | None = None
+
+    entra_client_id: str | None = None
+    entra_client_secret: SecretStr | None = None
+    entra_scopes: str | None = None
+    entra_tenant: str | None = None
+    entra_api_scopes: str | None = None
+
+    auth0_domain: str | None = None
+    auth0_client_id: str | None = None
+    auth0_client_secret: SecretStr | None = None
+    auth0_scopes: str | None = None
+    auth0_audience: str | None = None
+
+    okta_domain: str | None = None
+    okta_client_id: str | None = None
+    okta_client_secret: SecretStr | None = None
+    okta_scopes: str | None = None
+    okta_authorization_server: str | None = None
+
+    keycloak_server_url: str | None = None
+    keycloak_realm: str | None = None
+    keycloak_client_id: str | None = None
+    keycloak_client_secret: SecretStr | None = None
+    keycloak_scopes: str | None = None
+
+    cognito_domain: str | None = None
+    cognito_region: str | None = None
+    cognito_user_pool_id: str | None = None
+    cognito_client_id: str | None = None
+    cognito_client_secret: SecretStr | None = None
+    cognito_scopes: str | None = None
+
+    workos_domain: str | None = None
+    workos_client_id: str | None = None
+    workos_client_secret: SecretStr | None = None
+    workos_scopes: str | None = None
+
+    # An identity provider MCP clients register with directly (RemoteAuthorization).
+    remote_issuer: str | None = None
+    remote_config_url: str | None = None
+    remote_audience: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -116,10 +188,10 @@ def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
     return ServerSettings(resource_url=settings.resource_url, base_url=settings.base_url)
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> Verifier:
-    """The verifier the ``BASTION_*`` variables describe (default: ``os.environ``).
+def from_env(environ: Mapping[str, str] | None = None) -> Verifier | AuthorizationServer:
+    """The verifier or authorization server the ``BASTION_*`` variables describe (default: ``os.environ``).
 
-    ``BASTION_AUTH`` is ``jwt``, ``introspection`` or ``apikeys`` (any case):
+    ``BASTION_AUTH`` is one of the values below (any case). Verifiers:
 
     - ``jwt``: exactly one of ``BASTION_JWT_JWKS_URI``, ``BASTION_JWT_PUBLIC_KEY``
       (PEM, or ``@/path/to/key.pem``) and ``BASTION_JWT_SECRET``; optionally
@@ -134,14 +206,35 @@ def from_env(environ: Mapping[str, str] | None = None) -> Verifier:
       mapping each key, or ``sha256:<hex digest>`` of it, to its principal
       (``{"subject": ..., "scopes": [...], "roles": [...]}`` or a subject string);
       optionally ``BASTION_API_KEY_HEADER`` (such as ``X-API-Key``).
+    - ``remote``: a :class:`~bastion.RemoteAuthorization`: ``BASTION_REMOTE_ISSUER``;
+      optionally ``BASTION_REMOTE_CONFIG_URL``, ``BASTION_REMOTE_AUDIENCE`` and
+      ``BASTION_MCP_SCOPES`` (the scopes advertised).
+
+    OAuth proxies of :mod:`bastion.providers` (``oidc``, ``github``, ``google``,
+    ``entra``, ``auth0``, ``okta``, ``keycloak``, ``cognito``, ``workos``) need
+    ``BASTION_BASE_URL`` and ``BASTION_<PROVIDER>_CLIENT_ID``, and take
+    ``BASTION_<PROVIDER>_CLIENT_SECRET``, ``BASTION_<PROVIDER>_SCOPES`` (the scopes asked
+    of the provider, space- or comma-separated), the provider's own settings (see
+    :data:`bastion._provider_settings.PROVIDERS`), and for every proxy ``BASTION_STORE``
+    (``sqlite:///path/to/auth.db`` or ``memory://``), ``BASTION_ENCRYPTION_KEYS``
+    (comma-separated, newest first) and ``BASTION_MCP_SCOPES`` (the scopes MCP clients
+    may ask for).
 
     Raises:
         ConfigurationError: a setting is missing, malformed or contradictory.
     """
+    return auth_from_env(environ)
+
+
+def auth_from_env(
+    environ: Mapping[str, str] | None = None, *, mcp_scopes: Mapping[str, str] | Sequence[str] | None = None
+) -> Verifier | AuthorizationServer:
+    """:func:`from_env`, with the MCP scopes a proxy offers when ``BASTION_MCP_SCOPES`` is unset."""
     settings = _load(environ)
     if not settings.auth:
         raise ConfigurationError(f"BASTION_AUTH is not set; set it to one of: {', '.join(SUPPORTED)}")
     kind = settings.auth.strip().lower()
+    kind = ALIASES.get(kind, kind)
     if kind not in SUPPORTED:
         raise ConfigurationError(f"unknown BASTION_AUTH {settings.auth!r}; supported values: {', '.join(SUPPORTED)}")
     _warn_unused(settings, kind)
@@ -149,7 +242,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> Verifier:
         return _jwt(settings)
     if kind == "introspection":
         return _introspection(settings)
-    return _apikeys(settings)
+    if kind == "apikeys":
+        return _apikeys(settings)
+    from bastion._provider_settings import provider, remote
+
+    if kind == "remote":
+        return remote(settings)
+    return provider(settings, kind, mcp_scopes=mcp_scopes)
 
 
 # -- loading ------------------------------------------------------------------
@@ -178,11 +277,17 @@ def _var(field: str) -> str:
 
 
 def _warn_unused(settings: _Settings, kind: str) -> None:
-    prefixes = {"jwt": "jwt_", "introspection": "introspection_", "apikeys": "api_key"}
+    prefixes = {"jwt": "jwt_", "introspection": "introspection_", "apikeys": "api_key", "remote": "remote_"}
+    prefixes.update({name: name + "_" for name in PROXIES})
+    used = _PROXY_FIELDS if kind in PROXIES else ("mcp_scopes",) if kind == "remote" else ()
     unused = [
         _var(name)
         for name in type(settings).model_fields
-        if getattr(settings, name) is not None and any(name.startswith(p) for k, p in prefixes.items() if k != kind)
+        if getattr(settings, name) is not None
+        and (
+            any(name.startswith(p) for k, p in prefixes.items() if k != kind)
+            or (name in _PROXY_FIELDS and name not in used)
+        )
     ]
     if unused:
         logger.warning("BASTION_AUTH=%s: ignoring %s", kind, ", ".join(unused))
