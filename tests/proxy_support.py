@@ -124,11 +124,8 @@ async def connected(url: str, provider: OAuthClientProvider) -> AsyncIterator[Cl
         yield client
 
 
-async def authorize(http: httpx2.AsyncClient, base: str) -> tuple[str, httpx2.Response]:
-    """``PUBLIC_CLIENT`` asks the proxy at ``base``, the user approves: (the upstream URL, the proxy's last answer).
-
-    The last answer is the proxy's callback's: a redirect to the client, or a page.
-    """
+async def approve(http: httpx2.AsyncClient, base: str) -> str:
+    """``PUBLIC_CLIENT`` asks the proxy at ``base`` and the user approves: the upstream URL the proxy sends to."""
     _, challenge = pkce_pair()
     query = {
         "response_type": "code",
@@ -144,7 +141,15 @@ async def authorize(http: httpx2.AsyncClient, base: str) -> tuple[str, httpx2.Re
     form = only_form(consent)
     answer = await http.post(base + form.action, data={**form.fields, "decision": "approve"})
     assert answer.status_code == 303
-    upstream_url = answer.headers["location"]
+    return str(answer.headers["location"])
+
+
+async def authorize(http: httpx2.AsyncClient, base: str) -> tuple[str, httpx2.Response]:
+    """``approve``, then through the upstream and back: (the upstream URL, the proxy's last answer).
+
+    The last answer is the proxy's callback's: a redirect to the client, or a page.
+    """
+    upstream_url = await approve(http, base)
     return upstream_url, await follow(http, upstream_url, REDIRECT)
 
 
