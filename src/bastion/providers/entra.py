@@ -19,19 +19,7 @@ USERINFO = "https://graph.microsoft.com/oidc/userinfo"
 MULTI_TENANT = frozenset({"common", "organizations", "consumers"})
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: Claims of Entra ID's id_token worth keeping for tools.
-CLAIMS = (
-    "oid",
-    "tid",
-    "sub",
-    "name",
-    "given_name",
-    "family_name",
-    "preferred_username",
-    "upn",
-    "email",
-    "roles",
-    "groups",
-)
+CLAIMS = ("oid", "tid", "sub", "name", "given_name", "family_name", "preferred_username", "upn", "email", "groups")
 
 
 class EntraID(OAuthProxy):
