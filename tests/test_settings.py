@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,30 @@ from bastion import (
 )
 from bastion._apikeys import APIKeyVerifier, hash_api_key
 from bastion._introspection import IntrospectionVerifier
-from bastion._settings import ServerSettings, from_env, server_settings
+from bastion._jwt import JWTVerifier
+from bastion._remote import RemoteAuthorization
+from bastion._settings import ServerSettings, auth_from_env, from_env, server_settings
+from bastion.authserver._vault import TokenVault
+from bastion.providers import OIDC
+from bastion.providers.auth0 import Auth0
+from bastion.providers.cognito import Cognito
+from bastion.providers.entra import EntraID
+from bastion.providers.github import GitHub
+from bastion.providers.google import Google
+from bastion.providers.keycloak import Keycloak
+from bastion.providers.okta import Okta
+from bastion.providers.workos import WorkOS
+from bastion.proxy import OAuthProxy
+from bastion.storage import MemoryStore, SQLiteStore
+from bastion.testing import serve
 
 from conftest import MCP_HEADERS, rpc, served
+from oidc_support import OIDCProvider, skip_without_node
 
 SECRET = "hs256-shared-secret-of-at-least-32-bytes!"
 CLIENT_SECRET = "introspection-client-secret-value"
 API_KEY = "sk-live-settings-test-key"
+UPSTREAM_SECRET = "upstream-client-secret-value"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +70,7 @@ def refused(environ: dict[str, str], *names: str) -> ConfigurationError:
     message = str(info.value)
     for name in names:
         assert name in message
-    for secret in (SECRET, CLIENT_SECRET, API_KEY):
+    for secret in (SECRET, CLIENT_SECRET, API_KEY, UPSTREAM_SECRET, KEY_1, KEY_2):
         assert secret not in message
     return info.value
 
@@ -100,8 +118,14 @@ def test_settings_of_other_methods_are_ignored_with_a_warning(caplog: pytest.Log
 # -- jwt -------------------------------------------------------------------------
 
 
+def jwt_from_env(environ: dict[str, str]) -> JWTVerifier:
+    verifier = from_env(environ)
+    assert isinstance(verifier, JWTVerifier)
+    return verifier
+
+
 async def test_jwt_with_a_secret_and_every_option() -> None:
-    verifier = from_env(
+    verifier = jwt_from_env(
         {
             "BASTION_AUTH": "jwt",
             "BASTION_JWT_SECRET": SECRET,
@@ -143,16 +167,16 @@ def test_jwt_with_a_public_key_inline_in_a_file_on_one_line_or_as_a_jwk(public_p
     one_line = public_pem.strip().replace("\n", "\\n")
     jwk = json.dumps(RSAKey.import_key(public_pem).as_dict())
     for value in (public_pem, f"@{path}", one_line, jwk):
-        verifier = from_env({"BASTION_AUTH": "jwt", "BASTION_JWT_PUBLIC_KEY": value, "BASTION_JWT_AUDIENCE": "a"})
-        assert verifier.algorithms == ("RS256",)  # type: ignore[attr-defined]
-    verifier = from_env(
+        verifier = jwt_from_env({"BASTION_AUTH": "jwt", "BASTION_JWT_PUBLIC_KEY": value, "BASTION_JWT_AUDIENCE": "a"})
+        assert verifier.algorithms == ("RS256",)
+    verifier = jwt_from_env(
         {"BASTION_AUTH": "JWT", "BASTION_JWT_PUBLIC_KEY": public_pem, "BASTION_JWT_ALGORITHMS": "RS256, PS256"}
     )
-    assert verifier.algorithms == ("RS256", "PS256")  # type: ignore[attr-defined]
+    assert verifier.algorithms == ("RS256", "PS256")
 
 
 def test_jwt_with_a_key_set() -> None:
-    verifier = from_env(
+    verifier = jwt_from_env(
         {
             "BASTION_AUTH": "jwt",
             "BASTION_JWT_JWKS_URI": "https://as.example/jwks.json",
@@ -161,7 +185,7 @@ def test_jwt_with_a_key_set() -> None:
         }
     )
     assert verifier.issuers == ("https://as.example",)
-    assert verifier.audiences == ("https://notes.example/mcp", "https://notes.example/")  # type: ignore[attr-defined]
+    assert verifier.audiences == ("https://notes.example/mcp", "https://notes.example/")
 
 
 def test_jwt_needs_exactly_one_source_of_keys(public_pem: str) -> None:
@@ -360,3 +384,351 @@ def test_mcp_server_fails_at_start_up_on_a_bad_environment(monkeypatch: pytest.M
     with pytest.raises(ConfigurationError, match="BASTION_INTROSPECTION_URL") as info:
         MCPServer("Notes")
     assert CLIENT_SECRET not in str(info.value)
+
+
+# -- OAuth proxies of bastion.providers -------------------------------------------------
+
+BASE = "https://notes.example.com"
+KEY_1 = TokenVault.generate_key()
+KEY_2 = TokenVault.generate_key()
+
+#: Each provider's minimal settings, without BASTION_AUTH and BASTION_BASE_URL.
+PROXIES: dict[str, dict[str, str]] = {
+    "github": {"BASTION_GITHUB_CLIENT_ID": "client-1", "BASTION_GITHUB_CLIENT_SECRET": UPSTREAM_SECRET},
+    "google": {"BASTION_GOOGLE_CLIENT_ID": "client-1", "BASTION_GOOGLE_CLIENT_SECRET": UPSTREAM_SECRET},
+    "entra": {"BASTION_ENTRA_CLIENT_ID": "client-1", "BASTION_ENTRA_CLIENT_SECRET": UPSTREAM_SECRET},
+    "auth0": {
+        "BASTION_AUTH0_DOMAIN": "tenant.eu.auth0.com",
+        "BASTION_AUTH0_CLIENT_ID": "client-1",
+        "BASTION_AUTH0_CLIENT_SECRET": UPSTREAM_SECRET,
+    },
+    "okta": {
+        "BASTION_OKTA_DOMAIN": "acme.okta.com",
+        "BASTION_OKTA_CLIENT_ID": "client-1",
+        "BASTION_OKTA_CLIENT_SECRET": UPSTREAM_SECRET,
+    },
+    "keycloak": {
+        "BASTION_KEYCLOAK_SERVER_URL": "https://sso.example.com",
+        "BASTION_KEYCLOAK_REALM": "staff",
+        "BASTION_KEYCLOAK_CLIENT_ID": "client-1",
+        "BASTION_KEYCLOAK_CLIENT_SECRET": UPSTREAM_SECRET,
+    },
+    "cognito": {
+        "BASTION_COGNITO_DOMAIN": "acme.auth.eu-west-1.amazoncognito.com",
+        "BASTION_COGNITO_REGION": "eu-west-1",
+        "BASTION_COGNITO_USER_POOL_ID": "eu-west-1_AbCd",
+        "BASTION_COGNITO_CLIENT_ID": "client-1",
+        "BASTION_COGNITO_CLIENT_SECRET": UPSTREAM_SECRET,
+    },
+    "workos": {"BASTION_WORKOS_DOMAIN": "acme.authkit.app", "BASTION_WORKOS_CLIENT_ID": "client-1"},
+}
+
+#: Each provider's class, and what its settings above make of its upstream endpoints.
+EXPECTED: dict[str, tuple[type[OAuthProxy], str, str]] = {
+    "github": (GitHub, "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token"),
+    "google": (
+        Google,
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        "https://oauth2.googleapis.com/token",
+    ),
+    "entra": (
+        EntraID,
+        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+        "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+    ),
+    "auth0": (Auth0, "https://tenant.eu.auth0.com/authorize", "https://tenant.eu.auth0.com/oauth/token"),
+    "okta": (
+        Okta,
+        "https://acme.okta.com/oauth2/default/v1/authorize",
+        "https://acme.okta.com/oauth2/default/v1/token",
+    ),
+    "keycloak": (
+        Keycloak,
+        "https://sso.example.com/realms/staff/protocol/openid-connect/auth",
+        "https://sso.example.com/realms/staff/protocol/openid-connect/token",
+    ),
+    "cognito": (
+        Cognito,
+        "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/authorize",
+        "https://acme.auth.eu-west-1.amazoncognito.com/oauth2/token",
+    ),
+    "workos": (WorkOS, "https://acme.authkit.app/oauth2/authorize", "https://acme.authkit.app/oauth2/token"),
+}
+
+
+def proxy(kind: str, **extra: str) -> OAuthProxy:
+    """The proxy from ``kind``'s minimal settings, an in-memory store and ``extra`` variables."""
+    environ = {"BASTION_AUTH": kind, "BASTION_BASE_URL": BASE, "BASTION_STORE": "memory://", **PROXIES[kind], **extra}
+    server = from_env(environ)
+    assert isinstance(server, OAuthProxy)
+    return server
+
+
+@pytest.mark.parametrize("kind", sorted(PROXIES))
+def test_each_provider_from_its_variables(kind: str) -> None:
+    cls, authorize, token = EXPECTED[kind]
+    server = proxy(kind)
+    assert type(server) is cls
+    assert server.issuer == BASE + "/"
+    assert server.callback_url == BASE + "/auth/callback"
+    assert (server.upstream.client_id, server.upstream.authorization_endpoint) == ("client-1", authorize)
+    assert server.upstream.token_endpoint == token
+    assert server.upstream.client_secret == (None if kind == "workos" else UPSTREAM_SECRET)
+    assert isinstance(server.store, MemoryStore)
+    assert UPSTREAM_SECRET not in repr(server.upstream)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "check"),
+    [
+        (
+            "github",
+            {"BASTION_GITHUB_URL": "https://git.acme.com", "BASTION_GITHUB_API_URL": "https://git.acme.com/api/v3"},
+            lambda u: (
+                (u.authorization_endpoint, u.user_endpoint)
+                == ("https://git.acme.com/login/oauth/authorize", "https://git.acme.com/api/v3/user")
+            ),
+        ),
+        (
+            "google",
+            {"BASTION_GOOGLE_HOSTED_DOMAIN": "acme.com"},
+            lambda u: u.authorize_params["hd"] == "acme.com" and u.required_claims == {"hd": "acme.com"},
+        ),
+        (
+            "entra",
+            {"BASTION_ENTRA_TENANT": "acme.onmicrosoft.com", "BASTION_ENTRA_API_SCOPES": "api://notes/read"},
+            lambda u: (
+                u.authorization_endpoint.startswith("https://login.microsoftonline.com/acme.onmicrosoft.com/")
+                and "api://notes/read" in u.scopes
+            ),
+        ),
+        ("auth0", {"BASTION_AUTH0_AUDIENCE": "https://api.acme.com"}, lambda u: u.authorize_params["audience"]),
+        (
+            "okta",
+            {"BASTION_OKTA_AUTHORIZATION_SERVER": "aus1notes"},
+            lambda u: u.token_endpoint == "https://acme.okta.com/oauth2/aus1notes/v1/token",
+        ),
+        (
+            "workos",
+            {"BASTION_WORKOS_CLIENT_SECRET": UPSTREAM_SECRET},
+            lambda u: u.client_secret == UPSTREAM_SECRET,
+        ),
+    ],
+)
+def test_provider_specific_variables(kind: str, extra: dict[str, str], check: Any) -> None:
+    assert check(proxy(kind, **extra).upstream)
+
+
+def test_scopes_asked_upstream_and_offered_to_mcp_clients() -> None:
+    server = proxy("google", BASTION_GOOGLE_SCOPES="openid, email  https://www.googleapis.com/auth/drive.readonly")
+    assert server.upstream.scopes == ("openid", "email", "https://www.googleapis.com/auth/drive.readonly")
+    assert server.scopes == {}
+    server = proxy("keycloak", BASTION_MCP_SCOPES="notes:read,notes:write")
+    assert set(server.scopes) == {"notes:read", "notes:write"}
+    refused({"BASTION_AUTH": "github", "BASTION_BASE_URL": BASE, **PROXIES["github"], "BASTION_GITHUB_SCOPES": " , "},
+            "BASTION_GITHUB_SCOPES", "names nothing")  # fmt: skip
+    refused({"BASTION_AUTH": "okta", "BASTION_BASE_URL": BASE, **PROXIES["okta"], "BASTION_OKTA_SCOPES": 'openid "x'},
+            "BASTION_OKTA_SCOPES")  # fmt: skip
+
+
+def test_offered_scopes_default_for_a_caller_and_the_environment_wins() -> None:
+    environ = {"BASTION_AUTH": "google", "BASTION_BASE_URL": BASE, "BASTION_STORE": "memory://", **PROXIES["google"]}
+    demo = {"notes:read": "Read your notes"}
+    server = auth_from_env(environ, mcp_scopes=demo)
+    assert isinstance(server, OAuthProxy)
+    assert server.scopes == demo
+    server = auth_from_env({**environ, "BASTION_MCP_SCOPES": "mcp"}, mcp_scopes=demo)
+    assert isinstance(server, OAuthProxy)
+    assert server.scopes == {"mcp": "mcp"}
+
+
+async def test_store_url(tmp_path: Path) -> None:
+    db = tmp_path / "auth.db"
+    server = proxy("github", BASTION_STORE=f"sqlite://{db}")
+    assert isinstance(server.store, SQLiteStore)
+    assert server.store.path == db
+    await server.store.put("probe", "k", b"v")
+    assert db.exists()
+    refused({"BASTION_AUTH": "github", "BASTION_BASE_URL": BASE, **PROXIES["github"], "BASTION_STORE": "redis://x"},
+            "BASTION_STORE", "redis")  # fmt: skip
+
+
+async def test_encryption_keys_seal_with_the_first_and_open_with_all() -> None:
+    old = proxy("google", BASTION_ENCRYPTION_KEYS=KEY_2)
+    sealed = await old.vault.seal(b"upstream token", context=b"ctx")
+    server = proxy("google", BASTION_ENCRYPTION_KEYS=f"{KEY_1}, {KEY_2}")
+    assert await server.vault.open(sealed, context=b"ctx") == b"upstream token"
+    assert not server.vault.needs_rotation(await server.vault.seal(b"x", context=b"ctx"))
+    assert server.vault.needs_rotation(sealed)
+
+
+@pytest.mark.parametrize("keys", ["not-a-key", f"{KEY_1},{KEY_1}", f"{KEY_1},{KEY_2[:-3]}", " , "])
+def test_bad_encryption_keys_are_refused_at_start_without_showing_them(keys: str) -> None:
+    environ = {"BASTION_AUTH": "google", "BASTION_BASE_URL": BASE, **PROXIES["google"], "BASTION_ENCRYPTION_KEYS": keys}
+    error = refused(environ, "BASTION_ENCRYPTION_KEYS")
+    assert "not-a-key" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(kind, name) for kind, settings in sorted(PROXIES.items()) for name in settings] + [("oidc", "")],
+)
+def test_a_missing_variable_is_named(kind: str, name: str) -> None:
+    environ = {"BASTION_AUTH": kind, "BASTION_BASE_URL": BASE, **PROXIES.get(kind, {})}
+    if name:
+        del environ[name]
+    if kind == "oidc":
+        refused(environ, "BASTION_OIDC_CONFIG_URL", "BASTION_OIDC_CLIENT_ID")
+    else:
+        refused(environ, f"BASTION_AUTH={kind}", name)
+    del environ["BASTION_BASE_URL"]
+    refused(environ, "BASTION_BASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "names"),
+    [
+        ("okta", {"BASTION_OKTA_DOMAIN": "https://acme.okta.com"}, ("BASTION_OKTA_DOMAIN", "host name")),
+        ("auth0", {"BASTION_AUTH0_DOMAIN": "acme.auth0.com/x"}, ("BASTION_AUTH0_DOMAIN",)),
+        ("keycloak", {"BASTION_KEYCLOAK_REALM": "a/b"}, ("BASTION_KEYCLOAK_REALM",)),
+        ("keycloak", {"BASTION_KEYCLOAK_SERVER_URL": "sso.example.com"}, ("BASTION_KEYCLOAK_SERVER_URL",)),
+        ("github", {"BASTION_GITHUB_API_URL": "ftp://git.acme.com"}, ("BASTION_GITHUB_API_URL",)),
+        ("github", {"BASTION_BASE_URL": "notes.example.com"}, ("BASTION_BASE_URL",)),
+        ("entra", {"BASTION_ENTRA_TENANT": "acme tenant"}, ("BASTION_ENTRA_TENANT",)),
+        ("cognito", {"BASTION_COGNITO_REGION": "eu west"}, ("BASTION_COGNITO_REGION",)),
+    ],
+)
+def test_a_malformed_variable_is_named(kind: str, extra: dict[str, str], names: tuple[str, ...]) -> None:
+    refused({"BASTION_AUTH": kind, "BASTION_BASE_URL": BASE, **PROXIES[kind], **extra}, *names)
+
+
+def test_provider_names_are_case_insensitive_and_entra_has_aliases() -> None:
+    for value in ("EntraID", "entra_id", " Entra "):
+        server = from_env({"BASTION_AUTH": value, "BASTION_BASE_URL": BASE, "BASTION_STORE": "memory://",
+                           **PROXIES["entra"]})  # fmt: skip
+        assert isinstance(server, EntraID)
+
+
+def test_settings_of_other_providers_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="bastion"):
+        proxy("google", BASTION_GITHUB_CLIENT_SECRET=UPSTREAM_SECRET, BASTION_JWT_SECRET=SECRET)
+    assert "BASTION_GITHUB_CLIENT_SECRET" in caplog.text
+    assert "BASTION_JWT_SECRET" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bastion"):
+        from_env({"BASTION_AUTH": "jwt", "BASTION_JWT_SECRET": SECRET, "BASTION_STORE": "memory://",
+                  "BASTION_ENCRYPTION_KEYS": KEY_1})  # fmt: skip
+    assert "BASTION_STORE" in caplog.text
+    assert "BASTION_ENCRYPTION_KEYS" in caplog.text
+    for secret in (SECRET, UPSTREAM_SECRET, KEY_1):
+        assert secret not in caplog.text
+
+
+# -- oidc and remote ---------------------------------------------------------------
+
+
+def test_oidc_with_every_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Recording:
+        def __init__(self, **arguments: Any) -> None:
+            calls.append(arguments)
+
+    monkeypatch.setattr("bastion.providers._oidc.OIDC", Recording)
+    environ = {
+        "BASTION_AUTH": "oidc",
+        "BASTION_BASE_URL": BASE,
+        "BASTION_OIDC_CONFIG_URL": "https://id.example.com/.well-known/openid-configuration",
+        "BASTION_OIDC_CLIENT_ID": "client-1",
+        "BASTION_OIDC_CLIENT_SECRET": UPSTREAM_SECRET,
+        "BASTION_OIDC_SCOPES": "openid email groups",
+        "BASTION_OIDC_NAME": "Example ID",
+        "BASTION_MCP_SCOPES": "notes:read",
+        "BASTION_ENCRYPTION_KEYS": KEY_1,
+        "BASTION_STORE": f"sqlite://{tmp_path / 'auth.db'}",
+    }
+    assert isinstance(from_env(environ), Recording)
+    (arguments,) = calls
+    store = arguments.pop("store")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "auth.db"
+    assert arguments == {
+        "base_url": BASE,
+        "config_url": "https://id.example.com/.well-known/openid-configuration",
+        "client_id": "client-1",
+        "client_secret": UPSTREAM_SECRET,
+        "scopes": ["openid", "email", "groups"],
+        "name": "Example ID",
+        "mcp_scopes": ["notes:read"],
+        "encryption_keys": KEY_1,
+    }
+    calls.clear()
+    public = {k: v for k, v in environ.items() if k not in ("BASTION_OIDC_CLIENT_SECRET", "BASTION_STORE")}
+    from_env(public)
+    assert "client_secret" not in calls[0]
+    assert "store" not in calls[0]
+
+
+def test_oidc_bad_config_url_is_named() -> None:
+    environ = {"BASTION_AUTH": "oidc", "BASTION_BASE_URL": BASE, "BASTION_OIDC_CLIENT_ID": "client-1",
+               "BASTION_OIDC_CLIENT_SECRET": UPSTREAM_SECRET}  # fmt: skip
+    refused({**environ, "BASTION_OIDC_CONFIG_URL": "https://id.example.com/"}, "BASTION_OIDC_CONFIG_URL")
+    refused({**environ, "BASTION_OIDC_CONFIG_URL": "id.example.com"}, "BASTION_OIDC_CONFIG_URL")
+
+
+def test_oidc_discovers_a_real_provider() -> None:
+    skip_without_node()
+    with OIDCProvider() as provider:
+        server = from_env(
+            {
+                "BASTION_AUTH": "oidc",
+                "BASTION_BASE_URL": BASE,
+                "BASTION_STORE": "memory://",
+                "BASTION_OIDC_CONFIG_URL": provider.config_url,
+                "BASTION_OIDC_CLIENT_ID": provider.client_id,
+                "BASTION_OIDC_CLIENT_SECRET": provider.client_secret,
+            }
+        )
+        assert isinstance(server, OIDC)
+        assert server.upstream.issuer in (provider.issuer, provider.issuer + "/")
+        assert server.upstream.authorization_endpoint.startswith(provider.issuer)
+    assert server.upstream.scopes == ("openid", "email", "profile")
+
+
+def test_remote_authorization_from_its_variables() -> None:
+    verifier = from_env(
+        {
+            "BASTION_AUTH": "remote",
+            "BASTION_REMOTE_ISSUER": "https://sso.example.com/realms/mcp",
+            "BASTION_REMOTE_CONFIG_URL": "https://sso.example.com/realms/mcp/.well-known/openid-configuration",
+            "BASTION_REMOTE_AUDIENCE": "https://notes.example.com/mcp",
+            "BASTION_MCP_SCOPES": "notes:read notes:write",
+        }
+    )
+    assert isinstance(verifier, RemoteAuthorization)
+    assert verifier.issuer == "https://sso.example.com/realms/mcp"
+    assert verifier.scopes_supported == ("notes:read", "notes:write")
+    refused({"BASTION_AUTH": "remote"}, "BASTION_REMOTE_ISSUER")
+    refused({"BASTION_AUTH": "remote", "BASTION_REMOTE_ISSUER": "sso.example.com"}, "BASTION_AUTH=remote",
+            "BASTION_REMOTE_ISSUER")  # fmt: skip
+
+
+async def test_mcp_server_serves_a_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    origin = f"http://127.0.0.1:{port}"
+    environ = {"BASTION_AUTH": "google", "BASTION_BASE_URL": origin, "BASTION_STORE": "memory://", **PROXIES["google"]}
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    mcp = MCPServer("Notes", resource_url=origin + "/mcp")
+    assert isinstance(mcp.authorization_server, Google)
+    with serve(mcp.streamable_http_app(stateless_http=True, json_response=True), port=port):
+        async with httpx2.AsyncClient() as http:
+            challenge = await http.post(origin + "/mcp", json=rpc("tools/list"), headers=MCP_HEADERS)
+            assert challenge.status_code == 401
+            resource = (await http.get(origin + "/.well-known/oauth-protected-resource/mcp")).json()
+            assert [s.rstrip("/") for s in resource["authorization_servers"]] == [origin]
+            metadata = (await http.get(origin + "/.well-known/oauth-authorization-server")).json()
+            assert metadata["issuer"].rstrip("/") == origin
+            assert metadata["authorization_endpoint"] == origin + "/authorize"
