@@ -21,10 +21,10 @@ from bastion.proxy import UpstreamTokens
 from bastion.proxy._upstream import UpstreamClient
 from bastion.storage import SQLiteStore
 from bastion.testing import MemoryTokenStorage, serve
-from fake_github import FakeGitHub
-from proxy_support import ProxyBrowser, authorize, connected, free_port, records, sdk_client
 
 from as_support import PUBLIC_CLIENT, REDIRECT, Clock, pkce_pair
+from fake_github import FakeGitHub
+from proxy_support import ProxyBrowser, authorize, connected, free_port, records, sdk_client
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from bastion.proxy import Upstream, UpstreamError, UpstreamTokens
 from bastion.proxy._upstream import UpstreamClient
 from bastion.storage import MemoryStore
 from bastion.testing import JWKSServer, KeyPair, serve
-from proxy_support import approve, free_port
 
 from as_support import PUBLIC_CLIENT
+from proxy_support import approve, free_port
 
 CLIENT_ID = "1234567890-abc.apps.googleusercontent.com"
 SUBJECT = "110169484474386276334"

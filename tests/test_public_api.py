@@ -3,6 +3,8 @@
 import bastion
 import bastion.authserver
 import bastion.fastapi
+import bastion.providers
+import bastion.proxy
 import bastion.storage
 import bastion.testing
 
@@ -31,6 +33,10 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"
     }  # fmt: skip
     assert set(bastion.fastapi.__all__) == {"Bastion"}
+    assert set(bastion.providers.__all__) == {
+        "OIDC", "Auth0", "Cognito", "EntraID", "GitHub", "Google", "Keycloak", "Okta", "WorkOS"
+    }  # fmt: skip
+    assert set(bastion.proxy.__all__) == {"Identity", "OAuthProxy", "Upstream", "UpstreamError", "UpstreamTokens"}
     assert set(bastion.authserver.__all__) == {
         "AccessDeniedError", "AuthorizationServer", "Client", "InvalidClient", "InvalidClientMetadata",
         "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
@@ -41,7 +47,15 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
 
 
 def test_every_public_name_has_a_docstring() -> None:
-    for module in (bastion, bastion.testing, bastion.fastapi, bastion.storage, bastion.authserver):
+    for module in (
+        bastion,
+        bastion.testing,
+        bastion.fastapi,
+        bastion.storage,
+        bastion.authserver,
+        bastion.providers,
+        bastion.proxy,
+    ):
         for name in module.__all__:
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, bastion.Policy):
