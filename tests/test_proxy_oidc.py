@@ -109,7 +109,7 @@ def proxy_server(provider: OIDCProvider, port: int, db: Path) -> MCPServer:
         upstream = await token.upstream()
         async with httpx2.AsyncClient() as http:
             info = (await http.get(provider.issuer + "/me", headers={"Authorization": f"Bearer {upstream}"})).json()
-        return {"subject": token.subject, "email": token.claim("email"), "userinfo_email": info.get("email")}
+        return {"subject": token.subject, "email": token.email, "userinfo_email": info.get("email")}
 
     return mcp
 

@@ -34,7 +34,9 @@ class AccessToken(SDKAccessToken):
         expires_at: Expiry as seconds since the epoch, or ``None``.
         resource: The resource (RFC 8707 audience) the token was issued for.
         issuer: The token's issuer (``iss``), where known.
-        claims: Every claim of the token, for application-specific use.
+        claims: Every claim of the token, for application-specific use (``email``
+            and ``name`` have properties of their own; a proxy adds the provider's
+            user fields, such as GitHub's ``login``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -52,6 +54,18 @@ class AccessToken(SDKAccessToken):
     def claim(self, name: str, default: Any = None) -> Any:
         """One claim of the token, or ``default``."""
         return (self.claims or {}).get(name, default)
+
+    @property
+    def email(self) -> str | None:
+        """The user's email address (the ``email`` claim), when the token carries one."""
+        value = self.claim("email")
+        return value if isinstance(value, str) else None
+
+    @property
+    def name(self) -> str | None:
+        """The user's display name (the ``name`` claim), when the token carries one."""
+        value = self.claim("name")
+        return value if isinstance(value, str) else None
 
     #: Set by an OAuth proxy's verifier: what :meth:`upstream` asks for the provider's token.
     _upstream_source: Any = PrivateAttr(default=None)
