@@ -24,6 +24,9 @@ from bastion import MCPServer, get_access_token, require_auth
 from bastion.proxy import OAuthProxy
 from bastion.storage import SQLiteStore
 from bastion.testing import serve
+
+from as_pages import page_text
+from as_support import PUBLIC_CLIENT, SCOPES, Clock, oauth_error, refresh
 from fake_upstream import (
     OTHER_CLIENT,
     Authorization,
@@ -36,9 +39,6 @@ from fake_upstream import (
     proxy_of,
     signed_in,
 )
-
-from as_pages import page_text
-from as_support import PUBLIC_CLIENT, SCOPES, Clock, oauth_error, refresh
 
 #: What a failed sign-in must not leave behind.
 HALF_DONE = ("code", "grant", "upstream", "upstream-state", "flow", "refresh", "consent")
