@@ -1,22 +1,29 @@
-"""The bastion command: the demo server really serves, and its printed tokens work."""
+"""The bastion command: the demo server really serves and its printed passwords work; BASTION_AUTH is honoured."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from bastion._cli import main
-from bastion.testing import oauth_client
+from bastion.testing import MemoryTokenStorage, oauth_client
+from test_proxy_oidc import UpstreamBrowser, sdk_client
 
 from conftest import MCP_HEADERS, rpc
+from oidc_support import OIDCProvider, skip_without_node
 
 
 def free_port() -> int:
@@ -108,3 +115,132 @@ def test_serve_refuses_what_is_not_a_server(capsys: pytest.CaptureFixture[str]) 
     assert main(["serve", "json:loads"]) == 2
     assert "not a bastion.MCPServer" in capsys.readouterr().err
     assert main(["serve", "no_such_module_here:mcp"]) == 2
+
+
+# -- BASTION_AUTH: an OAuth proxy configured by the environment alone ------------------------
+
+NOTES_APP = """
+from bastion import MCPServer, get_access_token
+
+mcp = MCPServer("Env notes")
+
+
+@mcp.tool()
+def whoami() -> str:
+    return get_access_token().subject or ""
+"""
+
+
+@contextmanager
+def running(argv: list[str], env: dict[str, str], ready: str, cwd: Path | None = None) -> Iterator[list[str]]:
+    """``bastion <argv>`` in a child process, once a line of its output contains ``ready``; yields its output."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bastion._cli", *argv],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if ready in line:
+            break
+    # Keep reading, so the child never blocks on a full pipe.
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        assert process.poll() is None, "".join(lines)
+        yield lines
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        reader.join(timeout=10)
+        process.stdout.close()
+
+
+def oidc_environment(provider: OIDCProvider, base: str, db: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.upper().startswith("BASTION_")}
+    environ.update(
+        BASTION_AUTH="oidc",
+        BASTION_BASE_URL=base,
+        BASTION_STORE=f"sqlite://{db}",
+        BASTION_OIDC_CONFIG_URL=provider.config_url,
+        BASTION_OIDC_CLIENT_ID=provider.client_id,
+        BASTION_OIDC_CLIENT_SECRET=provider.client_secret,
+        BASTION_OIDC_NAME="Example ID",
+    )
+    return environ
+
+
+async def test_serve_builds_the_proxy_the_environment_describes(tmp_path: Path) -> None:
+    skip_without_node()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (tmp_path / "env_notes.py").write_text(NOTES_APP)
+    with OIDCProvider(redirect_uris=[base + "/auth/callback"]) as provider:
+        environ = oidc_environment(provider, base, tmp_path / "auth.db")
+        argv = ["serve", "env_notes:mcp", "--port", str(port)]
+        with running(argv, environ, "Uvicorn running", cwd=tmp_path) as output:
+            async with httpx2.AsyncClient() as http:
+                challenge = await http.post(base + "/mcp", json=rpc("tools/list"), headers=MCP_HEADERS)
+                assert challenge.status_code == 401
+                resource = (await http.get(base + "/.well-known/oauth-protected-resource/mcp")).json()
+                assert resource["authorization_servers"] == [base + "/"]
+                metadata = (await http.get(base + "/.well-known/oauth-authorization-server")).json()
+                assert metadata["issuer"] == base + "/"
+                assert metadata["authorization_endpoint"] == base + "/authorize"
+                assert metadata["registration_endpoint"] == base + "/register"
+        assert provider.client_secret not in "".join(output)
+    assert (tmp_path / "auth.db").exists()
+
+
+async def test_demo_signs_in_with_the_provider_the_environment_names(tmp_path: Path) -> None:
+    skip_without_node()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with OIDCProvider(redirect_uris=[base + "/auth/callback"]) as provider:
+        environ = oidc_environment(provider, base, tmp_path / "auth.db")
+        with running(["demo", "--port", str(port)], environ, "Ctrl-C stops it") as output:
+            banner = "".join(output)
+            assert "Sign in with Example ID" in banner
+            assert f"{base}/auth/callback" in banner
+            assert "alice" not in banner
+            assert "password" not in banner
+            assert str(tmp_path / "auth.db") in banner
+            url = base + "/mcp"
+            async with httpx2.AsyncClient() as http:
+                resource = (await http.get(base + "/.well-known/oauth-protected-resource/mcp")).json()
+                assert resource["authorization_servers"] == [base + "/"]
+                browser = UpstreamBrowser(http, base + "/auth/callback", login="carol")
+                client_provider = sdk_client(url, browser, MemoryTokenStorage())
+                async with (
+                    httpx2.AsyncClient(auth=client_provider) as session,
+                    Client(streamable_http_client(url, http_client=session)) as client,
+                ):
+                    me = (await client.call_tool("whoami", {})).structured_content
+                    assert me is not None
+                    assert (me["subject"], me["name"]) == ("carol", "Carol")
+                    assert {"notes:read", "notes:write"} <= set(me["scopes"])
+                    added = await client.call_tool("add_note", {"text": "from the provider"})
+                    assert added.content[0].text == "saved note 1 for carol"  # type: ignore[union-attr]
+                    with pytest.raises(MCPError, match="Forbidden"):  # no role admin from this provider
+                        await client.call_tool("admin_stats", {})
+            assert "Example ID" in browser.consent_pages[0]
+        assert provider.client_secret not in "".join(output)
+
+
+def test_demo_with_bastion_auth_refuses_auto_approve_and_names_a_missing_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_AUTH", "google")
+    monkeypatch.setenv("BASTION_GOOGLE_CLIENT_SECRET", "google-secret-value")
+    assert main(["demo", "--auto-approve", "alice", "--store", "memory://"]) == 2
+    assert "BASTION_AUTH" in capsys.readouterr().err
+    assert main(["demo", "--store", "memory://"]) == 2
+    err = capsys.readouterr().err
+    assert "BASTION_GOOGLE_CLIENT_ID" in err
+    assert "google-secret-value" not in err

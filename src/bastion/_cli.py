@@ -6,13 +6,18 @@ import argparse
 import importlib
 import ipaddress
 import logging
+import os
 import secrets
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from bastion._verifier import Verifier
+    from bastion.authserver import AuthorizationServer
 
 __all__ = ["main"]
 
@@ -69,48 +74,114 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bastion._demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
+    from bastion._demo import notes_server
     from bastion._errors import ConfigurationError
-    from bastion.authserver import AuthorizationServer
-    from bastion.authserver._server import default_store_path
-    from bastion.storage import SQLiteStore, Store, open_store
 
+    from_environment = _bastion_auth() is not None
+    public_url = args.public_url or (os.environ.get("BASTION_BASE_URL") or None if from_environment else None)
     loopback = _is_loopback(args.host)
-    if not loopback and not args.public_url:
+    if not loopback and not public_url:
         print("bastion demo: binding beyond loopback needs --public-url (the URL clients use)", file=sys.stderr)
         return 2
     if args.auto_approve and not loopback:
         print("bastion demo: --auto-approve is allowed only when bound to loopback", file=sys.stderr)
         return 2
+    if args.auto_approve and from_environment:
+        print("bastion demo: --auto-approve signs in a demo user, and BASTION_AUTH replaces them", file=sys.stderr)
+        return 2
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         print("bastion demo: give both --ssl-certfile and --ssl-keyfile", file=sys.stderr)
         return 2
     scheme = "https" if args.ssl_certfile else "http"
-    base = (args.public_url or f"{scheme}://{args.host}:{args.port}").rstrip("/")
+    base = (public_url or f"{scheme}://{args.host}:{args.port}").rstrip("/")
     resource = base + "/mcp"
-    passwords = {name: secrets.token_urlsafe(12) for name in DEMO_USERS}
     try:
-        store: Store = open_store(args.store) if args.store else SQLiteStore(default_store_path("demo"))
-        auth = AuthorizationServer(
-            issuer=base,
-            store=store,
-            users=demo_users(passwords),
-            scopes=DEMO_SCOPES,
-            auto_approve=DEMO_USERS[args.auto_approve] if args.auto_approve else None,
-        )
+        auth, header, sign_in = _environment_auth(args, base) if from_environment else _demo_users_auth(args, base)
     except ConfigurationError as exc:
         print(f"bastion demo: {exc}", file=sys.stderr)
         return 2
     mcp = notes_server(auth, resource_url=resource)
     app = mcp.streamable_http_app(stateless_http=True, json_response=True, host=args.host)
     ssl = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
-    where = getattr(store, "path", None)
     server = _AnnouncingServer(
         uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", **ssl),
-        _banner(resource, passwords, str(where) if where else "memory (nothing survives a restart)", args.auto_approve),
+        _banner(resource, header, sign_in, _store_name(auth)),
     )
     server.run()
     return 0 if server.started else 1
+
+
+def _bastion_auth() -> str | None:
+    """``BASTION_AUTH`` (its name in any case, as the settings read it), or ``None`` when unset or empty."""
+    for name, value in os.environ.items():
+        if name.upper() == "BASTION_AUTH" and value.strip():
+            return value.strip()
+    return None
+
+
+def _demo_users_auth(args: argparse.Namespace, base: str) -> tuple[AuthorizationServer, str, str]:
+    """The built-in authorization server with the demo's two users and new passwords."""
+    from bastion._demo import DEMO_SCOPES, DEMO_USERS, demo_users
+    from bastion.authserver import AuthorizationServer
+    from bastion.authserver._server import default_store_path
+    from bastion.storage import SQLiteStore, Store, open_store
+
+    passwords = {name: secrets.token_urlsafe(12) for name in DEMO_USERS}
+    store: Store = open_store(args.store) if args.store else SQLiteStore(default_store_path("demo"))
+    auth = AuthorizationServer(
+        issuer=base,
+        store=store,
+        users=demo_users(passwords),
+        scopes=DEMO_SCOPES,
+        auto_approve=DEMO_USERS[args.auto_approve] if args.auto_approve else None,
+    )
+    approve = (
+        f"\n  --auto-approve: every authorization signs in as {args.auto_approve} without any page.\n"
+        if args.auto_approve
+        else ""
+    )
+    sign_in = f"""Sign in as (passwords are new at every start):
+  alice   {passwords["alice"]}   role admin: every tool
+  bob     {passwords["bob"]}   no role: admin_stats is refused
+{approve}"""
+    return auth, "with its own OAuth 2.1 authorization server", sign_in
+
+
+def _environment_auth(args: argparse.Namespace, base: str) -> tuple[Verifier | AuthorizationServer, str, str]:
+    """What the ``BASTION_*`` variables configure, at the demo's URL and with its scopes."""
+    from bastion._demo import DEMO_SCOPES
+    from bastion._settings import auth_from_env
+    from bastion.authserver import AuthorizationServer
+    from bastion.proxy import OAuthProxy
+
+    environ = {**os.environ, "BASTION_BASE_URL": base}
+    if args.store:
+        environ["BASTION_STORE"] = args.store
+    auth = auth_from_env(environ, mcp_scopes=DEMO_SCOPES)
+    if isinstance(auth, OAuthProxy):
+        name = auth.upstream.name
+        sign_in = f"""Sign in with {name}.
+  Register this redirect URI with your application at {name}:
+    {auth.callback_url}
+  admin_stats needs the role admin, which only some providers send.
+"""
+        return auth, f"signing users in with {name} (OAuth proxy)", sign_in
+    if isinstance(auth, AuthorizationServer):
+        return auth, "with the authorization server BASTION_AUTH configures", "Sign in on its pages.\n"
+    sign_in = f"""Tokens are verified by BASTION_AUTH={_bastion_auth()}: this server has no sign-in page;
+clients get their tokens where its resource metadata says.
+"""
+    return auth, "whose tokens come from your identity provider", sign_in
+
+
+def _store_name(auth: Verifier | AuthorizationServer) -> str | None:
+    """Where the authorization server keeps its records; ``None`` without one."""
+    from bastion.authserver import AuthorizationServer
+
+    if not isinstance(auth, AuthorizationServer):
+        return None
+    where = getattr(auth.store, "path", None)
+    return str(where) if where else "memory (nothing survives a restart)"
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -126,24 +197,21 @@ class _AnnouncingServer(uvicorn.Server):
             print(self._banner, flush=True)
 
 
-def _banner(resource: str, passwords: dict[str, str], store: str, auto_approve: str | None) -> str:
+def _banner(resource: str, header: str, sign_in: str, store: str | None) -> str:
     base = resource.removesuffix("/mcp")
-    approve = (
-        f"\n  --auto-approve: every authorization signs in as {auto_approve} without any page.\n"
-        if auto_approve
-        else ""
+    metadata = (
+        f"authorization    {base}/.well-known/oauth-authorization-server"
+        if store is not None
+        else f"resource         {base}/.well-known/oauth-protected-resource/mcp"
     )
     return f"""
-bastion demo: a notes MCP server with its own OAuth 2.1 authorization server
+bastion demo: a notes MCP server {header}
 
   MCP endpoint     {resource}
-  authorization    {base}/.well-known/oauth-authorization-server
-  store            {store}
+  {metadata}
+  store            {store or 'none (no authorization server here)'}
 
-Sign in as (passwords are new at every start):
-  alice   {passwords["alice"]}   role admin: every tool
-  bob     {passwords["bob"]}   no role: admin_stats is refused
-{approve}
+{sign_in}
 Tools: whoami (anyone signed in), list_notes (notes:read), add_note (notes:write),
 admin_stats (role admin).
 
