@@ -197,6 +197,9 @@ class _AnnouncingServer(uvicorn.Server):
             print(self._banner, flush=True)
 
 
+_NO_STORE = "none (no authorization server here)"
+
+
 def _banner(resource: str, header: str, sign_in: str, store: str | None) -> str:
     base = resource.removesuffix("/mcp")
     metadata = (
@@ -209,7 +212,7 @@ bastion demo: a notes MCP server {header}
 
   MCP endpoint     {resource}
   {metadata}
-  store            {store or 'none (no authorization server here)'}
+  store            {store or _NO_STORE}
 
 {sign_in}
 Tools: whoami (anyone signed in), list_notes (notes:read), add_note (notes:write),
