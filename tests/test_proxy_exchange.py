@@ -15,6 +15,7 @@ from starlette.routing import Route
 from bastion import AccessToken, UpstreamUnavailable
 from bastion.authserver import User
 from bastion.proxy import OAuthProxy, Upstream, UpstreamTokens
+from bastion.proxy._login import proxy_user
 from bastion.storage import MemoryStore
 from bastion.testing import serve
 
@@ -105,3 +106,21 @@ async def test_exchange_refusals_are_upstream_unavailable(endpoint: tuple[FakeTo
         await without.exchange(audience="https://api.example")
     with pytest.raises(UpstreamUnavailable, match="not issued by an OAuth proxy"):
         await AccessToken(token="t", client_id="c", scopes=[]).exchange(audience="https://api.example")
+
+
+async def test_the_providers_roles_reach_the_proxys_tokens(endpoint: tuple[FakeTokenEndpoint, str]) -> None:
+    _, url = endpoint
+    proxy = OAuthProxy(
+        Upstream(name="Example", authorization_endpoint=url + "/a", token_endpoint=url + "/token", client_id="proxy"),
+        base_url="http://127.0.0.1:9",
+        store=MemoryStore(),
+    )
+    proxy.add_resource("http://127.0.0.1:9/mcp")
+    user = proxy_user("alice", "Alice", None, {"realm_access": {"roles": ["admin"]}}, "ref-2", ("admin",))
+    token, _ = await proxy.access_tokens.mint(
+        client_id="c", subject="alice", scopes=[], resource="http://127.0.0.1:9/mcp", grant_id=None, user=user
+    )
+    access = await proxy.verifier.verify(token)
+    assert access.roles == ["admin"]
+    assert access.name == "Alice"
+    assert access.claim("uref") == "ref-2"

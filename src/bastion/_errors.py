@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mcp.server.mcpserver.exceptions import ToolError
+
 __all__ = [
     "AccessDenied",
     "AuthenticationError",
@@ -164,10 +166,12 @@ class AccessDenied(AuthorizationError):
     description = "Forbidden"
 
 
-class UpstreamUnavailable(BastionError):
+class UpstreamUnavailable(BastionError, ToolError):
     """The identity provider's token for this user cannot be had: the upstream sign-in is gone.
 
     Raised by :meth:`AccessToken.upstream` in a tool; the user must sign in again.
+    It is also the SDK's ``ToolError``, so a tool that lets it through answers the
+    client with this message instead of a generic failure.
     """
 
     description = "The sign-in at the identity provider has ended; sign in again"

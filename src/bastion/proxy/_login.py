@@ -43,6 +43,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -367,6 +368,15 @@ def identity_claims(claims: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def proxy_user(subject: str, name: str | None, email: str | None, claims: dict[str, Any], ref: str) -> User:
-    """The :class:`User` the proxy signs in: the provider's identity, and the reference of its sealed tokens."""
-    return User(subject=subject, name=name, email=email, claims={**identity_claims(claims), "uref": ref})
+def proxy_user(
+    subject: str,
+    name: str | None,
+    email: str | None,
+    claims: dict[str, Any],
+    ref: str,
+    roles: Sequence[str] = (),
+) -> User:
+    """The :class:`User` the proxy signs in: the provider's identity and roles, and where its sealed tokens are."""
+    return User(
+        subject=subject, name=name, email=email, roles=tuple(roles), claims={**identity_claims(claims), "uref": ref}
+    )

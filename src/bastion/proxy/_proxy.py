@@ -112,7 +112,7 @@ class OAuthProxy(AuthorizationServer):
         """Seal the provider's tokens in the store; the :class:`User` that refers to them."""
         ref = secrets.token_urlsafe(24)
         await self._save_upstream(ref, tokens)
-        return proxy_user(identity.subject, identity.name, identity.email, dict(identity.claims), ref)
+        return proxy_user(identity.subject, identity.name, identity.email, dict(identity.claims), ref, identity.roles)
 
     async def sign_in(self, code: str, code_verifier: str | None, state: dict[str, Any]) -> User:
         """Redeem the provider's code, read the user, keep the provider's tokens sealed."""
