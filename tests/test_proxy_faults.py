@@ -161,6 +161,22 @@ async def test_a_proxy_refresh_renews_an_expired_upstream_session(tmp_path: Path
             assert fake.token_requests == before + 1  # the provider's tokens were refreshed first
 
 
+async def test_a_provider_that_is_down_does_not_sign_the_user_out(tmp_path: Path) -> None:
+    clock = Clock()
+    with fake_upstream(expires_in=300) as fake, proxy_of(fake, tmp_path / "proxy.db", clock) as (_, base):
+        async with httpx2.AsyncClient() as http:
+            _, tokens = await signed_in(http, fake, base)
+            clock.now += 301
+            fake.token_mode = "down"
+            unavailable = await refresh(http, base, tokens["refresh_token"])
+            assert unavailable.status_code == 503
+            assert oauth_error(unavailable) == "temporarily_unavailable"
+            # Nothing was rotated: once the provider is back, the same refresh token works.
+            fake.token_mode = "ok"
+            renewed = await refresh(http, base, tokens["refresh_token"])
+            assert renewed.status_code == 200, renewed.text
+
+
 async def test_a_proxy_refresh_after_the_provider_refused_the_refresh_token_is_invalid_grant(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,7 +16,17 @@ MAX_RESPONSE_BYTES = 512 * 1024
 
 
 class FetchError(Exception):
-    """An upstream answered badly, slowly, or not at all. The message names no secret."""
+    """An upstream answered badly, slowly, or not at all. The message names no secret.
+
+    ``status`` is the HTTP status of a non-2xx answer, ``None`` for any other failure;
+    ``transient`` tells a server that is down or overloaded (no answer, a 5xx, 429)
+    from one that answered and refused.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
 
 
 def http_client(timeout: float = DEFAULT_TIMEOUT) -> httpx2.AsyncClient:
@@ -41,7 +51,12 @@ async def fetch_json(
     try:
         async with client.stream(method, url, **kwargs) as response:
             if not 200 <= response.status_code < 300:
-                raise FetchError(f"{method} {_safe(url)} answered HTTP {response.status_code}")
+                status = response.status_code
+                raise FetchError(
+                    f"{method} {_safe(url)} answered HTTP {status}",
+                    status=status,
+                    transient=status >= 500 or status == 429,
+                )
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
@@ -50,7 +65,7 @@ async def fetch_json(
                     raise FetchError(f"{method} {_safe(url)} answered more than {max_bytes} bytes")
                 chunks.append(chunk)
     except httpx2.HTTPError as exc:
-        raise FetchError(f"{method} {_safe(url)} failed: {exc.__class__.__name__}") from None
+        raise FetchError(f"{method} {_safe(url)} failed: {exc.__class__.__name__}", transient=True) from None
     try:
         return response, json.loads(b"".join(chunks))
     except (ValueError, RecursionError):

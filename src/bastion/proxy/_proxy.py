@@ -32,7 +32,7 @@ from typing import Any
 from bastion._errors import BastionError, UpstreamUnavailable
 from bastion._http import DEFAULT_TIMEOUT, FetchError
 from bastion._tokens import AccessToken
-from bastion.authserver._errors import InvalidGrant
+from bastion.authserver._errors import InvalidGrant, TemporarilyUnavailable
 from bastion.authserver._models import User
 from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer
 from bastion.authserver._vault import TokenVault
@@ -209,6 +209,9 @@ class OAuthProxy(AuthorizationServer):
             await self._renewed(ref, tokens)
         except UpstreamError as exc:
             logger.warning("the upstream session could not be renewed: %s", exc)
+            if exc.transient:
+                # The provider is down, not refusing: the client may retry; the user stays signed in.
+                raise TemporarilyUnavailable(f"{self.upstream.name} cannot be reached; try again later") from None
             raise ended from None
 
     async def revoke_grant(self, grant_id: str) -> None:

@@ -32,9 +32,16 @@ IdentitySource = Literal["id_token", "userinfo", "github"]
 
 
 class UpstreamError(BastionError):
-    """The upstream identity provider failed, refused, or answered something unusable."""
+    """The upstream identity provider failed, refused, or answered something unusable.
+
+    ``transient``: the provider was down or overloaded (no answer, a 5xx, 429), not refusing.
+    """
 
     description = "The identity provider could not complete the request"
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,7 @@ class UpstreamClient:
                     **self._auth(data),
                 )
         except FetchError as exc:
-            raise UpstreamError(f"{name}'s token endpoint failed: {_reason(exc)}") from None
+            raise UpstreamError(f"{name}'s token endpoint failed: {_reason(exc)}", transient=exc.transient) from None
         if not isinstance(body, dict):
             raise UpstreamError(f"{name}'s token endpoint answered something that is not a JSON object")
         if "error" in body:
