@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx2
 
-from bastion._errors import ConfigurationError
+from bastion._discovery import shared_discovery
+from bastion._errors import BastionError, ConfigurationError
 from bastion._http import DEFAULT_TIMEOUT
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
 __all__ = ["OIDC", "discover"]
+
+logger = logging.getLogger("bastion")
 
 
 def discover(config_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -68,22 +72,49 @@ class OIDC(OAuthProxy):
         authorize_params: Mapping[str, str] | None = None,
         **options: Any,
     ) -> None:
-        doc = discover(config_url)
-        methods = doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-        upstream = Upstream(
-            name=name,
-            authorization_endpoint=doc["authorization_endpoint"],
-            token_endpoint=doc["token_endpoint"],
-            client_id=client_id,
-            client_secret=client_secret,
-            scopes=tuple(scopes),
-            identity="id_token" if "openid" in scopes else "userinfo",
-            issuer=doc["issuer"],
-            jwks_uri=doc["jwks_uri"],
-            userinfo_endpoint=doc.get("userinfo_endpoint"),
-            revocation_endpoint=doc.get("revocation_endpoint"),
-            pkce="S256" in (doc.get("code_challenge_methods_supported") or []),
-            token_auth="client_secret_basic" if "client_secret_basic" in methods else "client_secret_post",
-            authorize_params=dict(authorize_params or {}),
+        self.config_url = config_url
+        upstream = _upstream(
+            discover(config_url), name, client_id, client_secret, tuple(scopes), dict(authorize_params or {})
         )
         super().__init__(upstream, base_url=base_url, scopes=mcp_scopes, **options)
+        self._discovery = shared_discovery(config_url, issuer=upstream.issuer, clock=self.clock)
+
+    async def refresh_upstream(self) -> None:
+        """Re-read the discovery document when its cache lifetime is over (coalesced, stale kept on failure)."""
+        try:
+            doc = await self._discovery.document()
+        except BastionError as exc:
+            logger.warning("the discovery document could not be refreshed; keeping the last one: %s", exc)
+            return
+        up = self.upstream
+        self.replace_upstream(
+            _upstream(doc, up.name, up.client_id, up.client_secret, up.scopes, dict(up.authorize_params))
+        )
+
+
+def _upstream(
+    doc: Mapping[str, Any],
+    name: str,
+    client_id: str,
+    client_secret: str | None,
+    scopes: tuple[str, ...],
+    authorize_params: dict[str, str],
+) -> Upstream:
+    """The provider as its discovery document describes it."""
+    methods = doc.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    return Upstream(
+        name=name,
+        authorization_endpoint=doc["authorization_endpoint"],
+        token_endpoint=doc["token_endpoint"],
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=scopes,
+        identity="id_token" if "openid" in scopes else "userinfo",
+        issuer=doc["issuer"],
+        jwks_uri=doc["jwks_uri"],
+        userinfo_endpoint=doc.get("userinfo_endpoint"),
+        revocation_endpoint=doc.get("revocation_endpoint"),
+        pkce="S256" in (doc.get("code_challenge_methods_supported") or []),
+        token_auth="client_secret_basic" if "client_secret_basic" in methods else "client_secret_post",
+        authorize_params=authorize_params,
+    )

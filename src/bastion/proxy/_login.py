@@ -196,6 +196,7 @@ class UpstreamLogin(LoginStep):
         self, server: AuthorizationServer, flow: Flow, *, remember: bool, remembered_by: str | None
     ) -> Response:
         """Send the browser to the provider, with a fresh state pointing at ``flow``."""
+        await self.proxy.refresh_upstream()
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         nonce = secrets.token_urlsafe(16)

@@ -187,6 +187,16 @@ class OAuthProxy(AuthorizationServer):
 
     # -- the proxy's own grants follow the upstream session ------------------------------------------
 
+    async def refresh_upstream(self) -> None:
+        """Bring the provider's description up to date before a sign-in; a provider read from
+        a discovery document (``OIDC``) re-reads it when its cache lifetime is over."""
+
+    def replace_upstream(self, upstream: Upstream) -> None:
+        """Use a new description of the provider from now on (its endpoints or keys moved)."""
+        if upstream != self.upstream:
+            self.upstream = upstream
+            self.upstream_client = UpstreamClient(upstream, clock=self.clock, timeout=self.upstream_client.timeout)
+
     async def check_grant(self, user: User) -> None:
         """Refuse a refresh when the upstream session behind it is gone.
 
