@@ -14,7 +14,6 @@ and providers of a process share it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import re
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from bastion._errors import BastionError, ConfigurationError
 from bastion._http import DEFAULT_TIMEOUT, fetch_json, http_client
+from bastion._net import is_loopback_host
 
 __all__ = [
     "MAX_DISCOVERY_BYTES",
@@ -62,13 +62,7 @@ class DiscoveryUnavailable(BastionError):
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name or an address, brackets allowed) is ``localhost`` or a loopback address."""
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def issuer_from_config_url(url: str) -> str:

@@ -227,23 +227,32 @@ def _localhost_only(client: Client) -> bool:
     return bool(client.redirect_uris) and all(is_loopback_redirect(uri) for uri in client.redirect_uris)
 
 
-async def show_consent(server: AuthorizationServer, flow: Flow, user: User) -> Response:
-    """The consent page for ``flow``."""
+async def show_consent(
+    server: AuthorizationServer,
+    flow: Flow,
+    user: User | None,
+    *,
+    action: str | None = None,
+    provider: str | None = None,
+) -> Response:
+    """The consent page for ``flow``: for a signed-in ``user``, or (the proxy) before
+    signing in at ``provider``, posted to ``action``."""
     client = await server.clients.get(flow.client_id)
     if client is None:
         raise FlowRefused("The application is no longer registered.", 400)
     view = ConsentView(
-        action=server.path("/authorize/consent"),
+        action=action or server.path("/authorize/consent"),
         flow_id=flow.id,
         csrf=flow.csrf,
         client_name=client.display_name,
         client_url=client.client_id if client.client_id.startswith("https://") else None,
         redirect_host=urlsplit(flow.redirect_uri).hostname or flow.redirect_uri,
-        user_name=user.display_name,
+        user_name=user.display_name if user is not None else "",
         scopes=[(scope, server.scope_description(scope)) for scope in flow.scopes],
         resource=flow.resource,
         localhost_only=_localhost_only(client),
         consents_url=server.path("/consents"),
+        provider=provider,
     )
     return page(consent_page(view))
 

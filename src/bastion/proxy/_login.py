@@ -46,7 +46,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -68,13 +68,19 @@ from bastion.authserver._browser import (
     take_flow,
     unavailable,
 )
-from bastion.authserver._consent import CONSENT_TTL, consented, error_redirect, issue_code, remember_consent
+from bastion.authserver._consent import (
+    CONSENT_TTL,
+    consented,
+    error_redirect,
+    issue_code,
+    remember_consent,
+    show_consent,
+)
 from bastion.authserver._errors import AccessDeniedError, InvalidRequest
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._login import LoginStep
 from bastion.authserver._models import User, hash_secret
-from bastion.authserver._pages import ConsentView, consent_page, error_page
-from bastion.authserver._redirects import is_loopback_redirect
+from bastion.authserver._pages import error_page
 from bastion.proxy._upstream import UpstreamError, pkce_pair
 from bastion.storage import StoreError
 
@@ -132,25 +138,9 @@ class UpstreamLogin(LoginStep):
         subject = await self._remembered_by(server, request, flow)
         if subject is not None:
             return await self._to_upstream(server, flow, remember=False, remembered_by=subject)
-        client = await server.clients.get(flow.client_id)
-        if client is None:
-            raise FlowRefused("The application is no longer registered.", 400)
-        view = ConsentView(
-            action=server.path("/auth/continue"),
-            flow_id=flow.id,
-            csrf=flow.csrf,
-            client_name=client.display_name,
-            client_url=client.client_id if client.client_id.startswith("https://") else None,
-            redirect_host=urlsplit(flow.redirect_uri).hostname or flow.redirect_uri,
-            user_name="",
-            scopes=[(scope, server.scope_description(scope)) for scope in flow.scopes],
-            resource=flow.resource,
-            localhost_only=bool(client.redirect_uris) and all(is_loopback_redirect(u) for u in client.redirect_uris),
-            consents_url=server.path("/consents"),
-            provider=self.proxy.upstream.name,
+        return await show_consent(
+            server, flow, None, action=server.path("/auth/continue"), provider=self.proxy.upstream.name
         )
-        html = consent_page(view)
-        return page(html)
 
     def routes(self, server: AuthorizationServer) -> list[BaseRoute]:
         """The consent form's POST and the provider's callback."""
