@@ -111,6 +111,10 @@ def proxy_server(provider: OIDCProvider, port: int, db: Path) -> MCPServer:
             info = (await http.get(provider.issuer + "/me", headers={"Authorization": f"Bearer {upstream}"})).json()
         return {"subject": token.subject, "email": token.email, "userinfo_email": info.get("email")}
 
+    @mcp.tool(auth=require_auth)
+    async def upstream_token() -> str:
+        return await get_access_token().upstream()
+
     return mcp
 
 
@@ -150,6 +154,10 @@ async def test_the_whole_flow_through_the_proxy(provider: OIDCProvider, port: in
                 again = (await client.call_tool("profile", {})).structured_content
                 assert again == expected  # and the upstream token (30 s) was refreshed before use
                 assert storage.tokens.refresh_token != first.refresh_token
+                upstream = (await client.call_tool("upstream_token", {})).structured_content
+                assert upstream is not None
+                provider_token = upstream["result"]
+                assert provider_token not in (storage.tokens.access_token, storage.tokens.refresh_token)
             assert "Example ID" in browser.consent_pages[0]
 
             # Revoking the grant at the proxy: its tokens are refused, the provider's are revoked too.
@@ -168,6 +176,9 @@ async def test_the_whole_flow_through_the_proxy(provider: OIDCProvider, port: in
                 },
             )
             assert call.status_code == 401
+            # The provider's token was revoked at the provider too.
+            userinfo = await http.get(provider.issuer + "/me", headers={"Authorization": f"Bearer {provider_token}"})
+            assert userinfo.status_code == 401
 
 
 async def test_denying_on_the_proxy_consent_page_never_reaches_the_provider(
