@@ -118,6 +118,7 @@ def test_entra_multi_tenant_v2_endpoints() -> None:
         ),
         refresh_scope=True,
         roles_claim="roles",
+        token_exchange="entra_obo",
     )
 
 

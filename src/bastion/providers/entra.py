@@ -105,6 +105,8 @@ class EntraID(OAuthProxy):
             identity_claims=CLAIMS,
             refresh_scope=True,
             roles_claim="roles",
+            # Entra's on-behalf-of flow: token.exchange(scopes=["api://other-api/.default"]).
+            token_exchange="entra_obo",
         )
         super().__init__(upstream, base_url=base_url, scopes=mcp_scopes, **options)
 
