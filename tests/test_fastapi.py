@@ -1,5 +1,7 @@
 """bastion.fastapi: dependencies returning the token, and a protected MCP mount sharing it."""
 
+import socket
+from pathlib import Path
 from typing import Annotated
 
 import httpx2
@@ -9,6 +11,7 @@ from bastion import AccessToken
 from bastion.fastapi import Bastion
 from bastion.testing import serve
 
+from as_support import make_server
 from conftest import MCP_HEADERS, TOKENS, StaticVerifier, mcp_client, notes_server, rpc
 
 
@@ -56,3 +59,30 @@ async def test_mounted_mcp_endpoint_uses_the_same_tokens() -> None:
         async with mcp_client(url, "writer") as client:
             result = await client.call_tool("add_note", {"text": "hi"})
             assert result.content[0].text == "saved hi for bob"  # type: ignore[union-attr]
+
+
+async def test_an_authorization_server_is_served_by_the_fastapi_app(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    base = f"http://127.0.0.1:{port}"
+    auth = make_server(tmp_path, issuer=base)
+    guard = Bastion(auth, resource_url=base + "/api")
+    app = FastAPI()
+    guard.install(app)
+
+    @app.get("/api/me")
+    async def me(token: Annotated[AccessToken, Depends(guard.require_scopes("notes:read"))]) -> dict[str, str]:
+        return {"subject": token.subject or ""}
+
+    with serve(app, port=port):
+        token, _ = await auth.access_tokens.mint(
+            client_id="c", subject="alice", scopes=["notes:read"], resource=base + "/api", grant_id=None
+        )
+        async with httpx2.AsyncClient() as http:
+            metadata = (await http.get(base + "/.well-known/oauth-authorization-server")).json()
+            prm = (await http.get(base + "/.well-known/oauth-protected-resource/api")).json()
+            answer = await http.get(base + "/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert metadata["issuer"] == base + "/"
+    assert prm["authorization_servers"] == [base + "/"]
+    assert answer.json() == {"subject": "alice"}

@@ -35,6 +35,7 @@ from bastion._registry import PolicyRegistry
 from bastion._server import MCPServer
 from bastion._tokens import AccessToken, authenticated_user
 from bastion._verifier import Verifier
+from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["Bastion"]
 
@@ -45,7 +46,8 @@ class Bastion:
     """Bearer authentication for a FastAPI app.
 
     Args:
-        auth: The verifier.
+        auth: The verifier, or an :class:`~bastion.AuthorizationServer` (or a
+            provider's OAuth proxy), whose endpoints :meth:`install` then serves too.
         resource_url: The canonical URL of the API (RFC 9728 ``resource``).
         authorization_servers: Issuers for the metadata (default: the verifier's).
         scopes_supported: Scopes for the metadata.
@@ -53,14 +55,16 @@ class Bastion:
 
     def __init__(
         self,
-        auth: Verifier,
+        auth: Verifier | AuthorizationServer,
         *,
         resource_url: str | None = None,
         authorization_servers: Sequence[str] = (),
         scopes_supported: Sequence[str] = (),
     ) -> None:
+        self.authorization_server = auth if isinstance(auth, AuthorizationServer) else None
+        verifier = auth.verifier if isinstance(auth, AuthorizationServer) else auth
         self.guard = ResourceGuard(
-            auth,
+            verifier,
             resource_url=resource_url,
             metadata=ResourceMetadata(
                 authorization_servers=tuple(authorization_servers), scopes_supported=tuple(scopes_supported)
@@ -76,6 +80,8 @@ class Bastion:
 
         for path in self.guard.metadata_paths():
             app.add_api_route(path, metadata, methods=["GET"], include_in_schema=False)
+        if self.authorization_server is not None:
+            self.authorization_server.mount(app)
         self._chain_lifespan(app, self._closing)
 
     @asynccontextmanager
