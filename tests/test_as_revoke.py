@@ -116,3 +116,19 @@ async def test_bad_requests(base: str, http: httpx2.AsyncClient) -> None:
     assert response.json()["error"] == "invalid_request"
     assert (await http.post(base + "/revoke", json={"token": "x"})).status_code == 400
     assert (await http.get(base + "/revoke")).status_code == 405
+
+
+async def test_a_client_credentials_token_can_be_revoked(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient
+) -> None:
+    auth = basic_auth(CONFIDENTIAL_CLIENT.client_id, CONFIDENTIAL_SECRET)
+    issued = await http.post(
+        base + "/token", data={"grant_type": "client_credentials", "scope": "notes:read"}, headers=auth
+    )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    assert (await server.verifier.verify(token)).subject == CONFIDENTIAL_CLIENT.client_id
+    answer = await http.post(base + "/revoke", data={"token": token}, headers=auth)
+    assert answer.status_code == 200
+    with pytest.raises(TokenInactive):
+        await server.verifier.verify(token)

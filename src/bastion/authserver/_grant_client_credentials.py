@@ -2,7 +2,8 @@
 
 The client acts on its own behalf: it must be confidential (a secret or
 ``private_key_jwt``), the token's subject is the client id, and no refresh
-token is issued (RFC 6749 section 4.4.3).
+token is issued (RFC 6749 section 4.4.3). Each token gets a grant of its own,
+living as long as the token, so that ``/revoke`` reaches it like any other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from bastion.authserver._errors import UnauthorizedClient
 from bastion.authserver._forms import Params
-from bastion.authserver._models import Client
+from bastion.authserver._models import Client, User
 from bastion.authserver._refresh import TokenSet
 
 if TYPE_CHECKING:
@@ -33,11 +34,12 @@ async def grant_client_credentials(server: AuthorizationServer, client: Client, 
     scopes = server.resolve_scopes(params.get("scope"), client)
     audience = server.resolve_resource(params.get("resource"))
     now = server.clock()
+    grant_id = await server.new_grant(User(client.client_id), client.client_id, ttl=server.access_token_ttl)
     access_token, expires_in = await server.access_tokens.mint(
         client_id=client.client_id,
         subject=client.client_id,
         scopes=scopes,
         resource=audience,
-        grant_id=None,
+        grant_id=grant_id,
     )
     return TokenSet(access_token, expires_in, scopes, None, now)

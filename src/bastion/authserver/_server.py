@@ -325,7 +325,7 @@ class AuthorizationServer:
         if verifier is not None:
             verifier.cache.clear()
 
-    async def new_grant(self, user: User, client_id: str) -> str:
+    async def new_grant(self, user: User, client_id: str, *, ttl: float | None = None) -> str:
         """Record a new grant (one user's approval for one client) and return its id.
 
         Refresh tokens and access tokens carry the grant id, so revoking the grant
@@ -340,7 +340,7 @@ class AuthorizationServer:
             GRANT_NAMESPACE,
             grant_id,
             record.encode(),
-            self.refresh_token_ttl,
+            self.refresh_token_ttl if ttl is None else ttl,
             index=grant_index(user.subject, client_id),
         )
         return grant_id
