@@ -123,7 +123,7 @@ def _demo_users_auth(args: argparse.Namespace, base: str) -> tuple[Authorization
     """The built-in authorization server with the demo's two users and new passwords."""
     from bastion._demo import DEMO_SCOPES, DEMO_USERS, demo_users
     from bastion.authserver import AuthorizationServer
-    from bastion.authserver._server import default_store_path
+    from bastion.authserver._issuer import default_store_path
     from bastion.storage import SQLiteStore, Store, open_store
 
     passwords = {name: secrets.token_urlsafe(12) for name in DEMO_USERS}

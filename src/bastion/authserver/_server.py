@@ -33,6 +33,7 @@ from bastion.authserver._clients import ClientRegistry
 from bastion.authserver._codes import CodeStore
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._issuer import canonical_issuer, default_store_path, store_name
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
 from bastion.authserver._net import is_loopback_host
@@ -52,48 +53,9 @@ REVOKED_NAMESPACE = "revoked-grant"
 GRANT_NAMESPACE = "grant"
 
 
-def canonical_issuer(issuer: str) -> str:
-    """The issuer identifier as published (RFC 8414 section 2).
-
-    An https URL (http only for loopback hosts) without query or fragment. A root
-    issuer is written with its trailing slash (``https://a.example/``): that is how
-    URL parsers, including the SDK's and browsers', render it, so every client that
-    compares ``iss`` as a string sees the same value.
-
-    Raises:
-        ConfigurationError: the issuer is not such a URL.
-    """
-    parts = urlsplit(issuer)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"issuer must be an absolute https URL, got {issuer!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ConfigurationError("issuer must use https (http is allowed only for a loopback host)")
-    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
-        raise ConfigurationError("issuer must not have a query or a fragment")
-    if parts.username or parts.password:
-        raise ConfigurationError("issuer must not contain credentials")
-    path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{parts.netloc.lower()}{path or '/'}"
-
-
 def grant_index(subject: str, client_id: str) -> str:
     """The secondary key of the grants one user gave one client."""
     return f"{subject}\x00{client_id}"
-
-
-def _slug(issuer: str) -> str:
-    parts = urlsplit(issuer)
-    text = f"{parts.netloc}{parts.path}".strip("/")
-    return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)[:100] or "bastion"
-
-
-def default_store_path(name: str = "bastion") -> str:
-    """The SQLite file used when no store is given: under the user's data directory."""
-    import os
-    from pathlib import Path
-
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(base) / "bastion" / f"{name}.db")
 
 
 class AuthorizationServer:
@@ -161,7 +123,7 @@ class AuthorizationServer:
         self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
         if store is None:
             # One file per issuer, so two servers on one machine never share clients or keys.
-            store = SQLiteStore(default_store_path(_slug(self.issuer) if self.issuer else "bastion"))
+            store = SQLiteStore(default_store_path(store_name(self.issuer) if self.issuer else "bastion"))
         self.store: Store = store
         self.clock = clock
         if isinstance(scopes, Mapping):
