@@ -292,14 +292,33 @@ async def test_a_confirmation_cannot_be_forged_by_a_link(tmp_path: Path) -> None
         assert "Test Public Client" in page_text(response)
 
 
-async def test_a_user_without_remembered_consents_sees_an_empty_list(tmp_path: Path) -> None:
+async def test_an_application_allowed_without_remember_is_listed_and_can_be_withdrawn(tmp_path: Path) -> None:
     async with served(tmp_path) as (b, _):
-        consent = await b.sign_in(await b.authorize(**request_params(LOOPBACK)), "bob")
-        assert "code" in callback_query(await b.approve(consent))
+        verifier, challenge = pkce_pair()
+        consent = await b.sign_in(await b.authorize(**request_params(LOOPBACK, code_challenge=challenge)), "bob")
+        code = callback_query(await b.approve(consent))["code"]
+        issued = await b.http.post(
+            b.base + "/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": LOOPBACK,
+                "client_id": "public-client",
+                "code_verifier": verifier,
+            },
+        )
+        assert issued.status_code == 200, issued.text
+        tokens = Tokens("public-client", issued.json()["access_token"], issued.json()["refresh_token"])
         page = await consents_page(b)
-    assert page.status_code == 200
-    assert "You have not allowed any application" in page_text(page)
-    assert [form.action for form in parse_page(page.text).forms] == ["/consents/sign-out"]
+        assert page.status_code == 200
+        assert "Test Public Client" in page_text(page)
+        assert "without asking to remember" in page_text(page)
+        done = await b.submit(page, withdraw_form(page, "public-client"))
+        assert done.status_code == 303
+        assert (await refresh(b, tokens)).json()["error"] == "invalid_grant"
+        after = await consents_page(b)
+    assert "You have not allowed any application" in page_text(after)
+    assert [form.action for form in parse_page(after.text).forms] == ["/consents/sign-out"]
 
 
 async def test_withdrawing_an_application_without_consent_changes_nothing_and_confirms_nothing(tmp_path: Path) -> None:

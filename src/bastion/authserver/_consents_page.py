@@ -104,6 +104,27 @@ async def _entry(server: AuthorizationServer, consent: RememberedConsent) -> Con
     )
 
 
+async def _entries(server: AuthorizationServer, subject: str) -> list[ConsentEntry]:
+    """Remembered consents, then the applications signed in without one."""
+    remembered = await consents(server, subject)
+    entries = [await _entry(server, consent) for consent in remembered]
+    known = {consent.client_id for consent in remembered}
+    for client_id, since in await server.signed_in_clients(subject):
+        if client_id not in known:
+            entries.append(
+                ConsentEntry(
+                    client_id=client_id,
+                    client_name=await _client_name(server, client_id),
+                    client_url=client_id if client_id.startswith("https://") else None,
+                    scopes=(),
+                    resources=(),
+                    granted=_granted(since),
+                    remembered=False,
+                )
+            )
+    return entries
+
+
 async def _notice(server: AuthorizationServer, session: Session, request: Request) -> str | None:
     """The confirmation of a withdrawal this session just made, if the query carries one."""
     try:
@@ -130,7 +151,7 @@ async def show_consents(server: AuthorizationServer, request: Request) -> Respon
         sign_out_action=server.path("/consents/sign-out"),
         csrf=session.csrf,
         user_name=session.user.display_name,
-        entries=[await _entry(server, consent) for consent in await consents(server, session.user.subject)],
+        entries=await _entries(server, session.user.subject),
         notice=await _notice(server, session, request),
     )
     return page(consents_page(view))

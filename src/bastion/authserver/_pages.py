@@ -179,6 +179,8 @@ class ConsentEntry:
     resources: Sequence[str]
     #: When it was given: ``(ISO 8601, text to show)``.
     granted: tuple[str, str]
+    #: ``False`` for an application allowed once without "remember": it keeps its access until withdrawn.
+    remembered: bool = True
 
 
 @dataclass(frozen=True)
@@ -200,15 +202,21 @@ def _consent_entry(number: int, entry: ConsentEntry, action: str, csrf: str) -> 
     parts = [f'<section aria-labelledby="{heading}">', f'<h2 id="{heading}">{name}</h2>']
     if entry.client_url:
         parts.append(f"<p>Identified by <code>{escape(entry.client_url)}</code></p>")
-    if entry.scopes:
+    if not entry.remembered:
+        parts.append(
+            "<p>You allowed it once without asking to remember: it stays signed in until you withdraw "
+            "its access or its session ends, and it will ask you again next time.</p>"
+        )
+    elif entry.scopes:
         items = "\n".join(
             f"<li>{escape(description)} (<code>{escape(scope)}</code>)</li>" for scope, description in entry.scopes
         )
         parts.append(f"<p>It may:</p>\n<ul>\n{items}\n</ul>")
     else:
         parts.append("<p>It may know who you are (no other permission).</p>")
-    resources = ", ".join(f"<code>{escape(resource)}</code>" for resource in entry.resources)
-    parts.append(f"<p>Access to: {resources}</p>")
+    if entry.resources:
+        resources = ", ".join(f"<code>{escape(resource)}</code>" for resource in entry.resources)
+        parts.append(f"<p>Access to: {resources}</p>")
     iso, shown = entry.granted
     parts.append(f'<p>Allowed on <time datetime="{escape(iso)}">{escape(shown)}</time>.</p>')
     parts.append(

@@ -51,6 +51,8 @@ BUILTIN_SCOPES = {"offline_access": "Stay signed in (refresh tokens)"}
 
 REVOKED_NAMESPACE = "revoked-grant"
 GRANT_NAMESPACE = "grant"
+#: Which clients a user has grants with (secondary key: the subject), for the consents page.
+USER_CLIENT_NAMESPACE = "user-client"
 
 
 def grant_index(subject: str, client_id: str) -> str:
@@ -305,6 +307,8 @@ class AuthorizationServer:
             self.refresh_token_ttl if ttl is None else ttl,
             index=grant_index(user.subject, client_id),
         )
+        if user.subject != client_id:  # not a client acting for itself (client_credentials)
+            await self._note_user_client(user.subject, client_id, self.refresh_token_ttl if ttl is None else ttl)
         return grant_id
 
     async def withdraw_consent(self, subject: str, client_id: str) -> bool:
@@ -334,12 +338,31 @@ class AuthorizationServer:
         record = json.loads(raw)
         index = grant_index(record["subject"], record["client_id"])
         await self.store.put(GRANT_NAMESPACE, grant_id, raw, self.refresh_token_ttl, index=index)
+        if record["subject"] != record["client_id"]:
+            await self._note_user_client(record["subject"], record["client_id"], self.refresh_token_ttl)
+
+    async def _note_user_client(self, subject: str, client_id: str, ttl: float) -> None:
+        key = grant_index(subject, client_id)
+        previous = await self.store.get(USER_CLIENT_NAMESPACE, key)
+        since = json.loads(previous)["since"] if previous is not None else int(self.clock())
+        record = json.dumps({"client_id": client_id, "since": since}).encode()
+        await self.store.put(USER_CLIENT_NAMESPACE, key, record, ttl, index=subject)
+
+    async def signed_in_clients(self, subject: str) -> list[tuple[str, int]]:
+        """The clients ``subject`` has live grants with (remembered consent or not), and since when."""
+        found: list[tuple[str, int]] = []
+        for _, raw in await self.store.scan(USER_CLIENT_NAMESPACE, subject):
+            record = json.loads(raw)
+            if await self.store.scan(GRANT_NAMESPACE, grant_index(subject, record["client_id"])):
+                found.append((record["client_id"], int(record["since"])))
+        return sorted(found)
 
     async def revoke_user_client(self, subject: str, client_id: str) -> int:
         """Revoke every grant ``subject`` gave ``client_id``; how many there were."""
         grants = await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))
         for grant_id, _ in grants:
             await self.revoke_grant(grant_id)
+        await self.store.delete(USER_CLIENT_NAMESPACE, grant_index(subject, client_id))
         return len(grants)
 
     # -- endpoints' URLs --------------------------------------------------------------------------
