@@ -222,7 +222,7 @@ async def test_without_a_session_the_page_says_not_signed_in(tmp_path: Path) -> 
                 b.base + "/consents/withdraw", data={"client_id": "public-client", "csrf": csrf}
             )
         for response in (shown, posted):
-            assert response.status_code == 401
+            assert response.status_code == 403
             assert "You are not signed in" in page_text(response)
             assert not parse_page(response.text).forms
             assert_page_headers(response)
@@ -243,10 +243,10 @@ async def test_signing_out_ends_this_browsers_session_only(tmp_path: Path) -> No
             assert out.headers["location"] == "/consents"
             assert "bastion-session" not in b.http.cookies
             after = await b.follow(out)
-            assert after.status_code == 401
+            assert after.status_code == 403
             assert "You are not signed in" in page_text(after)
             async with httpx2.AsyncClient(cookies={"bastion-session": session_cookie}) as replay:
-                assert (await replay.get(b.base + "/consents")).status_code == 401
+                assert (await replay.get(b.base + "/consents")).status_code == 403
             assert (await consents_page(other)).status_code == 200
         login = await b.authorize(**request_params(LOOPBACK))
         assert "password" in only_form(login).fields

@@ -2,7 +2,7 @@
 
 - ``GET /consents``: the consents the browser's session user asked to remember
   (client, scopes with their descriptions, resources, when), each with a
-  "Withdraw access" form, and a "Sign out" form. Without a session: a 401 page
+  "Withdraw access" form, and a "Sign out" form. Without a session: a 403 page
   (signing in starts from an application's authorization request).
 - ``POST /consents/withdraw``: the session's CSRF token (RFC 9700 section 4.7),
   then :func:`withdraw_consent` for the session's own user: the consent is
@@ -60,8 +60,8 @@ BAD_TOKEN = "The form's security token is missing or wrong. Reload the page of y
 
 
 def not_signed_in() -> Response:
-    """The page for a browser without a session: 401, nothing else to do here."""
-    return page(error_page("You are not signed in", NOT_SIGNED_IN), 401)
+    """The page for a browser without a session: 403 (a 401 would need an HTTP authentication scheme)."""
+    return page(error_page("You are not signed in", NOT_SIGNED_IN), 403)
 
 
 def _refused(server: AuthorizationServer) -> Response:
