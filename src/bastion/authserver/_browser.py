@@ -24,15 +24,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._models import User, hash_secret, secret_matches
 from bastion.authserver._pages import STYLE_HASH, error_page
+from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -48,6 +52,7 @@ __all__ = [
     "check_csrf",
     "end_session",
     "end_sessions",
+    "guarded_page",
     "load_flow",
     "page",
     "read_session",
@@ -60,6 +65,8 @@ __all__ = [
     "take_flow",
     "unavailable",
 ]
+
+logger = logging.getLogger("bastion")
 
 FLOW_NAMESPACE = "flow"
 SESSION_NAMESPACE = "session"
@@ -201,6 +208,20 @@ class FlowRefused(Exception):
     def response(self) -> Response:
         """The error page."""
         return page(error_page("This sign-in cannot continue", self.message), self.status)
+
+
+async def guarded_page(handle: Callable[[], Awaitable[Response]], during: str) -> Response:
+    """Run a browser-facing handler: a refused flow or an unreadable form as its page, a store
+    outage as the 503 page (logged as ``the store failed during <during>``)."""
+    try:
+        return await handle()
+    except FlowRefused as exc:
+        return exc.response()
+    except InvalidRequest as exc:
+        return page(error_page("This request cannot be read", exc.description), 400)
+    except StoreError:
+        logger.exception("the store failed during %s", during)
+        return unavailable()
 
 
 async def save_flow(server: AuthorizationServer, request: Request, flow: Flow) -> tuple[Flow, str | None]:

@@ -33,20 +33,19 @@ from bastion.authserver._browser import (
     FlowRefused,
     Session,
     check_csrf,
+    guarded_page,
     load_flow,
     page,
     read_session,
     secure_headers,
     take_flow,
-    unavailable,
 )
 from bastion.authserver._codes import CodeGrant
-from bastion.authserver._errors import AccessDeniedError, InvalidRequest, OAuthError
+from bastion.authserver._errors import AccessDeniedError, OAuthError
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._models import Client, User, hash_secret
-from bastion.authserver._pages import ConsentView, consent_page, error_page
+from bastion.authserver._pages import ConsentView, consent_page
 from bastion.authserver._redirects import is_loopback_redirect
-from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._login import LoginStep
@@ -260,24 +259,19 @@ async def show_consent(
 def routes(server: AuthorizationServer, login: LoginStep | None) -> list[BaseRoute]:
     """The consent page (GET, reached after signing in) and the answer to it (POST)."""
 
+    async def handle(request: Request) -> Response:
+        if request.method == "POST":
+            return await answer(server, request)
+        flow = await load_flow(server, request, query_params(request).get("flow"))
+        session = await read_session(server, request)
+        if session is None:
+            if login is None:
+                raise FlowRefused("Signing in is not available on this server.", 400)
+            return await login.start(server, request, flow)
+        return await show_consent(server, flow, session.user)
+
     async def consent(request: Request) -> Response:
-        try:
-            if request.method == "POST":
-                return await answer(server, request)
-            flow = await load_flow(server, request, query_params(request).get("flow"))
-            session = await read_session(server, request)
-            if session is None:
-                if login is None:
-                    raise FlowRefused("Signing in is not available on this server.", 400)
-                return await login.start(server, request, flow)
-            return await show_consent(server, flow, session.user)
-        except FlowRefused as exc:
-            return exc.response()
-        except InvalidRequest as exc:
-            return page(error_page("This request cannot be read", exc.description), 400)
-        except StoreError:
-            logger.exception("the store failed on the consent page")
-            return unavailable()
+        return await guarded_page(lambda: handle(request), "the consent page")
 
     return [Route(server.path("/authorize/consent"), consent, methods=["GET", "POST"])]
 

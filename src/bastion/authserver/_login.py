@@ -28,21 +28,18 @@ from starlette.routing import BaseRoute, Route
 
 from bastion.authserver._browser import (
     Flow,
-    FlowRefused,
     check_csrf,
+    guarded_page,
     load_flow,
     page,
     set_session_cookie,
     start_session,
-    unavailable,
 )
 from bastion.authserver._consent import proceed
-from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._forms import form_params
 from bastion.authserver._models import User
-from bastion.authserver._pages import error_page, login_page
+from bastion.authserver._pages import login_page
 from bastion.authserver._ratelimit import RateLimiter
-from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer, UserCheck
@@ -165,15 +162,7 @@ class PasswordLogin(LoginStep):
         """The form's POST."""
 
         async def submit(request: Request) -> Response:
-            try:
-                return await self.submit(server, request)
-            except FlowRefused as exc:
-                return exc.response()
-            except InvalidRequest as exc:
-                return page(error_page("This request cannot be read", exc.description), 400)
-            except StoreError:
-                logger.exception("the store failed during a sign-in")
-                return unavailable()
+            return await guarded_page(lambda: self.submit(server, request), "a sign-in")
 
         return [Route(server.path("/authorize/login"), submit, methods=["POST"])]
 

@@ -59,6 +59,7 @@ from bastion.authserver._browser import (
     FlowRefused,
     check_csrf,
     cookie_name,
+    guarded_page,
     load_flow,
     page,
     secure_headers,
@@ -66,7 +67,6 @@ from bastion.authserver._browser import (
     set_session_cookie,
     start_session,
     take_flow,
-    unavailable,
 )
 from bastion.authserver._consent import (
     CONSENT_TTL,
@@ -76,7 +76,7 @@ from bastion.authserver._consent import (
     remember_consent,
     show_consent,
 )
-from bastion.authserver._errors import AccessDeniedError, InvalidRequest
+from bastion.authserver._errors import AccessDeniedError
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._login import LoginStep
 from bastion.authserver._models import User, hash_secret
@@ -157,16 +157,11 @@ class UpstreamLogin(LoginStep):
         ]
 
     async def _guard(self, server: AuthorizationServer, request: Request, handler: Any) -> Response:
-        try:
+        async def handle() -> Response:
             response: Response = await handler(server, request)
             return response
-        except FlowRefused as exc:
-            return exc.response()
-        except InvalidRequest as exc:
-            return page(error_page("This request cannot be read", exc.description), 400)
-        except StoreError:
-            logger.exception("the store failed during an upstream sign-in")
-            return unavailable()
+
+        return await guarded_page(handle, "an upstream sign-in")
 
     async def approve(self, server: AuthorizationServer, request: Request) -> Response:
         """The consent form: deny goes back to the client; approve goes to the provider."""
