@@ -244,3 +244,14 @@ def test_demo_with_bastion_auth_refuses_auto_approve_and_names_a_missing_variabl
     err = capsys.readouterr().err
     assert "BASTION_GOOGLE_CLIENT_ID" in err
     assert "google-secret-value" not in err
+
+
+def test_keys_prints_a_new_encryption_key_the_vault_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.authserver._vault import parse_keys
+
+    assert main(["keys"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["keys"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert first != second
+    assert [len(key) for key in parse_keys(f"{first},{second}")] == [32, 32]

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         help="sign in as USER and approve consent without pages (headless tests; loopback only)",
     )
 
+    commands.add_parser(
+        "keys", help="print a new encryption key for BASTION_ENCRYPTION_KEYS (the proxy's upstream tokens at rest)"
+    )
     serve = commands.add_parser("serve", help="serve an MCPServer from a module, e.g. notes.server:mcp")
     serve.add_argument("target", help="MODULE:ATTRIBUTE of a bastion.MCPServer")
     serve.add_argument("--host", default="127.0.0.1")
@@ -70,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("bastion").setLevel(logging.INFO)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "keys":
+        from bastion.authserver._vault import TokenVault
+
+        print(TokenVault.generate_key())
+        return 0
     return _serve(args)
 
 
