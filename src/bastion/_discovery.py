@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 import weakref
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bastion._errors import BastionError, ConfigurationError
-from bastion._http import DEFAULT_TIMEOUT, fetch_json, http_client
+from bastion._http import DEFAULT_TIMEOUT, LoopLocks, cache_lifetime, fetch_json, http_client
 from bastion._net import is_loopback_host
 
 __all__ = [
@@ -44,8 +43,6 @@ MAX_DISCOVERY_BYTES = 128 * 1024
 OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
 OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|[,\s])no-(?:cache|store)(?:$|[,\s=])", re.IGNORECASE)
 
 Clock = Callable[[], float]
 
@@ -196,7 +193,7 @@ class DiscoveryCache:
         self._expires = -math.inf
         self._last_attempt = -math.inf
         self._generation = 0
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._loop_locks = LoopLocks()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._shown!r}, issuer={self.issuer!r})"
@@ -223,12 +220,7 @@ class DiscoveryCache:
         await self._refresh()
 
     def _lock(self) -> asyncio.Lock:
-        # One lock per event loop: the cache is shared process-wide, an asyncio.Lock is not.
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
+        return self._loop_locks.lock()
 
     async def _refresh(self) -> None:
         # Callers queue on the lock; all but the first find the generation moved on and
@@ -295,15 +287,7 @@ class DiscoveryCache:
             raise ValueError(f"{name} is plain http")
 
     def _ttl(self, cache_control: str | None) -> float:
-        if cache_control is None:
-            ttl = self.default_ttl
-        elif _NO_CACHE.search(cache_control):
-            ttl = self.min_ttl
-        elif match := _MAX_AGE.search(cache_control):
-            ttl = float(match.group(1)[:12])
-        else:
-            ttl = self.default_ttl
-        return min(max(ttl, self.min_ttl), self.max_ttl)
+        return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)
 
 
 _shared: weakref.WeakValueDictionary[tuple[Any, ...], DiscoveryCache] = weakref.WeakValueDictionary()

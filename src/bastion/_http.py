@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import weakref
 from typing import Any
 
 import httpx2
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_RESPONSE_BYTES", "FetchError", "fetch_json", "http_client"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_RESPONSE_BYTES",
+    "FetchError",
+    "LoopLocks",
+    "cache_lifetime",
+    "fetch_json",
+    "http_client",
+]
 
 #: Seconds for connecting, reading, writing and waiting for a pooled connection.
 DEFAULT_TIMEOUT = 5.0
@@ -75,3 +86,38 @@ async def fetch_json(
 def _safe(url: str) -> str:
     """The URL without query or credentials, for messages."""
     return httpx2.URL(url).copy_with(query=None, userinfo=b"").__str__()
+
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|[,\s])no-(?:cache|store)(?:$|[,\s=])", re.IGNORECASE)
+
+
+def cache_lifetime(cache_control: str | None, *, default: float, minimum: float, maximum: float) -> float:
+    """Seconds to keep a fetched document, from its ``Cache-Control`` (RFC 9111 section 5.2.2), bounded.
+
+    ``no-cache``/``no-store``: the minimum; ``max-age``: its value; otherwise the default.
+    """
+    if cache_control is None:
+        ttl = default
+    elif _NO_CACHE.search(cache_control):
+        ttl = minimum
+    elif match := _MAX_AGE.search(cache_control):
+        ttl = float(match.group(1)[:12])
+    else:
+        ttl = default
+    return min(max(ttl, minimum), maximum)
+
+
+class LoopLocks:
+    """One ``asyncio.Lock`` per event loop, for objects shared process-wide (an asyncio lock is not)."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    def lock(self) -> asyncio.Lock:
+        """The lock of the running event loop."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock

@@ -23,15 +23,13 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
 
 from bastion._errors import ConfigurationError, KeysUnavailable
-from bastion._http import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, fetch_json, http_client
+from bastion._http import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, LoopLocks, cache_lifetime, fetch_json, http_client
 from bastion._keys import fits, parse_key_set
 
 __all__ = ["JWKSCache", "shared_cache"]
 
 logger = logging.getLogger("bastion")
 
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|[,\s])no-(?:cache|store)(?:$|[,\s=])", re.IGNORECASE)
 
 Clock = Callable[[], float]
 
@@ -88,7 +86,7 @@ class JWKSCache:
         self._expires = -math.inf
         self._last_attempt = -math.inf
         self._generation = 0
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._loop_locks = LoopLocks()
 
     @property
     def keys(self) -> list[Key]:
@@ -127,12 +125,7 @@ class JWKSCache:
         return selected
 
     def _lock(self) -> asyncio.Lock:
-        # One lock per event loop: the cache is shared process-wide, an asyncio.Lock is not.
-        loop = asyncio.get_running_loop()
-        lock = self._locks.get(loop)
-        if lock is None:
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
+        return self._loop_locks.lock()
 
     async def _refresh(self) -> bool:
         """Fetch unless a fetch finished while we waited or within the interval.
@@ -182,15 +175,7 @@ class JWKSCache:
         self._selection = {}
 
     def _ttl(self, cache_control: str | None) -> float:
-        if cache_control is None:
-            ttl = self.default_ttl
-        elif _NO_CACHE.search(cache_control):
-            ttl = self.min_ttl
-        elif match := _MAX_AGE.search(cache_control):
-            ttl = float(match.group(1)[:12])
-        else:
-            ttl = self.default_ttl
-        return min(max(ttl, self.min_ttl), self.max_ttl)
+        return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)
 
 
 _shared: weakref.WeakValueDictionary[tuple[Any, ...], JWKSCache] = weakref.WeakValueDictionary()

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bastion._errors import ConfigurationError
-from bastion._http import FetchError
+from bastion._http import FetchError, cache_lifetime
 from bastion.authserver._clients import SECRET_METHODS, client_from_metadata
 from bastion.authserver._errors import InvalidClient, OAuthError
 from bastion.authserver._fetch import SafeFetcher
@@ -187,16 +187,7 @@ class CIMDResolver:
 
     def _ttl(self, cache_control: str | None) -> float:
         """The cache lifetime from ``Cache-Control`` (RFC 9111 section 5.2.2), bounded."""
-        ttl = self.default_ttl
-        for directive in (cache_control or "").lower().split(","):
-            name, _, value = directive.strip().partition("=")
-            name = name.strip()
-            if name in ("no-store", "no-cache"):
-                return self.min_ttl
-            value = value.strip().strip('"')
-            if name == "max-age" and value.isdigit():
-                ttl = float(value[:12])
-        return min(max(ttl, self.min_ttl), self.max_ttl)
+        return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)
 
 
 def _finished(inflight: dict[str, asyncio.Task[Client]], client_id: str, task: asyncio.Task[Client]) -> None:

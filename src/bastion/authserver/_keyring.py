@@ -8,7 +8,6 @@ JWKS until every token they signed has expired (rotation with overlap), then go.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import secrets
@@ -23,6 +22,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from bastion._errors import ConfigurationError
+from bastion._http import LoopLocks
 from bastion._keys import fits
 from bastion.storage import Store
 
@@ -101,7 +101,8 @@ class KeyRing:
         self._clock = clock
         self._keys: list[SigningKey] = []
         self._loaded_at = -math.inf
-        self._lock: asyncio.Lock | None = None
+        # Per event loop: a server object may outlive one loop (tests, a restarted app).
+        self._locks = LoopLocks()
 
     @property
     def keys(self) -> list[SigningKey]:
@@ -137,14 +138,9 @@ class KeyRing:
     def _due(self, now: float) -> bool:
         return bool(self._keys) and now - self._keys[-1].created >= self.rotation
 
-    def _lock_for_loop(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
-
     async def _sync(self) -> None:
         """Load the ring, creating or rotating it when needed; other workers may race, the store decides."""
-        async with self._lock_for_loop():
+        async with self._locks.lock():
             for _ in range(10):
                 now = self._clock()
                 raw = await self.store.get(KEY_NAMESPACE, _RING)
