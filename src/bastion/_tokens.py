@@ -100,9 +100,8 @@ class AccessToken(SDKAccessToken):
         source = self._upstream_source
         if source is None:
             raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
-        from bastion.proxy._exchange import exchange_token
-
-        return await exchange_token(source, self, audience, scopes)
+        token: str = await source.exchange_token(self, audience, scopes)
+        return token
 
 
 def get_access_token_or_none() -> AccessToken | None:

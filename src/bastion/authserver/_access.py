@@ -140,8 +140,7 @@ class AuthServerVerifier(JWTVerifier):
         grant_id = claims.get("gid")
         if isinstance(grant_id, str) and await self.server.is_revoked(grant_id):
             raise TokenInactive("the token's grant was revoked")
-        if hasattr(self.server, "upstream_token"):
-            access._upstream_source = self.server  # an OAuth proxy: token.upstream() works
+        access._upstream_source = self.server  # token.upstream(): the proxy answers, a plain server refuses
         return access
 
     def cache_ttl(self, access: AccessToken) -> float | None:

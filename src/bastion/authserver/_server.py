@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from bastion.authserver._consent import RememberedConsent
     from bastion.authserver._login import LoginStep
 
-from bastion._errors import ConfigurationError
+from bastion._errors import ConfigurationError, UpstreamUnavailable
 from bastion._metadata import canonical_resource
+from bastion._tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
@@ -364,6 +365,22 @@ class AuthorizationServer:
             await self.revoke_grant(grant_id)
         await self.store.delete(USER_CLIENT_NAMESPACE, grant_index(subject, client_id))
         return len(grants)
+
+    async def upstream_token(self, access: AccessToken) -> str:
+        """The upstream identity provider's token behind ``access``: only an OAuth proxy has one.
+
+        Raises:
+            UpstreamUnavailable: always, here; ``bastion.proxy.OAuthProxy`` overrides this.
+        """
+        raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
+
+    async def exchange_token(self, access: AccessToken, audience: str | None, scopes: Sequence[str]) -> str:
+        """An upstream token for another API, acting for the user of ``access``: only an OAuth proxy can.
+
+        Raises:
+            UpstreamUnavailable: always, here; ``bastion.proxy.OAuthProxy`` overrides this.
+        """
+        raise UpstreamUnavailable("this access token was not issued by an OAuth proxy")
 
     # -- endpoints' URLs --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from bastion.authserver._errors import InvalidGrant, TemporarilyUnavailable
 from bastion.authserver._models import User
 from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer
 from bastion.authserver._vault import TokenVault
+from bastion.proxy._exchange import exchange_token
 from bastion.proxy._login import UpstreamLogin, proxy_user
 from bastion.proxy._upstream import Identity, Upstream, UpstreamClient, UpstreamError, UpstreamTokens
 
@@ -186,6 +187,10 @@ class OAuthProxy(AuthorizationServer):
         return fresh
 
     # -- the proxy's own grants follow the upstream session ------------------------------------------
+
+    async def exchange_token(self, access: AccessToken, audience: str | None, scopes: Sequence[str]) -> str:
+        """An upstream token for another API (RFC 8693 or Entra's on-behalf-of); see ``token.exchange()``."""
+        return await exchange_token(self, access, audience, scopes)
 
     async def refresh_upstream(self) -> None:
         """Bring the provider's description up to date before a sign-in; a provider read from
