@@ -26,6 +26,7 @@ from bastion.testing import MemoryTokenStorage, oauth_client
 
 from as_pages import only_form
 from as_support import PUBLIC_CLIENT, REDIRECT, pkce_pair
+from oidc_support import sign_in
 
 #: How many redirects a browser follows from the consent page back to the client.
 MAX_HOPS = 5
@@ -88,22 +89,42 @@ class ProxyBrowser:
         location = answer.headers["location"]
         if not is_client_redirect(location, self._redirect_uri):
             self.upstream_urls.append(location)
-            final = await follow(self.http, location, self._redirect_uri)
-            if final.status_code not in (302, 303):
-                self.failure = final
-                raise AssertionError(f"the sign-in ended on a page: HTTP {final.status_code}")
-            location = final.headers["location"]
+            location = await self.through_upstream(location)
         query = parse_qs(urlsplit(location).query)
         if "error" in query:
             self.refused = query["error"][0]
             raise AssertionError(f"refused: {self.refused}")
         self._result = AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
 
+    async def through_upstream(self, location: str) -> str:
+        """From the provider's authorization URL to the proxy's redirect back to the client."""
+        final = await follow(self.http, location, self._redirect_uri)
+        if final.status_code not in (302, 303):
+            self.failure = final
+            raise AssertionError(f"the sign-in ended on a page: HTTP {final.status_code}")
+        return str(final.headers["location"])
+
     async def callback_handler(self) -> AuthorizationCodeResult:
         """The proxy's code, for the SDK."""
         assert self._result is not None
         result, self._result = self._result, None
         return result
+
+
+class OIDCBrowser(ProxyBrowser):
+    """A :class:`ProxyBrowser` that signs in at the test OpenID provider with its development forms."""
+
+    def __init__(self, http: httpx2.AsyncClient, callback: str, login: str = "alice", approve: bool = True) -> None:
+        super().__init__(http, approve=approve)
+        self.callback = callback
+        self.login = login
+
+    async def through_upstream(self, location: str) -> str:
+        """Sign in and consent at the provider, then let the proxy's callback answer."""
+        back = await sign_in(self.http, location, self.login, redirect_uris=[self.callback])
+        answer = await self.http.get(back)
+        assert answer.status_code in (302, 303), answer.text
+        return str(answer.headers["location"])
 
 
 def sdk_client(url: str, browser: ProxyBrowser, storage: MemoryTokenStorage) -> OAuthClientProvider:

@@ -20,10 +20,10 @@ from mcp.shared.exceptions import MCPError
 
 from bastion._cli import main
 from bastion.testing import MemoryTokenStorage, oauth_client
-from test_proxy_oidc import UpstreamBrowser, sdk_client
 
 from conftest import MCP_HEADERS, rpc
 from oidc_support import OIDCProvider, skip_without_node
+from proxy_support import OIDCBrowser, sdk_client
 
 
 def free_port() -> int:
@@ -215,7 +215,7 @@ async def test_demo_signs_in_with_the_provider_the_environment_names(tmp_path: P
             async with httpx2.AsyncClient() as http:
                 resource = (await http.get(base + "/.well-known/oauth-protected-resource/mcp")).json()
                 assert resource["authorization_servers"] == [base + "/"]
-                browser = UpstreamBrowser(http, base + "/auth/callback", login="carol")
+                browser = OIDCBrowser(http, base + "/auth/callback", login="carol")
                 client_provider = sdk_client(url, browser, MemoryTokenStorage())
                 async with (
                     httpx2.AsyncClient(auth=client_provider) as session,

@@ -9,19 +9,12 @@ userinfo endpoint with the upstream token, refreshed as needed.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult
 
 from bastion import MCPServer, UpstreamUnavailable, get_access_token, require_auth
 from bastion.providers import OIDC
@@ -30,53 +23,7 @@ from bastion.testing import MemoryTokenStorage, oauth_client, serve
 
 from as_pages import only_form
 from oidc_support import OIDCProvider, sign_in, skip_without_node
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class UpstreamBrowser:
-    """The user's browser: approves on the proxy's consent page, signs in at the provider, comes back."""
-
-    def __init__(self, http: httpx2.AsyncClient, callback: str, login: str = "alice", approve: bool = True) -> None:
-        self.http = http
-        self.callback = callback
-        self.login = login
-        self.approve = approve
-        self.result: AuthorizationCodeResult | None = None
-        self.consent_pages: list[str] = []
-        self.refused: str | None = None
-
-    async def redirect_handler(self, url: str) -> None:
-        consent = await self.http.get(url)
-        assert consent.status_code == 200, consent.text
-        self.consent_pages.append(consent.text)
-        form = only_form(consent)
-        decision = "approve" if self.approve else "deny"
-        answer = await self.http.post(
-            urlsplit(url)._replace(path=form.action, query="").geturl(),
-            data={**form.fields, "decision": decision},
-        )
-        assert answer.status_code == 303
-        location = answer.headers["location"]
-        if self.approve:
-            back = await sign_in(self.http, location, self.login, redirect_uris=[self.callback])
-            answer = await self.http.get(back)
-            assert answer.status_code in (302, 303), answer.text
-            location = answer.headers["location"]
-        query = parse_qs(urlsplit(location).query)
-        if "error" in query:
-            self.refused = query["error"][0]
-            raise AssertionError(f"refused: {self.refused}")
-        self.result = AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
-
-    async def callback_handler(self) -> AuthorizationCodeResult:
-        assert self.result is not None
-        result, self.result = self.result, None
-        return result
+from proxy_support import OIDCBrowser, connected, free_port, sdk_client
 
 
 @pytest.fixture
@@ -118,29 +65,13 @@ def proxy_server(provider: OIDCProvider, port: int, db: Path) -> MCPServer:
     return mcp
 
 
-@asynccontextmanager
-async def connected(url: str, provider: OAuthClientProvider) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(auth=provider) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
-
-
-def sdk_client(url: str, browser: UpstreamBrowser, storage: MemoryTokenStorage) -> OAuthClientProvider:
-    provider = oauth_client(url, storage=storage)
-    provider.context.redirect_handler = browser.redirect_handler
-    provider.context.callback_handler = browser.callback_handler
-    return provider
-
-
 async def test_the_whole_flow_through_the_proxy(provider: OIDCProvider, port: int, tmp_path: Path) -> None:
     storage = MemoryTokenStorage()
     mcp = proxy_server(provider, port, tmp_path / "proxy.db")
     with serve(mcp.streamable_http_app(), port=port) as base:
         url = base + "/mcp"
         async with httpx2.AsyncClient() as http:
-            browser = UpstreamBrowser(http, base + "/auth/callback")
+            browser = OIDCBrowser(http, base + "/auth/callback")
             client_provider = sdk_client(url, browser, storage)
             async with connected(url, client_provider) as client:
                 result = (await client.call_tool("profile", {})).structured_content
@@ -188,7 +119,7 @@ async def test_denying_on_the_proxy_consent_page_never_reaches_the_provider(
     with serve(mcp.streamable_http_app(), port=port) as base:
         url = base + "/mcp"
         async with httpx2.AsyncClient() as http:
-            browser = UpstreamBrowser(http, base + "/auth/callback", approve=False)
+            browser = OIDCBrowser(http, base + "/auth/callback", approve=False)
             with pytest.raises(BaseException):  # noqa: B017, PT011 - the SDK wraps the refusal in a group
                 async with connected(url, sdk_client(url, browser, MemoryTokenStorage())) as client:
                     await client.call_tool("profile", {})
