@@ -89,8 +89,7 @@ class MCPServer(SDKMCPServer[Any]):
             self.authorization_server = auth
             if resource_url is not None:
                 auth.set_issuer(_origin(resource_url))
-                auth.add_resource(resource_url)
-            auth = auth.verifier
+            auth = auth.resource_verifier(resource_url)  # this endpoint's tokens only
         self.verifier: Verifier | None = auth
         self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
         self._resource_url = resource_url

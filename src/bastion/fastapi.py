@@ -62,7 +62,7 @@ class Bastion:
         scopes_supported: Sequence[str] = (),
     ) -> None:
         self.authorization_server = auth if isinstance(auth, AuthorizationServer) else None
-        verifier = auth.verifier if isinstance(auth, AuthorizationServer) else auth
+        verifier = auth.resource_verifier(resource_url) if isinstance(auth, AuthorizationServer) else auth
         self.guard = ResourceGuard(
             verifier,
             resource_url=resource_url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from joserfc.jws import serialize_compact
 
 from bastion._errors import InvalidIssuer, TokenInactive
 from bastion._jwt import JWTVerifier
+from bastion._metadata import canonical_resource
 from bastion._tokens import AccessToken
 from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["RESERVED_CLAIMS", "AccessTokenIssuer", "AuthServerVerifier"]
+
+logger = logging.getLogger("bastion")
 
 #: Claims the server sets itself; a user's ``claims`` cannot override them.
 RESERVED_CLAIMS = frozenset(
@@ -94,20 +98,35 @@ class AccessTokenIssuer:
 class AuthServerVerifier(JWTVerifier):
     """Verifies the server's own access tokens in process: keys from the ring, no HTTP.
 
-    On top of the JWT checks (signature, ``typ: at+jwt``, ``exp``, ``aud`` = the
-    resource), the issuer must be the server's and the grant must not be revoked.
+    On top of the JWT checks (signature, ``typ: at+jwt``, ``exp``), the issuer must be
+    the server's and the grant must not be revoked. The audience: a verifier bound to a
+    resource (``resource=``, or the first :meth:`expect_audience`, which the resource
+    server calls with its URL) accepts only tokens for that resource (MCP: "Access Token
+    Privilege Restriction"); an unbound one accepts any resource of the server.
     """
 
-    def __init__(self, server: AuthorizationServer, keys: KeyRing) -> None:
+    _audiences: tuple[str, ...]
+
+    def __init__(self, server: AuthorizationServer, keys: KeyRing, resource: str | None = None) -> None:
         self.server = server
         super().__init__(
             key_set=keys,
             algorithms=[keys.algorithm],
-            audience=server.resources or None,
+            audience=None if resource is None else self._serve(resource),
             typ="at+jwt",
             clock=server.clock,
             leeway=5.0,
         )
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The bound resource, or else every resource the server issues tokens for, as of now."""
+        return self._audiences or tuple(self.server.resources)
+
+    @audiences.setter
+    def audiences(self, value: Sequence[str]) -> None:
+        """Bind the verifier (``JWTVerifier`` sets its configured audience here)."""
+        self._audiences = tuple(value)
 
     @property
     def issuers(self) -> tuple[str, ...]:
@@ -119,17 +138,35 @@ class AuthServerVerifier(JWTVerifier):
         """Ignored: the issuer is the server's."""
 
     def expect_audience(self, audience: str) -> None:
-        """Adopt the MCP server's resource URL, and let the authorization server issue tokens for it.
+        """Bind to the resource server's URL, and let the authorization server issue tokens for it.
 
-        An authorization server without an issuer takes the resource's origin, on loopback only
-        (development: the resource URL was derived from a request).
+        A verifier already bound to another resource stays bound to it (a second endpoint
+        sharing it refuses its own tokens rather than accepting another resource's).
         """
-        self.server.add_resource(audience)
+        if self._audiences:
+            if canonical_resource(audience) not in self._audiences:
+                logger.warning(
+                    "this verifier accepts only tokens for %s, not %s: give each resource its own "
+                    "verifier (AuthorizationServer.resource_verifier)",
+                    self._audiences[0],
+                    audience,
+                )
+            return
+        self.audiences = (self._serve(audience),)
+        logger.info("the authorization server's verifier now requires the audience %s", self._audiences[0])
+
+    def _serve(self, resource: str) -> str:
+        """Add ``resource`` to the server's; an issuer-less server takes its origin on loopback.
+
+        The loopback case is development: the resource URL was derived from a request.
+        """
+        resource = canonical_resource(resource)
+        self.server.add_resource(resource)
         if self.server.issuer is None:
-            parts = urlsplit(audience)
+            parts = urlsplit(resource)
             if is_loopback_host(parts.hostname or ""):
                 self.server.set_issuer(f"{parts.scheme}://{parts.netloc}")
-        super().expect_audience(audience)
+        return resource
 
     async def check(self, token: str) -> AccessToken:
         """Verify the JWT, then the issuer and the grant."""

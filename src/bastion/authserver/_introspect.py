@@ -37,7 +37,7 @@ async def _access_token(server: AuthorizationServer, token: str) -> dict[str, An
     if token.count(".") != 2:
         return None
     try:
-        access = await server.verifier.verify(token)
+        access = await server.any_resource_verifier.verify(token)
     except AuthenticationError:
         return None
     claims = access.claims or {}

@@ -43,7 +43,7 @@ async def _revoke_access_token(server: AuthorizationServer, client: Client, toke
     if token.count(".") != 2:
         return False
     try:
-        access = await server.verifier.verify(token)
+        access = await server.any_resource_verifier.verify(token)
     except AuthenticationError:
         return False
     claims = access.claims or {}

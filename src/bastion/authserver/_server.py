@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING
@@ -184,17 +185,47 @@ class AuthorizationServer:
             clock=clock,
         )
         self.access_tokens = AccessTokenIssuer(self, self.keys)
+        # Every verifier made, so a revocation clears every cache; weak, not to keep a dropped one alive.
+        self._verifiers: weakref.WeakSet[AuthServerVerifier] = weakref.WeakSet()
         self._verifier: AuthServerVerifier | None = None
+        self._any_resource_verifier: AuthServerVerifier | None = None
         self._static_clients = clients
         self._started = False
         self._check_auto_approve()
 
     @property
     def verifier(self) -> AuthServerVerifier:
-        """The verifier of this server's access tokens, for the resource servers in this process."""
+        """A verifier of this server's access tokens, for one resource server in this process.
+
+        It accepts a token for any of the server's resources until the resource server
+        (``bastion.protect``) gives it its URL, then only tokens for that resource: each
+        endpoint needs a verifier of its own (:meth:`resource_verifier`).
+        """
         if self._verifier is None:
-            self._verifier = AuthServerVerifier(self, self.keys)
+            self._verifier = self.resource_verifier()
         return self._verifier
+
+    @property
+    def any_resource_verifier(self) -> AuthServerVerifier:
+        """Verifies this server's access tokens for any of its resources (``/introspect``, ``/revoke``).
+
+        Never bound to one resource, so not for protecting an endpoint.
+        """
+        if self._any_resource_verifier is None:
+            self._any_resource_verifier = self.resource_verifier()
+        return self._any_resource_verifier
+
+    def resource_verifier(self, resource: str | None = None) -> AuthServerVerifier:
+        """A new verifier of this server's tokens for ``resource`` only; ``MCPServer`` and ``Bastion`` take one each.
+
+        An endpoint accepts only the tokens issued for itself (MCP 2025-11-25, "Access Token
+        Privilege Restriction"). Without ``resource`` the verifier takes the resource server's
+        URL when that sets it (the URL derived from the first request, in development). The
+        resource is added to :attr:`resources`.
+        """
+        verifier = AuthServerVerifier(self, self.keys, resource)
+        self._verifiers.add(verifier)
+        return verifier
 
     # -- configuration hooks ----------------------------------------------------------------
 
@@ -286,8 +317,7 @@ class AuthorizationServer:
 
     def on_revocation(self) -> None:
         """Forget verified tokens in this process, so a revoked one is refused at once."""
-        verifier = getattr(self, "_verifier", None)
-        if verifier is not None:
+        for verifier in list(getattr(self, "_verifiers", ())):
             verifier.cache.clear()
 
     async def new_grant(self, user: User, client_id: str, *, ttl: float | None = None) -> str:
