@@ -173,6 +173,18 @@ async def test_authorization_server_takes_a_clients_file_path(tmp_path: Path) ->
         ([{"client_id": "a", "redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]}], "grant_types"),
         ([{"client_id": "a", "redirect_uris": ["https://a.example/cb"], "application_type": "tv"}], "web or native"),
         (
+            [
+                {
+                    "client_id": "a",
+                    "grant_types": ["client_credentials"],
+                    "client_secret": SECRET,
+                    "introspection": "yes",
+                }
+            ],
+            "introspection must be true or false",
+        ),
+        ([{"client_id": "a", "redirect_uris": ["http://127.0.0.1/cb"], "introspection": True}], "authenticates"),
+        (
             [{"client_id": "a", "redirect_uris": ["https://a.example/cb"], "client_secret": SECRET, "client_name": 3}],
             "client_name must be a string",
         ),
@@ -208,6 +220,7 @@ def test_two_static_clients_with_one_id_are_refused(tmp_path: Path) -> None:
         (Client("c", grant_types=("client_credentials",), token_endpoint_auth_method="private_key_jwt"), "jwks"),
         (Client("c", grant_types=("client_credentials",)), "authenticates"),
         (Client("c", redirect_uris=("https://a.example/cb",), response_types=("token",)), "response type"),
+        (Client("c", redirect_uris=("http://127.0.0.1/cb",), introspection=True), "introspection needs"),
     ],
 )
 def test_invalid_clients_in_code_are_refused_when_the_server_is_built(

@@ -1,30 +1,58 @@
-"""Introspection (RFC 7662) over real HTTP, for authenticated resource servers."""
+"""Introspection (RFC 7662) over real HTTP, for authenticated resource servers.
+
+Only a client the operator allowed (``Client.introspection``) learns about every client's
+tokens; any other authenticated client learns only about its own (RFC 7662 section 4).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
-from bastion.authserver import AuthorizationServer
+from bastion.authserver import AuthorizationServer, Client
+from bastion.authserver._models import hash_secret
 
-from as_support import CONFIDENTIAL_SECRET, Clock, basic_auth, clocked_server, code_tokens, refresh
+from as_support import (
+    CONFIDENTIAL_CLIENT,
+    CONFIDENTIAL_SECRET,
+    PUBLIC_CLIENT,
+    Clock,
+    basic_auth,
+    clocked_server,
+    code_tokens,
+    make_server,
+    refresh,
+    serving,
+)
 from as_support import base_fixture as base_fixture
 from as_support import clock_fixture as clock_fixture
 from as_support import http_fixture as http_fixture
 
-RS_AUTH = basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+RS_SECRET = "resource-server-secret-0123456789abcdef"
+#: A pre-registered resource server the operator allowed to introspect every client's tokens.
+RESOURCE_SERVER = Client(
+    client_id="resource-server",
+    token_endpoint_auth_method="client_secret_basic",
+    grant_types=("client_credentials",),
+    client_secret_hash=hash_secret(RS_SECRET),
+    introspection=True,
+)
+RS_AUTH = basic_auth("resource-server", RS_SECRET)
 
 
 @pytest.fixture
 def server(tmp_path: Path, clock: Clock) -> AuthorizationServer:
-    return clocked_server(tmp_path, clock)
+    return clocked_server(tmp_path, clock, clients=[PUBLIC_CLIENT, CONFIDENTIAL_CLIENT, RESOURCE_SERVER])
 
 
-async def introspect(http: httpx2.AsyncClient, base: str, token: str, **extra: str) -> dict[str, Any]:
-    response = await http.post(base + "/introspect", data={"token": token, **extra}, headers=RS_AUTH)
+async def introspect(
+    http: httpx2.AsyncClient, base: str, token: str, auth: dict[str, str] = RS_AUTH, **extra: str
+) -> dict[str, Any]:
+    response = await http.post(base + "/introspect", data={"token": token, **extra}, headers=auth)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     body: dict[str, Any] = response.json()
@@ -107,3 +135,77 @@ async def test_bad_requests(base: str, http: httpx2.AsyncClient) -> None:
     )
     assert response.json()["error"] == "invalid_request"
     assert (await http.get(base + "/introspect")).status_code == 405
+
+
+# -- who may introspect what ----------------------------------------------------------------------
+
+
+async def register_confidential(http: httpx2.AsyncClient, base: str) -> tuple[str, dict[str, str]]:
+    """A confidential client registered through /register, asking for the introspection flag too."""
+    metadata = {
+        "client_name": "Curious",
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "introspection": True,
+    }
+    response = await http.post(base + "/register", json=metadata)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert "introspection" not in body
+    return body["client_id"], basic_auth(body["client_id"], body["client_secret"])
+
+
+async def own_token(http: httpx2.AsyncClient, base: str, auth: dict[str, str]) -> str:
+    data = {"grant_type": "client_credentials", "scope": "notes:read"}
+    response = await http.post(base + "/token", data=data, headers=auth)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+async def test_a_registered_client_learns_nothing_of_another_clients_tokens(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient
+) -> None:
+    tokens = await code_tokens(server, http, base)
+    _, curious = await register_confidential(http, base)
+    confidential = basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    for auth in (curious, confidential):  # registered, or pre-registered without the flag
+        for token in (tokens["access_token"], tokens["refresh_token"]):
+            for hint in ("access_token", "refresh_token"):
+                assert await introspect(http, base, token, auth, token_type_hint=hint) == {"active": False}
+    # The allowed resource server still gets the whole answer for the same live tokens.
+    assert (await introspect(http, base, tokens["access_token"]))["sub"] == "alice"
+    assert (await introspect(http, base, tokens["refresh_token"]))["client_id"] == "public-client"
+
+
+async def test_a_client_introspecting_its_own_token_gets_its_answer(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient
+) -> None:
+    client_id, curious = await register_confidential(http, base)
+    answer = await introspect(http, base, await own_token(http, base, curious), curious)
+    assert answer["active"] is True
+    assert answer["client_id"] == answer["sub"] == client_id
+    assert answer["scope"] == "notes:read"
+    # Its token is its own: another unflagged client learns nothing of it.
+    other = basic_auth("confidential-client", CONFIDENTIAL_SECRET)
+    assert await introspect(http, base, await own_token(http, base, curious), other) == {"active": False}
+
+
+async def test_a_resource_server_of_the_clients_file_may_introspect(tmp_path: Path, http: httpx2.AsyncClient) -> None:
+    entries = [
+        {"client_id": "public-client", "redirect_uris": ["http://127.0.0.1/callback"], "application_type": "native"},
+        {
+            "client_id": "resource-server",
+            "client_secret": RS_SECRET,
+            "grant_types": ["client_credentials"],
+            "introspection": True,
+        },
+        {"client_id": "worker", "client_secret": CONFIDENTIAL_SECRET, "grant_types": ["client_credentials"]},
+    ]
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps(entries))
+    server = make_server(tmp_path, clients=path)
+    with serving(server) as base:
+        tokens = await code_tokens(server, http, base)
+        assert (await introspect(http, base, tokens["access_token"]))["sub"] == "alice"
+        worker = basic_auth("worker", CONFIDENTIAL_SECRET)
+        assert await introspect(http, base, tokens["access_token"], worker) == {"active": False}

@@ -224,6 +224,8 @@ def check_client(client: Client) -> None:
         _https_url("jwks_uri", client.jwks_uri)
     if client.application_type is not None and client.application_type not in APPLICATION_TYPES:
         raise InvalidClientMetadata("application_type must be web or native")
+    if client.introspection and client.is_public:
+        raise InvalidClientMetadata("introspection needs a client that authenticates")
 
 
 def client_from_metadata(
@@ -236,12 +238,14 @@ def client_from_metadata(
     client_secret_hash: str | None = None,
     client_id_issued_at: int | None = None,
     client_secret_expires_at: int | None = None,
+    introspection: bool = False,
 ) -> Client:
     """A :class:`Client` from RFC 7591 client metadata, every field checked; unknown fields are ignored.
 
     Defaults: ``grant_types`` ``authorization_code`` and ``refresh_token`` (OAuth 2.1
     issues refresh tokens within the code flow), ``response_types`` ``code`` when
     the code grant is used, ``application_type`` ``default_application_type``.
+    ``introspection`` is the operator's to give (the clients file), never read from ``data``.
 
     Raises:
         InvalidRedirectURI: ``redirect_uris`` is malformed or holds a refused URI.
@@ -281,6 +285,7 @@ def client_from_metadata(
         client_id_issued_at=client_id_issued_at,
         client_secret_expires_at=client_secret_expires_at,
         kind=kind,
+        introspection=introspection,
         **{name: _text(data, name) for name in TEXT_FIELDS},
         **{name: None if url is None else _https_url(name, url) for name, url in urls.items()},
     )
@@ -305,6 +310,9 @@ def _static_entry(index: int, entry: Any) -> Client:
     if digest is not None and (not isinstance(digest, str) or not _SECRET_HASH.fullmatch(digest)):
         raise ConfigurationError(f"clients file: client {client_id!r}: client_secret_hash must be SHA-256 hex")
     digest = hash_secret(secret) if secret is not None else digest
+    introspection = entry.get("introspection", False)
+    if not isinstance(introspection, bool):
+        raise ConfigurationError(f"clients file: client {client_id!r}: introspection must be true or false")
     try:
         return client_from_metadata(
             entry,
@@ -313,6 +321,7 @@ def _static_entry(index: int, entry: Any) -> Client:
             default_auth_method="none" if digest is None else "client_secret_basic",
             default_application_type=None,
             client_secret_hash=digest,
+            introspection=introspection,
         )
     except OAuthError as exc:
         raise ConfigurationError(f"clients file: client {client_id!r}: {exc.description}") from None
@@ -322,7 +331,8 @@ def load_clients_file(path: str | PathLike[str]) -> list[Client]:
     """The clients of a JSON file holding a list of RFC 7591 client metadata objects.
 
     Each object has a ``client_id``; a confidential one has ``client_secret``
-    (hashed on load) or ``client_secret_hash`` (its SHA-256, hex).
+    (hashed on load) or ``client_secret_hash`` (its SHA-256, hex), and
+    ``"introspection": true`` when it may introspect every client's tokens.
 
     Raises:
         ConfigurationError: the file cannot be read or a client is invalid (the

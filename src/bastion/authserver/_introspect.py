@@ -2,10 +2,14 @@
 
 POST, form body; the caller must be a confidential client (RFC 7662 section
 2.1: the endpoint must require authorization, or it becomes a token scanning
-oracle, section 4). Anything that is not a live token of this server is
-``{"active": false}`` and nothing more (section 2.2). Access tokens are checked
-exactly as the MCP server checks them (signature, expiry, revoked grant);
-refresh tokens are introspectable too while they are active.
+oracle, section 4). Only a client the operator allowed (``Client.introspection``,
+section 4: callers "specifically authorized") learns about every client's
+tokens; any other caller learns only about its own, another client's token is
+``{"active": false}`` to it (section 2.2 lets the answer depend on the caller).
+Anything that is not a live token of this server is ``{"active": false}`` and
+nothing more. Access tokens are checked as the MCP server checks them
+(signature, expiry, revoked grant), for any of the server's resources; refresh
+tokens are introspectable too while they are active.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from bastion._errors import AuthenticationError
 from bastion.authserver._client_auth import authenticate_client
 from bastion.authserver._errors import NO_STORE, InvalidClient, guarded
 from bastion.authserver._forms import form_params
+from bastion.authserver._models import Client
 from bastion.authserver._refresh import RefreshTokens
 
 if TYPE_CHECKING:
@@ -68,15 +73,17 @@ async def _refresh_token(server: AuthorizationServer, token: str) -> dict[str, A
     return answer
 
 
-async def introspect_token(server: AuthorizationServer, token: str, hint: str | None) -> dict[str, Any]:
-    """The introspection answer for ``token``; the hint only orders the lookups."""
+async def introspect_token(server: AuthorizationServer, caller: Client, token: str, hint: str | None) -> dict[str, Any]:
+    """The introspection answer for ``token`` to ``caller``; the hint only orders the lookups."""
     lookups = [_access_token, _refresh_token]
     if hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:
         answer = await lookup(server, token)
         if answer is not None:
-            return answer
+            if caller.introspection or answer.get("client_id") == caller.client_id:
+                return answer
+            break
     return dict(INACTIVE)
 
 
@@ -89,7 +96,7 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             client = await authenticate_client(server, request, params)
             if client.is_public:
                 raise InvalidClient("introspection is for authenticated clients only")
-            answer = await introspect_token(server, params.require("token"), params.get("token_type_hint"))
+            answer = await introspect_token(server, client, params.require("token"), params.get("token_type_hint"))
             return JSONResponse(answer, headers=NO_STORE)
 
         return await guarded(handle)

@@ -91,6 +91,11 @@ class Client:
     confidential one authenticates with ``client_secret_basic``,
     ``client_secret_post`` (only the secret's hash is kept) or ``private_key_jwt``
     (``jwks`` or ``jwks_uri``).
+
+    ``introspection=True`` lets a pre-registered confidential client (a resource server)
+    introspect every client's tokens at ``/introspect``; any other client learns only about
+    its own (RFC 7662 section 4). It is set in code or the clients file, never through
+    ``/register`` or a Client ID Metadata Document.
     """
 
     client_id: str
@@ -114,6 +119,7 @@ class Client:
     client_id_issued_at: int | None = None
     client_secret_expires_at: int | None = None
     kind: ClientKind = "static"
+    introspection: bool = False
 
     def __post_init__(self) -> None:
         for name in ("redirect_uris", "grant_types", "response_types", "contacts"):
@@ -152,7 +158,7 @@ class Client:
         """The registration response fields (RFC 7591 section 3.2.1): no secret hash, no internals."""
         data: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("client_secret_hash", "kind"):
+            if f.name in ("client_secret_hash", "kind", "introspection"):
                 continue
             value = getattr(self, f.name)
             if value is None or value == ():
