@@ -22,6 +22,10 @@ def make_server() -> MCPServer:
     async def me(request: Request) -> Response:
         return JSONResponse({"subject": get_access_token().subject})
 
+    @mcp.custom_route("/notes", methods=["POST"], auth=require_scopes("notes:write"))
+    async def write(request: Request) -> Response:
+        return JSONResponse({"saved": True})
+
     @mcp.custom_route("/admin", methods=["GET"], auth=require_role("admin"))
     async def admin(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -46,8 +50,12 @@ def test_routes_without_auth_are_public_and_with_auth_are_guarded() -> None:
         assert 'scope="notes:read"' in nothing.headers["www-authenticate"]
         me = httpx2.get(base + "/me", headers={"Authorization": "Bearer reader"})
         assert me.json() == {"subject": "alice"}
+        # A step-up keeps the granted scope the server knows, for clients that replace theirs.
+        write = httpx2.post(base + "/notes", headers={"Authorization": "Bearer reader"})
+        assert write.status_code == 403
+        assert 'scope="notes:read notes:write"' in write.headers["www-authenticate"]
         assert httpx2.get(base + "/admin", headers={"Authorization": "Bearer reader"}).status_code == 403
         assert httpx2.get(base + "/admin", headers={"Authorization": "Bearer admin"}).status_code == 200
         raised = httpx2.get(base + "/raise", headers={"Authorization": "Bearer reader"})
         assert raised.status_code == 403
-        assert 'scope="notes:export"' in raised.headers["www-authenticate"]
+        assert 'scope="notes:export notes:read"' in raised.headers["www-authenticate"]

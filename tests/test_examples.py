@@ -143,7 +143,7 @@ async def test_scopes_and_roles(monkeypatch: pytest.MonkeyPatch, keys: KeyPair, 
             url, json=rpc("tools/call", {"name": "add_note", "arguments": {"text": "x"}}), headers=reader
         )
         assert step_up.status_code == 403
-        assert 'scope="notes:write"' in step_up.headers["www-authenticate"]
+        assert 'scope="notes:read notes:write"' in step_up.headers["www-authenticate"]
 
 
 async def test_fastapi_token_passthrough(monkeypatch: pytest.MonkeyPatch, keys: KeyPair, jwks: str) -> None:

@@ -25,6 +25,10 @@ def make_app() -> FastAPI:
     async def notes(token: Annotated[AccessToken, Depends(bastion.require_scopes("notes:read"))]) -> dict[str, str]:
         return {"subject": token.subject or ""}
 
+    @app.post("/notes")
+    async def add(token: Annotated[AccessToken, Depends(bastion.require_scopes("notes:write"))]) -> dict[str, bool]:
+        return {"saved": True}
+
     @app.get("/admin")
     async def admin(token: Annotated[AccessToken, Depends(bastion.require_role("admin"))]) -> dict[str, bool]:
         return {"ok": True}
@@ -44,10 +48,15 @@ def test_dependencies_answer_401_403_and_return_the_token() -> None:
         assert refused.status_code == 403
         assert 'scope="notes:read"' in refused.headers["www-authenticate"]
         assert httpx2.get(base + "/notes", headers={"Authorization": "Bearer reader"}).json() == {"subject": "alice"}
+        # A step-up keeps the granted scope the API knows, for clients that replace theirs.
+        step_up = httpx2.post(base + "/notes", headers={"Authorization": "Bearer reader"})
+        assert step_up.status_code == 403
+        assert 'scope="notes:read notes:write"' in step_up.headers["www-authenticate"]
         assert httpx2.get(base + "/admin", headers={"Authorization": "Bearer reader"}).status_code == 403
         assert httpx2.get(base + "/admin", headers={"Authorization": "Bearer admin"}).json() == {"ok": True}
         doc = httpx2.get(base + "/.well-known/oauth-protected-resource").json()
         assert doc["resource"] == "https://api.example.com"
+        assert doc["scopes_supported"] == ["notes:read", "notes:write"]
 
 
 async def test_mounted_mcp_endpoint_uses_the_same_tokens() -> None:

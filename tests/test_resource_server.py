@@ -124,11 +124,13 @@ def test_step_up_is_a_real_403_naming_every_scope_needed(stateless_url: str) -> 
     assert response.status_code == 403
     challenge = response.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge
-    assert 'scope="notes:write"' in challenge
+    # What the tool needs, and what the token already has: a client that replaces its
+    # scopes with these keeps notes:read.
+    assert 'scope="notes:read notes:write"' in challenge
     assert "resource_metadata=" in challenge
     body = response.json()
     assert body["id"] == 7
-    assert body["error"]["data"] == {"scope": "notes:write"}
+    assert body["error"]["data"] == {"scope": "notes:read notes:write"}
 
 
 def test_forbidden_by_role_is_a_jsonrpc_error_without_step_up(stateless_url: str) -> None:
@@ -188,7 +190,7 @@ def test_resource_read_and_prompt_get_are_enforced(stateless_url: str) -> None:
     get = rpc("prompts/get", {"name": "compose", "arguments": {"topic": "t"}})
     response = httpx2.post(stateless_url, json=get, headers=auth("reader"))
     assert response.status_code == 403
-    assert 'scope="notes:write"' in response.headers["www-authenticate"]
+    assert 'scope="notes:read notes:write"' in response.headers["www-authenticate"]
 
 
 def test_batch_with_a_forbidden_call_is_refused(stateless_url: str) -> None:

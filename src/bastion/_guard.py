@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,18 +19,30 @@ from starlette.responses import JSONResponse, Response
 
 from bastion._challenge import bearer_challenge, challenge_response
 from bastion._errors import AuthenticationError, AuthorizationError, InsufficientScope
-from bastion._metadata import WELL_KNOWN, ResourceMetadata, canonical_resource, metadata_url
+from bastion._metadata import WELL_KNOWN, ResourceMetadata, advertised_scopes, canonical_resource, metadata_url
 from bastion._policy import Decision, Policy, TargetKind
 from bastion._registry import PolicyRegistry
 from bastion._tokens import AccessToken
 from bastion._verifier import Verifier
 
-__all__ = ["FORBIDDEN_CODE", "ResourceGuard"]
+__all__ = ["FORBIDDEN_CODE", "ResourceGuard", "step_up_scopes"]
 
 logger = logging.getLogger("bastion")
 
 #: JSON-RPC error code of a call refused by a policy that no scope would satisfy.
 FORBIDDEN_CODE = -32003
+
+
+def step_up_scopes(needed: Iterable[str], granted: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The scopes of a 403 ``insufficient_scope`` challenge, sorted.
+
+    MCP 2025-11-25 "Scope Challenge Handling", the recommended approach: the token's
+    scopes that the server knows, plus every scope the operation needs, so that a client
+    which replaces its scopes with the challenge's (rather than adding them) keeps what
+    it could already do.
+    """
+    known_set = frozenset(known)
+    return sorted({*needed, *(scope for scope in granted if scope in known_set)})
 
 
 class ResourceGuard:
@@ -103,6 +115,14 @@ class ResourceGuard:
     def scopes_supported(self) -> Sequence[str]:
         """The scopes advertised in the metadata document."""
         return self.metadata.scopes_supported or tuple(self.verifier.scopes_supported) or self.registry.scopes()
+
+    def known_scopes(self) -> frozenset[str]:
+        """The scopes this server knows: those it advertises, and those of its scope hierarchy."""
+        return frozenset(advertised_scopes(self.scopes_supported())) | self.registry.hierarchy.scopes()
+
+    def step_up_scopes(self, needed: Iterable[str], granted: Iterable[str]) -> list[str]:
+        """The ``scope`` of a 403 challenge: the known ones of ``granted``, and ``needed``."""
+        return step_up_scopes(needed, granted, self.known_scopes())
 
     def metadata_document(self, conn: HTTPConnection) -> dict[str, Any]:
         """The RFC 9728 document for this resource."""
@@ -181,20 +201,30 @@ class ResourceGuard:
         """Evaluate a given policy with the server's scope hierarchy."""
         return await self.registry.evaluate(policy, kind, name, token, conn)
 
-    def refusal(self, conn: HTTPConnection, decision: Decision, rpc_id: Any = None, jsonrpc: bool = False) -> Response:
+    def refusal(
+        self,
+        conn: HTTPConnection,
+        decision: Decision,
+        rpc_id: Any = None,
+        jsonrpc: bool = False,
+        granted: Iterable[str] = (),
+    ) -> Response:
         """The answer to a denied access: a 403 step-up when scope helps, else forbidden.
 
-        With ``jsonrpc`` the body is a JSON-RPC error for request ``rpc_id``, so a
-        client that does not step up still shows a clear error.
+        A step-up names the scopes the operation needs and those of ``granted`` (the
+        token's) that the server knows (:func:`step_up_scopes`). With ``jsonrpc`` the
+        body is a JSON-RPC error for request ``rpc_id``, so a client that does not step
+        up still shows a clear error.
         """
         step_up = decision.scopes is not None
+        scopes = self.step_up_scopes(decision.scopes or (), granted) if step_up else []
         headers = {"Cache-Control": "no-store"}
         if step_up:
             headers["WWW-Authenticate"] = bearer_challenge(
                 resource_metadata=self.metadata_url_for(conn),
                 error="insufficient_scope",
                 description=InsufficientScope.description,
-                scopes=sorted(decision.scopes or ()),
+                scopes=scopes,
             )
         if jsonrpc:
             message = "Insufficient scope" if step_up else "Forbidden"
@@ -204,16 +234,22 @@ class ResourceGuard:
                 "error": {"code": FORBIDDEN_CODE, "message": message},
             }
             if step_up:
-                body["error"]["data"] = {"scope": " ".join(sorted(decision.scopes or ()))}
+                body["error"]["data"] = {"scope": " ".join(scopes)}
         elif step_up:
             body = {"error": "insufficient_scope", "error_description": InsufficientScope.description}
         else:
             body = {"error": "forbidden", "error_description": "Forbidden"}
         return Response(json.dumps(body), status_code=403, media_type="application/json", headers=headers)
 
-    def error_response(self, conn: HTTPConnection, exc: AuthenticationError | AuthorizationError) -> Response:
-        """The HTTP answer to one of bastion's errors raised in application code."""
+    def error_response(
+        self, conn: HTTPConnection, exc: AuthenticationError | AuthorizationError, granted: Iterable[str] = ()
+    ) -> Response:
+        """The HTTP answer to one of bastion's errors, raised by a verifier or in application code.
+
+        ``granted`` are the scopes of the caller's token, when there is one.
+        """
         if isinstance(exc, AuthenticationError):
             return self.challenge(conn, 401, exc.error, exc.description)
-        scopes = exc.scopes if isinstance(exc, InsufficientScope) else None
-        return self.refusal(conn, Decision.deny(scopes))
+        if isinstance(exc, InsufficientScope):
+            return self.refusal(conn, Decision.deny(exc.scopes), granted=granted)
+        return self.refusal(conn, Decision.deny())

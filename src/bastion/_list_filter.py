@@ -9,17 +9,18 @@ them first (an in-process client, another transport).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from bastion._guard import FORBIDDEN_CODE
+from bastion._guard import FORBIDDEN_CODE, step_up_scopes
 from bastion._jsonrpc import TARGET_METHODS
 from bastion._policy import Decision, TargetKind
 from bastion._registry import PolicyRegistry
-from bastion._tokens import get_access_token_or_none
+from bastion._tokens import AccessToken, get_access_token_or_none
 
 __all__ = ["UNRESTRICTED", "PolicyEnforcement"]
 
@@ -43,32 +44,41 @@ class PolicyEnforcement:
         registry: The policies.
         enforce_default: Whether the default policy applies. Off on a server with no
             verifier, where every caller is anonymous: then only explicit policies apply.
+        known_scopes: The scopes the server knows, read when a call is refused: the
+            refusal's ``data.scope`` keeps the token's known scopes (see
+            :func:`~bastion._guard.step_up_scopes`).
     """
 
-    def __init__(self, registry: PolicyRegistry, *, enforce_default: bool) -> None:
+    def __init__(
+        self,
+        registry: PolicyRegistry,
+        *,
+        enforce_default: bool,
+        known_scopes: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self.registry = registry
         self.enforce_default = enforce_default
+        self.known_scopes = known_scopes
 
-    async def _decide(self, kind: TargetKind, name: str) -> Decision:
+    async def _decide(self, kind: TargetKind, name: str, token: AccessToken | None) -> Decision:
         registry = self.registry
         if not self.enforce_default and registry.policy_for(kind, name) is registry.default:
             return Decision.allow()
-        return await registry.decide(kind, name, get_access_token_or_none())
+        return await registry.decide(kind, name, token)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if UNRESTRICTED.get():
             return await call_next(ctx)
         method = ctx.method
+        token = get_access_token_or_none()
         target = TARGET_METHODS.get(method)
         if target is not None:
             params = ctx.params or {}
             name = params.get(target[1])
             if isinstance(name, str):
-                decision = await self._decide(target[0], name)
+                decision = await self._decide(target[0], name, token)
                 if not decision.allowed:
-                    message = "Forbidden" if decision.scopes is None else "Insufficient scope"
-                    data = None if decision.scopes is None else {"scope": " ".join(sorted(decision.scopes))}
-                    raise MCPError(code=FORBIDDEN_CODE, message=message, data=data)
+                    raise self._refusal(decision, token)
             return await call_next(ctx)
         listing = _LISTS.get(method)
         result = await call_next(ctx)
@@ -80,7 +90,14 @@ class PolicyEnforcement:
             kept = []
             for item in items:
                 name = item.get(key) if isinstance(item, dict) else None
-                if isinstance(name, str) and (await self._decide(kind, name)).allowed:
+                if isinstance(name, str) and (await self._decide(kind, name, token)).allowed:
                     kept.append(item)
             result = {**result, field: kept}
         return result
+
+    def _refusal(self, decision: Decision, token: AccessToken | None) -> MCPError:
+        if decision.scopes is None:
+            return MCPError(code=FORBIDDEN_CODE, message="Forbidden")
+        granted = token.scopes if token is not None else ()
+        scopes = step_up_scopes(decision.scopes, granted, self.known_scopes())
+        return MCPError(code=FORBIDDEN_CODE, message="Insufficient scope", data={"scope": " ".join(scopes)})

@@ -7,14 +7,14 @@ RFC 9728 section 3.1) and at the root location for older clients.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bastion._errors import ConfigurationError
 
-__all__ = ["WELL_KNOWN", "ResourceMetadata", "canonical_resource", "metadata_url"]
+__all__ = ["WELL_KNOWN", "ResourceMetadata", "advertised_scopes", "canonical_resource", "metadata_url"]
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
@@ -45,6 +45,12 @@ def metadata_url(resource: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, WELL_KNOWN + parts.path, parts.query, ""))
 
 
+def advertised_scopes(scopes: Iterable[str]) -> list[str]:
+    """``scopes`` as the metadata advertises them: never ``offline_access`` or wildcards
+    (MCP authorization, scope selection)."""
+    return [s for s in scopes if s != "offline_access" and "*" not in s]
+
+
 @dataclass(frozen=True)
 class ResourceMetadata:
     """The fields of the metadata document that do not depend on the request."""
@@ -60,9 +66,7 @@ class ResourceMetadata:
         doc: dict[str, Any] = {"resource": resource}
         if self.authorization_servers:
             doc["authorization_servers"] = list(self.authorization_servers)
-        # Never advertise offline_access or wildcards (MCP authorization, scope selection).
-        scopes = [s for s in self.scopes_supported if s != "offline_access" and "*" not in s]
-        doc["scopes_supported"] = scopes
+        doc["scopes_supported"] = advertised_scopes(self.scopes_supported)
         doc["bearer_methods_supported"] = ["header"]
         if self.resource_name:
             doc["resource_name"] = self.resource_name

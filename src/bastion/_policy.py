@@ -51,6 +51,10 @@ class ScopeHierarchy:
     def __bool__(self) -> bool:
         return bool(self._implies)
 
+    def scopes(self) -> frozenset[str]:
+        """Every scope the hierarchy names, implying or implied."""
+        return frozenset(self._implies).union(*self._implies.values())
+
     def expand(self, scopes: Iterable[str]) -> frozenset[str]:
         """Every scope the given ones grant, directly or by implication."""
         granted = frozenset(scopes)

@@ -43,6 +43,7 @@ class PolicyRegistry:
         self.hierarchy = hierarchy or ScopeHierarchy()
         self._named: dict[tuple[TargetKind, str], Policy] = {}
         self._templates: dict[str, _Template] = {}
+        self._elsewhere: set[str] = set()
 
     def set(self, kind: TargetKind, name: str, policy: PolicyLike | None) -> None:
         """Give the tool, prompt, route or static resource ``name`` its policy."""
@@ -50,6 +51,11 @@ class PolicyRegistry:
             self._named.pop((kind, name), None)
         else:
             self._named[(kind, name)] = as_policy(policy)
+
+    def add_scopes(self, scopes: Iterable[str]) -> None:
+        """Count scopes that policies outside the registry use (guarded routes, FastAPI
+        dependencies) in :meth:`scopes`."""
+        self._elsewhere.update(scopes)
 
     def set_resource(self, uri: str, policy: PolicyLike | None) -> None:
         """Give a resource, or a resource template (RFC 6570), its policy."""
@@ -114,7 +120,7 @@ class PolicyRegistry:
     def scopes(self) -> list[str]:
         """Every scope any registered policy can ask for, sorted: the minimal ``scopes_supported``."""
         policies: Iterable[Policy] = [self.default, *self._named.values()]
-        found: set[str] = set()
+        found = set(self._elsewhere)
         for policy in [*policies, *(t.policy for t in self._templates.values())]:
             found |= policy.scopes()
         return sorted(found)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError
 from bastion._guard import ResourceGuard
 from bastion._list_filter import PolicyEnforcement
-from bastion._metadata import ResourceMetadata
+from bastion._metadata import ResourceMetadata, advertised_scopes
 from bastion._middleware import AuthMiddleware
 from bastion._policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
 from bastion._registry import PolicyRegistry
@@ -102,7 +102,13 @@ class MCPServer(SDKMCPServer[Any]):
         self._guard: ResourceGuard | None = None
         if auth is not None:
             self._guard = self._make_guard(resource_path="/mcp")
-        self.middleware.append(PolicyEnforcement(self.registry, enforce_default=auth is not None))
+        self.middleware.append(
+            PolicyEnforcement(
+                self.registry,
+                enforce_default=auth is not None,
+                known_scopes=self._known_scopes,
+            )
+        )
 
     def _make_guard(self, resource_path: str) -> ResourceGuard:
         assert self.verifier is not None
@@ -113,6 +119,13 @@ class MCPServer(SDKMCPServer[Any]):
             metadata=self._metadata,
             registry=self.registry,
         )
+
+    def _known_scopes(self) -> frozenset[str]:
+        if self._guard is not None:
+            return self._guard.known_scopes()
+        # No verifier of its own: an outer layer (protect()) may still have put a token in context.
+        advertised = advertised_scopes(self._metadata.scopes_supported or self.registry.scopes())
+        return frozenset(advertised) | self.registry.hierarchy.scopes()
 
     # -- registration with policies -----------------------------------------
 
@@ -178,6 +191,7 @@ class MCPServer(SDKMCPServer[Any]):
         if auth is None:
             return register
         policy = as_policy(auth)
+        self.registry.add_scopes(policy.scopes())
 
         def decorator(fn: _Endpoint) -> _Endpoint:
             @functools.wraps(fn)
@@ -188,7 +202,7 @@ class MCPServer(SDKMCPServer[Any]):
                     return result
                 decision = await guard.decide_policy(policy, "route", path, result, request)
                 if not decision.allowed:
-                    return guard.refusal(request, decision)
+                    return guard.refusal(request, decision, granted=result.scopes)
                 return await _call_as(result, fn, request, guard)
 
             register(guarded)
@@ -247,6 +261,6 @@ async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: R
     try:
         return await fn(request)
     except (AuthenticationError, AuthorizationError) as exc:
-        return guard.error_response(request, exc)
+        return guard.error_response(request, exc, granted=token.scopes)
     finally:
         auth_context_var.reset(reset)

@@ -50,7 +50,7 @@ class Bastion:
             provider's OAuth proxy), whose endpoints :meth:`install` then serves too.
         resource_url: The canonical URL of the API (RFC 9728 ``resource``).
         authorization_servers: Issuers for the metadata (default: the verifier's).
-        scopes_supported: Scopes for the metadata.
+        scopes_supported: Scopes for the metadata (default: those the dependencies use).
     """
 
     def __init__(
@@ -94,6 +94,7 @@ class Bastion:
     def require(self, policy: PolicyLike = require_auth) -> Dependency:
         """A dependency that returns the verified token when ``policy`` allows, else 401/403."""
         resolved = as_policy(policy)
+        self.guard.registry.add_scopes(resolved.scopes())
 
         async def dependency(request: Request) -> AccessToken:
             result = await self.guard.authenticate(request)
@@ -101,7 +102,7 @@ class Bastion:
                 raise _as_exception(result)
             decision = await self.guard.decide_policy(resolved, "route", request.url.path, result, request)
             if not decision.allowed:
-                raise _as_exception(self.guard.refusal(request, decision))
+                raise _as_exception(self.guard.refusal(request, decision, granted=result.scopes))
             request.scope["user"] = authenticated_user(result)
             return result
 

@@ -1,0 +1,106 @@
+"""The scopes a client is told to ask for by a 403 step-up.
+
+A 403 ``insufficient_scope`` names the token's known scopes plus those the operation needs
+(MCP 2025-11-25 "Scope Challenge Handling", recommended approach), so that a client which
+replaces its scopes with the challenge's keeps what it could already do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+
+from bastion import (
+    JWTVerifier,
+    MCPServer,
+    Verifier,
+    protect,
+    require_scopes,
+)
+from bastion.testing import KeyPair
+
+from conftest import MCP_HEADERS, TOKENS, StaticVerifier, principal, rpc, served
+
+ISSUER = "https://issuer.example"
+
+
+def scope_of(response: httpx2.Response) -> str | None:
+    """The ``scope`` parameter of the response's ``WWW-Authenticate`` challenge."""
+    challenge = response.headers["www-authenticate"]
+    _, found, rest = challenge.partition('scope="')
+    return rest.partition('"')[0] if found else None
+
+
+def tools_server(auth: Verifier | None = None, **options: Any) -> MCPServer:
+    """A server with a tool per scope (and one naming offline_access, which no client should be told to ask for)."""
+    mcp = MCPServer("Notes", auth=auth or StaticVerifier(TOKENS), **options)
+
+    @mcp.tool()
+    def whoami() -> str:
+        return "me"
+
+    @mcp.tool(auth=require_scopes("notes:read"))
+    def list_notes() -> list[str]:
+        return ["first"]
+
+    @mcp.tool(auth=require_scopes("notes:write"))
+    def add_note(text: str) -> str:
+        return f"saved {text}"
+
+    @mcp.tool(auth=require_scopes("offline_access"))
+    def odd() -> str:
+        return "odd"
+
+    return mcp
+
+
+def jwt_verifier(keys: KeyPair, **options: Any) -> JWTVerifier:
+    return JWTVerifier(public_key=keys.public_key, issuer=ISSUER, **options)
+
+
+def unauthenticated(url: str, token: str | None = None) -> httpx2.Response:
+    headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+    response = httpx2.post(url, json=rpc("tools/list", {}), headers=headers)
+    assert response.status_code == 401
+    return response
+
+
+def test_the_step_up_keeps_scopes_the_hierarchy_knows() -> None:
+    verifier = StaticVerifier({"admin": principal("admin", "notes:admin", "elsewhere")})
+    mcp = tools_server(verifier, scope_hierarchy={"notes:admin": ["notes:read", "notes:write"]})
+
+    @mcp.tool(auth=require_scopes("notes:export"))
+    def export() -> str:
+        return "all"
+
+    with served(mcp, stateless_http=True, json_response=True) as url:
+        call = rpc("tools/call", {"name": "export", "arguments": {}})
+        response = httpx2.post(url, json=call, headers={**MCP_HEADERS, "Authorization": "Bearer admin"})
+    assert response.status_code == 403
+    assert scope_of(response) == "notes:admin notes:export"
+    assert response.json()["error"]["data"] == {"scope": "notes:admin notes:export"}
+
+
+def test_the_sdk_side_refusal_names_the_known_granted_scopes_too() -> None:
+    """Behind protect() without an MCP path only the SDK-side check sees the call."""
+    from bastion.testing import serve
+
+    mcp = MCPServer("Notes")  # no verifier of its own: protect() authenticates
+
+    @mcp.tool(auth=require_scopes("notes:read"))
+    def list_notes() -> list[str]:
+        return ["first"]
+
+    @mcp.tool(auth=require_scopes("notes:write"))
+    def add_note(text: str) -> str:
+        return f"saved {text}"
+
+    inner = mcp.streamable_http_app(stateless_http=True, json_response=True)
+    app = protect(inner, auth=StaticVerifier(TOKENS), registry=mcp.registry)
+    with serve(app) as base:
+        call = rpc("tools/call", {"name": "add_note", "arguments": {"text": "x"}})
+        response = httpx2.post(base + "/mcp", json=call, headers={**MCP_HEADERS, "Authorization": "Bearer reader"})
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (-32003, "Insufficient scope")
+    assert error["data"] == {"scope": "notes:read notes:write"}
