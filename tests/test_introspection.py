@@ -21,6 +21,7 @@ from starlette.routing import Route
 from bastion import (
     AuthenticationError,
     ConfigurationError,
+    InsufficientScope,
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
@@ -333,9 +334,16 @@ async def test_required_scopes(
     server.answers["both"] = active(scope="notes:read mcp")
     verifier = make_verifier(required_scopes=["mcp"])
     assert (await verifier.verify("both")).scopes == ["notes:read", "mcp"]
-    with pytest.raises(InvalidClaims) as info:
+    # A valid token short of scope is a step-up, never a token to throw away (401)...
+    with pytest.raises(InsufficientScope) as info:
         await verifier.verify("reader")
-    assert info.value.description == "The access token lacks a required scope"
+    assert (info.value.scopes, info.value.granted) == (("mcp",), ("notes:read",))
+    assert not isinstance(info.value, AuthenticationError)
+    # ...and is not remembered as valid: the next request asks again, and is refused again.
+    calls = server.calls
+    with pytest.raises(InsufficientScope):
+        await verifier.verify("reader")
+    assert server.calls == calls + 1
 
 
 # -- caching ----------------------------------------------------------------

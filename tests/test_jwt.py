@@ -21,6 +21,7 @@ from joserfc.util import int_to_base64
 from bastion import (
     AccessToken,
     ConfigurationError,
+    InsufficientScope,
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
@@ -415,9 +416,11 @@ async def test_required_scopes(rsa_keys: KeyPair, clock: FakeClock) -> None:
         "mcp",
         "x",
     ]
-    with pytest.raises(InvalidClaims) as refused:
-        await verifier.check(claims_of(rsa_keys, clock, scope="notes:read"))
-    assert refused.value.description == "The access token lacks a required scope"
+    short = claims_of(rsa_keys, clock, scope="notes:read")
+    with pytest.raises(InsufficientScope) as refused:
+        await verifier.verify(short)
+    assert (refused.value.scopes, refused.value.granted) == (("mcp", "notes:read"), ("notes:read",))
+    assert len(verifier.cache) == 0  # the short token was not cached as valid
 
 
 # -- typ ---------------------------------------------------------------------------------

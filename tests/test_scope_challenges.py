@@ -2,7 +2,8 @@
 
 A 403 ``insufficient_scope`` names the token's known scopes plus those the operation needs
 (MCP 2025-11-25 "Scope Challenge Handling", recommended approach), so that a client which
-replaces its scopes with the challenge's keeps what it could already do.
+replaces its scopes with the challenge's keeps what it could already do. A valid token
+without a verifier's required scopes gets one too, never a 401.
 """
 
 from __future__ import annotations
@@ -64,6 +65,25 @@ def unauthenticated(url: str, token: str | None = None) -> httpx2.Response:
     response = httpx2.post(url, json=rpc("tools/list", {}), headers=headers)
     assert response.status_code == 401
     return response
+
+
+def test_a_token_without_the_verifiers_required_scopes_is_a_403_step_up_every_time() -> None:
+    keys = KeyPair.generate("ES256")
+    mcp = tools_server(jwt_verifier(keys, required_scopes=["mcp"]), resource_url="http://127.0.0.1/mcp")
+    short = keys.create_token(issuer=ISSUER, audience="http://127.0.0.1/mcp", scopes=["notes:read", "unknown"])
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {short}"}
+    with served(mcp, stateless_http=True, json_response=True) as url:
+        for _ in range(2):  # the second time too: a short token is never cached as valid
+            response = httpx2.post(url, json=rpc("tools/list", {}), headers=headers)
+            assert response.status_code == 403
+            assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+            # The required scope, and the granted one the server knows (not "unknown").
+            assert scope_of(response) == "mcp notes:read"
+        enough = keys.create_token(issuer=ISSUER, audience="http://127.0.0.1/mcp", scopes=["notes:read", "mcp"])
+        listed = httpx2.post(
+            url, json=rpc("tools/list", {}), headers={**MCP_HEADERS, "Authorization": f"Bearer {enough}"}
+        )
+        assert listed.status_code == 200
 
 
 def test_the_step_up_keeps_scopes_the_hierarchy_knows() -> None:

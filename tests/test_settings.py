@@ -18,8 +18,8 @@ from joserfc.jwk import OctKey, RSAKey
 
 from bastion import (
     ConfigurationError,
+    InsufficientScope,
     InvalidAudience,
-    InvalidClaims,
     InvalidIssuer,
     MCPServer,
     TokenExpired,
@@ -154,7 +154,7 @@ async def test_jwt_with_a_secret_and_every_option() -> None:
         await verifier.verify(hs256({**good, "iss": "https://evil.example"}))
     with pytest.raises(InvalidAudience):
         await verifier.verify(hs256({**good, "aud": "https://other.example/mcp"}))
-    with pytest.raises(InvalidClaims):
+    with pytest.raises(InsufficientScope):
         await verifier.verify(hs256({**good, "permissions": ["notes:read"]}))
     # The leeway is 5 seconds: a token that expired a minute ago is refused.
     with pytest.raises(TokenExpired):

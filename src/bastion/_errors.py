@@ -149,13 +149,22 @@ class AuthorizationError(BastionError):
 
 
 class InsufficientScope(AuthorizationError):
-    """The token lacks scope the operation needs; a client may step up (RFC 6750 section 3.1)."""
+    """The token lacks scope the operation needs; a client may step up (RFC 6750 section 3.1).
+
+    Args:
+        scopes: Every scope the operation needs.
+        detail: The logged message.
+        granted: The scopes the token holds, when the one raising knows them better than
+            the request does (a verifier's ``required_scopes``): the challenge keeps those
+            the server knows, so a client that replaces its scopes loses none.
+    """
 
     error = "insufficient_scope"
     description = "The access token lacks the scope this operation needs"
 
-    def __init__(self, scopes: Iterable[str], detail: str | None = None) -> None:
+    def __init__(self, scopes: Iterable[str], detail: str | None = None, *, granted: Iterable[str] = ()) -> None:
         self.scopes: tuple[str, ...] = tuple(dict.fromkeys(scopes))
+        self.granted: tuple[str, ...] = tuple(dict.fromkeys(granted))
         super().__init__(detail or f"needs scopes {' '.join(self.scopes)}")
 
 

@@ -251,5 +251,5 @@ class ResourceGuard:
         if isinstance(exc, AuthenticationError):
             return self.challenge(conn, 401, exc.error, exc.description)
         if isinstance(exc, InsufficientScope):
-            return self.refusal(conn, Decision.deny(exc.scopes), granted=granted)
+            return self.refusal(conn, Decision.deny(exc.scopes), granted=(*exc.granted, *granted))
         return self.refusal(conn, Decision.deny())

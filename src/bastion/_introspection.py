@@ -15,6 +15,7 @@ import httpx2
 
 from bastion._errors import (
     ConfigurationError,
+    InsufficientScope,
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
@@ -54,7 +55,8 @@ class IntrospectionVerifier(Verifier):
             them. Also advertised as the resource's authorization server.
         audience: The accepted audience(s). When the answer has ``aud``, one of its
             values must be one of them. When unset, the server's resource URL is used.
-        required_scopes: Scopes every token must carry.
+        required_scopes: Scopes every token must carry; a valid token without them is
+            refused with :class:`~bastion.InsufficientScope` (HTTP 403, step-up).
         roles_claim: The member of the answer holding roles (a dotted path such as
             ``realm_access.roles`` reaches into objects).
         cache_ttl: Seconds an answer is reused, never past the token's ``exp``.
@@ -137,6 +139,7 @@ class IntrospectionVerifier(Verifier):
             TokenInactive: the answer is not ``"active": true``.
             TokenExpired, InvalidIssuer, InvalidAudience, InvalidClaims:
                 an active token that this resource does not accept.
+            InsufficientScope: an active token without the ``required_scopes``.
         """
         answer = await self._introspect(token)
         if answer.get("active") is not True:
@@ -193,9 +196,9 @@ class IntrospectionVerifier(Verifier):
         scopes = _scopes(answer.get("scope"))
         missing = [scope for scope in self.required_scopes if scope not in scopes]
         if missing:
-            raise InvalidClaims(
-                f"token lacks required scopes {' '.join(missing)}",
-                description="The access token lacks a required scope",
+            # A valid token short of scope: a step-up (403), not a token to throw away (401).
+            raise InsufficientScope(
+                self.required_scopes, f"token lacks required scopes {' '.join(missing)}", granted=scopes
             )
         return AccessToken(
             token=token,

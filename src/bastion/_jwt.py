@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from bastion._compact import b64decode, decode_claims, decode_json
 from bastion._errors import (
     ConfigurationError,
+    InsufficientScope,
     InvalidAudience,
     InvalidClaims,
     InvalidIssuer,
@@ -54,7 +55,6 @@ _MAX_NUMERIC_DATE = 2.0**53
 _MAX_HEADERS_CACHED = 256
 _ABSENT: Any = object()
 _validate_access_token: Callable[[dict[str, Any]], AccessToken] = AccessToken.__pydantic_validator__.validate_python
-_SCOPE_MISSING = "The access token lacks a required scope"
 
 
 class KeySource(Protocol):
@@ -128,7 +128,8 @@ class JWTVerifier(Verifier):
             (``RS256`` for RSA, ``ES256`` for P-256, ``EdDSA`` for Ed25519,
             ``HS256`` for a secret), or every asymmetric algorithm for a key set.
         leeway: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
-        required_scopes: Scopes every token must carry.
+        required_scopes: Scopes every token must carry; a valid token without them is
+            refused with :class:`~bastion.InsufficientScope` (HTTP 403, step-up).
         scope_claim: The claim holding the scopes; the default ``scope`` also
             falls back to ``scp``. A space-separated string or a list.
         roles_claim: The claim holding the roles (a dotted path reaches into
@@ -179,7 +180,7 @@ class JWTVerifier(Verifier):
         self.issuers: tuple[str, ...] = self._strings("issuer", issuer)
         self.audiences: tuple[str, ...] = self._strings("audience", audience)
         self.leeway = float(leeway)
-        self.required_scopes = frozenset(required_scopes or ())
+        self.required_scopes: frozenset[str] = frozenset(required_scopes or ())
         self.typ = None if typ is None else _normalize_typ(typ)
         self._issuer_set = frozenset(self.issuers)
         self._clock = clock
@@ -240,7 +241,9 @@ class JWTVerifier(Verifier):
         """Verify the signature and claims of a JWT access token.
 
         Raises:
-            InvalidToken: or a subclass naming the reason; never another exception.
+            InvalidToken: or a subclass naming the reason.
+            InsufficientScope: a valid token without the ``required_scopes``.
+            Never another exception.
         """
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long", description="The access token is too long")
@@ -379,7 +382,8 @@ class JWTVerifier(Verifier):
         except ValueError as exc:
             raise InvalidClaims(f"the scope or roles claim {exc}") from None
         if self.required_scopes and not self.required_scopes.issubset(scopes):
-            raise InvalidClaims("required scopes missing", description=_SCOPE_MISSING)
+            # A valid token short of scope: a step-up (403), not a token to throw away (401).
+            raise InsufficientScope(sorted(self.required_scopes), "required scopes missing", granted=scopes)
         try:
             # The validator itself, not __init__: the same checks, a microsecond sooner.
             return _validate_access_token(

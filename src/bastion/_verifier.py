@@ -179,6 +179,8 @@ class Verifier(ABC):
 
         Raises:
             AuthenticationError: the token is refused; the subclass says why.
+            AuthorizationError: a valid token the verifier finds short (its ``required_scopes``);
+                it is not cached, so it never comes back from :meth:`peek` either.
         """
         cache = self.cache
         cached = cache.get(token)
