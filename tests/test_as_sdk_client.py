@@ -118,8 +118,8 @@ async def test_step_up_when_a_tool_needs_more_scope(tmp_path: Path) -> None:
     auth = AuthorizationServer(
         base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="alice"
     )
-    # The resource advertises only the read scope, so the client starts with it.
-    mcp = notes_server(auth, resource_url=base + "/mcp", scopes_supported=["notes:read"])
+    # A first sign-in asks for the read scope only.
+    mcp = notes_server(auth, resource_url=base + "/mcp", initial_scopes=["notes:read"])
     browser = HeadlessBrowser()
     with running(mcp, port) as url:
         provider = oauth_client(url, browser=browser)

@@ -41,8 +41,10 @@ def test_dependencies_answer_401_403_and_return_the_token() -> None:
     with serve(make_app()) as base:
         anonymous = httpx2.get(base + "/notes")
         assert anonymous.status_code == 401
+        # A first sign-in is told what the dependencies need.
         assert anonymous.headers["www-authenticate"] == (
-            'Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"'
+            'Bearer scope="notes:read notes:write", '
+            'resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"'
         )
         refused = httpx2.get(base + "/notes", headers={"Authorization": "Bearer nothing"})
         assert refused.status_code == 403
@@ -57,6 +59,21 @@ def test_dependencies_answer_401_403_and_return_the_token() -> None:
         doc = httpx2.get(base + "/.well-known/oauth-protected-resource").json()
         assert doc["resource"] == "https://api.example.com"
         assert doc["scopes_supported"] == ["notes:read", "notes:write"]
+
+
+def test_initial_scopes_are_what_the_401_names() -> None:
+    bastion = Bastion(StaticVerifier(TOKENS), resource_url="https://api.example.com", initial_scopes=["notes:read"])
+    app = FastAPI()
+    bastion.install(app)
+
+    @app.post("/notes")
+    async def add(token: Annotated[AccessToken, Depends(bastion.require_scopes("notes:write"))]) -> dict[str, bool]:
+        return {"saved": True}
+
+    with serve(app) as base:
+        anonymous = httpx2.post(base + "/notes")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith('Bearer scope="notes:read", ')
 
 
 async def test_mounted_mcp_endpoint_uses_the_same_tokens() -> None:

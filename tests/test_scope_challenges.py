@@ -1,18 +1,21 @@
-"""The scopes a client is told to ask for by a 403 step-up.
+"""The scopes a client is told to ask for: the 401 challenge (first sign-in) and the 403 step-up.
 
-A 403 ``insufficient_scope`` names the token's known scopes plus those the operation needs
+A 401 names what a first sign-in should request (MCP "Scope Selection Strategy"); a 403
+``insufficient_scope`` names the token's known scopes plus those the operation needs
 (MCP 2025-11-25 "Scope Challenge Handling", recommended approach), so that a client which
-replaces its scopes with the challenge's keeps what it could already do. A valid token
-without a verifier's required scopes gets one too, never a 401.
+replaces its scopes with the challenge's keeps what it could already do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
+import pytest
 
 from bastion import (
+    ConfigurationError,
     JWTVerifier,
     MCPServer,
     Verifier,
@@ -65,6 +68,65 @@ def unauthenticated(url: str, token: str | None = None) -> httpx2.Response:
     response = httpx2.post(url, json=rpc("tools/list", {}), headers=headers)
     assert response.status_code == 401
     return response
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # Nothing required, nothing configured: what the tools need, never offline_access.
+        (lambda keys: tools_server(), "notes:read notes:write"),
+        # The verifier's required scopes, not every tool's.
+        (lambda keys: tools_server(jwt_verifier(keys, required_scopes=["mcp"])), "mcp"),
+        # The default policy's and the verifier's, together.
+        (
+            lambda keys: tools_server(
+                jwt_verifier(keys, required_scopes=["mcp"]), default_policy=require_scopes("profile")
+            ),
+            "mcp profile",
+        ),
+        # What a first sign-in should ask for, as configured.
+        (lambda keys: tools_server(initial_scopes=["notes:read"]), "notes:read"),
+        # ... besides what is required anyway.
+        (
+            lambda keys: tools_server(jwt_verifier(keys, required_scopes=["mcp"]), initial_scopes=["notes:read"]),
+            "mcp notes:read",
+        ),
+    ],
+    ids=["tools", "required_scopes", "default_policy_and_required_scopes", "initial_scopes", "initial_and_required"],
+)
+def test_the_401_names_the_scopes_a_first_sign_in_should_request(
+    make: Callable[[KeyPair], MCPServer], expected: str
+) -> None:
+    keys = KeyPair.generate("ES256")
+    with served(make(keys), stateless_http=True, json_response=True) as url:
+        assert scope_of(unauthenticated(url)) == expected
+        # A presented bad token is told the same.
+        refused = unauthenticated(url, "not-a-token")
+        assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        assert scope_of(refused) == expected
+
+
+def test_initial_scopes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_INITIAL_SCOPES", "notes:read, profile")
+    with served(tools_server(), stateless_http=True, json_response=True) as url:
+        assert scope_of(unauthenticated(url)) == "notes:read profile"
+    # An explicit argument wins over the variable.
+    with served(tools_server(initial_scopes=["notes:write"]), stateless_http=True, json_response=True) as url:
+        assert scope_of(unauthenticated(url)) == "notes:write"
+
+
+@pytest.mark.parametrize("scopes", [["offline_access"], ["notes:read", "two words"], "notes:read"])
+def test_initial_scopes_are_scope_names_and_never_offline_access(scopes: Any) -> None:
+    with pytest.raises(ConfigurationError, match="initial_scopes"):
+        tools_server(initial_scopes=scopes)
+
+
+def test_protect_takes_initial_scopes() -> None:
+    from bastion.testing import serve
+
+    app = protect(tools_server().streamable_http_app(), auth=StaticVerifier(TOKENS), initial_scopes=["notes:read"])
+    with serve(app) as base:
+        assert scope_of(unauthenticated(base + "/mcp")) == "notes:read"
 
 
 def test_a_token_without_the_verifiers_required_scopes_is_a_403_step_up_every_time() -> None:

@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from bastion._challenge import bearer_challenge, challenge_response
-from bastion._errors import AuthenticationError, AuthorizationError, InsufficientScope
+from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError, InsufficientScope
 from bastion._metadata import WELL_KNOWN, ResourceMetadata, advertised_scopes, canonical_resource, metadata_url
 from bastion._policy import Decision, Policy, TargetKind
 from bastion._registry import PolicyRegistry
@@ -57,6 +57,9 @@ class ResourceGuard:
         metadata: The static fields of the RFC 9728 document.
         registry: The policies; ``scopes_supported`` is computed from them unless
             the metadata gives it.
+        initial_scopes: The scopes a first sign-in should ask for, named by the 401
+            challenge besides what the default policy and the verifier require
+            (default: when nothing is required, every scope the policies use).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ResourceGuard:
         resource_path: str = "",
         metadata: ResourceMetadata | None = None,
         registry: PolicyRegistry | None = None,
+        initial_scopes: Sequence[str] | None = None,
     ) -> None:
         self.verifier = verifier
         self.registry = registry or PolicyRegistry()
@@ -75,6 +79,7 @@ class ResourceGuard:
         if self.resource_url is not None:
             verifier.expect_audience(self.resource_url)
         self.metadata = metadata or ResourceMetadata()
+        self.initial_scopes = None if initial_scopes is None else _initial_scopes(initial_scopes)
 
     # -- where things are -------------------------------------------------
 
@@ -115,6 +120,22 @@ class ResourceGuard:
     def scopes_supported(self) -> Sequence[str]:
         """The scopes advertised in the metadata document."""
         return self.metadata.scopes_supported or tuple(self.verifier.scopes_supported) or self.registry.scopes()
+
+    def challenge_scopes(self) -> list[str]:
+        """The ``scope`` of a 401 challenge: what a client should request first.
+
+        Clients use it before ``scopes_supported`` (MCP "Scope Selection Strategy"), so it
+        decides whether a first sign-in is least-privilege: what the default policy and the
+        verifier require, plus ``initial_scopes``; with neither, every scope the policies
+        use. Never ``offline_access``: clients add it when the authorization server offers it.
+        """
+        wanted = {*self.registry.default.scopes(), *self.verifier.required_scopes}
+        if self.initial_scopes is not None:
+            wanted.update(self.initial_scopes)
+        elif not wanted:
+            wanted.update(self.registry.scopes())
+        wanted.discard("offline_access")
+        return sorted(wanted)
 
     def known_scopes(self) -> frozenset[str]:
         """The scopes this server knows: those it advertises, and those of its scope hierarchy."""
@@ -175,13 +196,12 @@ class ResourceGuard:
 
     def challenge(self, conn: HTTPConnection, status: int, error: str | None, description: str | None) -> Response:
         """A 400/401 response with the resource's ``WWW-Authenticate`` challenge."""
-        scopes = sorted(self.registry.default.scopes()) or None
         return challenge_response(
             status,
             resource_metadata=self.metadata_url_for(conn),
             error=error,
             description=description,
-            scopes=scopes,
+            scopes=self.challenge_scopes() or None,
         )
 
     async def decide(
@@ -253,3 +273,12 @@ class ResourceGuard:
         if isinstance(exc, InsufficientScope):
             return self.refusal(conn, Decision.deny(exc.scopes), granted=(*exc.granted, *granted))
         return self.refusal(conn, Decision.deny())
+
+
+def _initial_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(scopes, str) or not all(isinstance(s, str) and s and not any(c.isspace() for c in s) for s in scopes):
+        raise ConfigurationError("initial_scopes must be a list of scope names without spaces")
+    if "offline_access" in scopes:
+        # Clients ask for it themselves when the authorization server offers refresh tokens.
+        raise ConfigurationError("initial_scopes must not name offline_access: clients add it themselves")
+    return tuple(dict.fromkeys(scopes))

@@ -36,6 +36,8 @@ class MultiVerifier(Verifier):
         for verifier in self.verifiers:
             if not isinstance(verifier, Verifier):
                 raise ConfigurationError(f"MultiVerifier takes bastion verifiers, got {type(verifier).__name__}")
+        # For the 401 challenge: every verifier's, in order, without repeats.
+        self.required_scopes = tuple(dict.fromkeys(s for verifier in self.verifiers for s in verifier.required_scopes))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}([{', '.join(map(repr, self.verifiers))}])"

@@ -26,6 +26,7 @@ def protect(
     registry: PolicyRegistry | None = None,
     authorization_servers: Sequence[str] = (),
     scopes_supported: Sequence[str] = (),
+    initial_scopes: Sequence[str] | None = None,
     is_protected: Callable[[str], bool] | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> AuthMiddleware:
@@ -44,6 +45,9 @@ def protect(
         registry: Per-tool, per-resource and per-prompt policies.
         authorization_servers: Issuers for the metadata (default: the verifier's).
         scopes_supported: Scopes for the metadata (default: those the policies use).
+        initial_scopes: Scopes the 401 challenge names for a first sign-in, besides what
+            ``policy`` and the verifier require (default: when nothing is required, the
+            scopes the policies use).
         is_protected: Which paths need a token (default: all but the metadata).
         max_body_size: The largest JSON-RPC body inspected (413 past it).
     """
@@ -55,6 +59,7 @@ def protect(
             authorization_servers=tuple(authorization_servers), scopes_supported=tuple(scopes_supported)
         ),
         registry=registry or PolicyRegistry(policy),
+        initial_scopes=initial_scopes,
     )
     return AuthMiddleware(
         app,

@@ -23,7 +23,7 @@ from bastion._metadata import ResourceMetadata, advertised_scopes
 from bastion._middleware import AuthMiddleware
 from bastion._policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
 from bastion._registry import PolicyRegistry
-from bastion._settings import from_env
+from bastion._settings import from_env, server_settings
 from bastion._tokens import AccessToken, authenticated_user
 from bastion._verifier import Verifier
 from bastion.authserver._server import AuthorizationServer
@@ -58,6 +58,10 @@ class MCPServer(SDKMCPServer[Any]):
         scopes_supported: The scopes advertised (default: every scope the policies use).
         resource_name: A human-readable name for the metadata document.
         resource_documentation: A URL of documentation for the metadata document.
+        initial_scopes: The scopes a first sign-in should ask for: the 401 challenge names
+            them, with what ``default_policy`` and the verifier require. Default:
+            ``BASTION_INITIAL_SCOPES``; without it, and when nothing is required, every
+            scope the policies use. Never ``offline_access``.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
     """
 
@@ -73,6 +77,7 @@ class MCPServer(SDKMCPServer[Any]):
         scopes_supported: Sequence[str] | None = None,
         resource_name: str | None = None,
         resource_documentation: str | None = None,
+        initial_scopes: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
@@ -84,6 +89,8 @@ class MCPServer(SDKMCPServer[Any]):
         if auth is None and os.environ.get("BASTION_AUTH"):
             auth = from_env()
         resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
+        if initial_scopes is None and os.environ.get("BASTION_INITIAL_SCOPES"):
+            initial_scopes = server_settings().initial_scopes
         self.authorization_server: AuthorizationServer | None = None
         if isinstance(auth, AuthorizationServer):
             self.authorization_server = auth
@@ -93,6 +100,7 @@ class MCPServer(SDKMCPServer[Any]):
         self.verifier: Verifier | None = auth
         self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
         self._resource_url = resource_url
+        self._initial_scopes = initial_scopes
         self._metadata = ResourceMetadata(
             authorization_servers=tuple(authorization_servers or ()),
             scopes_supported=tuple(scopes_supported or ()),
@@ -118,6 +126,7 @@ class MCPServer(SDKMCPServer[Any]):
             resource_path=resource_path,
             metadata=self._metadata,
             registry=self.registry,
+            initial_scopes=self._initial_scopes,
         )
 
     def _known_scopes(self) -> frozenset[str]:

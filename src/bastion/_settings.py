@@ -55,6 +55,7 @@ class _Settings(BaseSettings):
     auth: str | None = None
     resource_url: str | None = None
     base_url: str | None = None
+    initial_scopes: str | None = None
 
     jwt_jwks_uri: str | None = None
     jwt_public_key: str | None = None
@@ -161,31 +162,40 @@ class _Settings(BaseSettings):
 
 
 class ServerSettings(BaseModel):
-    """Where the server is, from ``BASTION_RESOURCE_URL`` and ``BASTION_BASE_URL``.
+    """Where the server is and what a first sign-in asks for, from ``BASTION_RESOURCE_URL``,
+    ``BASTION_BASE_URL`` and ``BASTION_INITIAL_SCOPES``.
 
     Attributes:
         resource_url: The canonical URL of the MCP endpoint (the token audience).
         base_url: The public base URL of the server, when it sits behind a proxy.
+        initial_scopes: The scopes the 401 challenge names for a first sign-in
+            (comma- or space-separated in the variable).
     """
 
     model_config = ConfigDict(frozen=True)
 
     resource_url: str | None = None
     base_url: str | None = None
+    initial_scopes: tuple[str, ...] | None = None
 
 
 def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
-    """The server's URLs from the environment (default: ``os.environ``).
+    """The server's settings from the environment (default: ``os.environ``).
 
     Raises:
-        ConfigurationError: a URL is not an absolute http(s) URL.
+        ConfigurationError: a URL is not an absolute http(s) URL, or a list names nothing.
     """
     settings = _load(environ)
     for name in ("resource_url", "base_url"):
         value = getattr(settings, name)
         if value is not None:
             _check_url(value, name)
-    return ServerSettings(resource_url=settings.resource_url, base_url=settings.base_url)
+    initial_scopes = _list(settings, "initial_scopes")
+    return ServerSettings(
+        resource_url=settings.resource_url,
+        base_url=settings.base_url,
+        initial_scopes=None if initial_scopes is None else tuple(initial_scopes),
+    )
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Verifier | AuthorizationServer:

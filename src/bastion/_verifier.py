@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -135,6 +135,9 @@ class Verifier(ABC):
     issuers: Sequence[str] = ()
     #: Used as the default ``scopes_supported`` of the resource metadata (before the policies' scopes).
     scopes_supported: Sequence[str] = ()
+    #: Scopes every token must carry (a token without them is refused with ``InsufficientScope``);
+    #: the 401 challenge names them as scopes to request.
+    required_scopes: Collection[str] = ()
 
     def __init__(self, *, cache: TokenCache | None = None) -> None:
         self.cache = TokenCache() if cache is None else cache

@@ -51,6 +51,9 @@ class Bastion:
         resource_url: The canonical URL of the API (RFC 9728 ``resource``).
         authorization_servers: Issuers for the metadata (default: the verifier's).
         scopes_supported: Scopes for the metadata (default: those the dependencies use).
+        initial_scopes: Scopes the 401 challenge names for a first sign-in, besides what
+            the verifier requires (default: when nothing is required, the scopes the
+            dependencies use).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Bastion:
         resource_url: str | None = None,
         authorization_servers: Sequence[str] = (),
         scopes_supported: Sequence[str] = (),
+        initial_scopes: Sequence[str] | None = None,
     ) -> None:
         self.authorization_server = auth if isinstance(auth, AuthorizationServer) else None
         verifier = auth.resource_verifier(resource_url) if isinstance(auth, AuthorizationServer) else auth
@@ -70,6 +74,7 @@ class Bastion:
                 authorization_servers=tuple(authorization_servers), scopes_supported=tuple(scopes_supported)
             ),
             registry=PolicyRegistry(),
+            initial_scopes=initial_scopes,
         )
 
     def install(self, app: FastAPI) -> None:
