@@ -2,7 +2,8 @@
 
     BASTION_AUTH=jwt BASTION_JWT_JWKS_URI=... BASTION_JWT_ISSUER=... python examples/scopes_and_roles.py
 
-A caller sees in tools/list only what it may call. Calling a tool that needs more scope
+A caller sees in tools/list what it may call and what more scope would unlock; what a
+role or a rule of your own refuses stays hidden. Calling a tool that needs more scope
 answers HTTP 403 with WWW-Authenticate: Bearer error="insufficient_scope", scope="...",
 so the client can ask the user for it (step-up).
 """

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx2
 import pytest
@@ -32,7 +32,7 @@ from bastion.storage import SQLiteStore
 from bastion.testing import HeadlessBrowser, MemoryTokenStorage, oauth_client, serve
 from bastion.testing._oauth import HEADLESS_REDIRECT_URI
 
-from as_support import check_user
+from as_support import check_user, pkce_pair
 from as_tls import self_signed, serve_https
 
 
@@ -60,12 +60,26 @@ def running(mcp: MCPServer, port: int) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def connected(url: str, provider: OAuthClientProvider) -> AsyncIterator[Client]:
+async def connected(
+    url: str, provider: OAuthClientProvider, seen: list[httpx2.Response] | None = None
+) -> AsyncIterator[Client]:
+    """The SDK's client with its OAuth client; every HTTP response is added to ``seen``."""
+
+    async def record(response: httpx2.Response) -> None:
+        if seen is not None:
+            seen.append(response)
+
     async with (
-        httpx2.AsyncClient(auth=provider) as http,
+        httpx2.AsyncClient(auth=provider, event_hooks={"response": [record]}) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         yield client
+
+
+def challenged_scopes(response: httpx2.Response) -> set[str]:
+    """The scopes a ``WWW-Authenticate`` challenge names."""
+    _, _, rest = response.headers["www-authenticate"].partition('scope="')
+    return set(rest.partition('"')[0].split())
 
 
 async def test_dynamic_registration_flow_then_tools(tmp_path: Path) -> None:
@@ -112,25 +126,127 @@ async def test_refresh_rotates_and_keeps_the_session(tmp_path: Path) -> None:
     assert len(browser.visited) == 1  # refreshed, not re-authorized
 
 
-async def test_step_up_when_a_tool_needs_more_scope(tmp_path: Path) -> None:
+async def test_step_up_when_a_listed_tool_needs_more_scope(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     auth = AuthorizationServer(
-        base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="alice"
+        base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="bob"
     )
     # A first sign-in asks for the read scope only.
     mcp = notes_server(auth, resource_url=base + "/mcp", initial_scopes=["notes:read"])
     browser = HeadlessBrowser()
+    seen: list[httpx2.Response] = []
     with running(mcp, port) as url:
         provider = oauth_client(url, browser=browser)
-        async with connected(url, provider) as client:
+        async with connected(url, provider, seen) as client:
             assert (await client.call_tool("list_notes", {})).structured_content == {"result": []}
-            assert "notes%3Awrite" not in browser.visited[0]
+            first = parse_qs(urlsplit(browser.visited[0]).query)
+            assert set(first["scope"][0].split()) == {"notes:read", "offline_access"}
+            # add_note is listed before its scope is granted, so a host can call it and step up;
+            # admin_stats needs a role bob does not have: no scope helps, it stays hidden.
+            assert {tool.name for tool in (await client.list_tools()).tools} == {"whoami", "list_notes", "add_note"}
             saved = await client.call_tool("add_note", {"text": "more scope"})
             assert saved.is_error is not True
+            assert (await client.call_tool("list_notes", {})).structured_content == {"result": ["more scope"]}
+    step_ups = [r for r in seen if r.status_code == 403]
+    assert len(step_ups) == 1
+    assert 'error="insufficient_scope"' in step_ups[0].headers["www-authenticate"]
+    # What the token had and what the tool needs, so that even a client that replaces its scopes keeps reading.
+    assert challenged_scopes(step_ups[0]) == {"notes:read", "notes:write"}
     assert len(browser.visited) == 2
     second = parse_qs(urlsplit(browser.visited[1]).query)
     assert set(second["scope"][0].split()) == {"notes:read", "notes:write", "offline_access"}
+
+
+async def test_strict_lists_hide_what_more_scope_would_unlock(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = AuthorizationServer(
+        base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="bob"
+    )
+    mcp = notes_server(auth, resource_url=base + "/mcp", initial_scopes=["notes:read"], list_visibility="strict")
+    with running(mcp, port) as url:
+        async with connected(url, oauth_client(url)) as client:
+            assert {tool.name for tool in (await client.list_tools()).tools} == {"whoami", "list_notes"}
+            # The call itself is answered exactly as in the default mode: a step-up.
+            assert (await client.call_tool("add_note", {"text": "x"})).is_error is not True
+
+
+async def test_a_client_that_replaces_its_scopes_with_the_challenges_keeps_reading(tmp_path: Path) -> None:
+    """Clients such as the TypeScript SDK 1.x ask for exactly the challenge's scopes on a step-up."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = AuthorizationServer(
+        base, store=SQLiteStore(tmp_path / "a.db"), users=check_user, scopes=DEMO_SCOPES, auto_approve="bob"
+    )
+    mcp = notes_server(auth, resource_url=base + "/mcp")
+    with serve(mcp.streamable_http_app(stateless_http=True, json_response=True), port=port):
+        url = base + "/mcp"
+        async with httpx2.AsyncClient() as http:
+            registered = await http.post(
+                base + "/register",
+                json={
+                    "client_name": "replacing client",
+                    "redirect_uris": [HEADLESS_REDIRECT_URI],
+                    "grant_types": ["authorization_code"],
+                    "token_endpoint_auth_method": "none",
+                },
+            )
+            assert registered.status_code == 201, registered.text
+            client_id = registered.json()["client_id"]
+
+            async def call(token: str, tool: str, arguments: dict[str, Any]) -> httpx2.Response:
+                message = {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": tool, "arguments": arguments},
+                }
+                headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+                return await http.post(url, json=message, headers=headers)
+
+            reader = await sign_in(http, base, client_id, "notes:read")
+            assert (await call(reader, "list_notes", {})).status_code == 200
+            step_up = await call(reader, "add_note", {"text": "x"})
+            assert step_up.status_code == 403
+            challenge = challenged_scopes(step_up)
+            assert challenge == {"notes:read", "notes:write"}
+            # Replaced, not added to: the new token holds exactly what the challenge named.
+            replaced = await sign_in(http, base, client_id, " ".join(sorted(challenge)))
+            assert (await call(replaced, "add_note", {"text": "x"})).status_code == 200
+            listed = await call(replaced, "list_notes", {})
+            assert listed.json()["result"]["structuredContent"] == {"result": ["x"]}
+
+
+async def sign_in(http: httpx2.AsyncClient, base: str, client_id: str, scope: str) -> str:
+    """An access token for exactly ``scope``: authorization code with PKCE, approved without pages."""
+    verifier, challenge = pkce_pair()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": HEADLESS_REDIRECT_URI,
+            "scope": scope,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": base + "/mcp",
+        }
+    )
+    browser = HeadlessBrowser()
+    await browser.redirect_handler(f"{base}/authorize?{query}")
+    code = (await browser.callback_handler()).code
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": HEADLESS_REDIRECT_URI,
+        "client_id": client_id,
+        "resource": base + "/mcp",
+    }
+    tokens = (await http.post(base + "/token", data=form)).json()
+    assert set(tokens["scope"].split()) == set(scope.split())
+    return str(tokens["access_token"])
 
 
 async def test_revoked_tokens_are_refused(tmp_path: Path) -> None:

@@ -88,7 +88,10 @@ async def test_environment_config(monkeypatch: pytest.MonkeyPatch, keys: KeyPair
         async with mcp_client(base + "/mcp", token(keys, "https://notes.example.com/mcp", "notes:read")) as client:
             assert (await client.call_tool("whoami", {})).structured_content == {"result": "alice"}
         async with mcp_client(base + "/mcp", token(keys, "https://notes.example.com/mcp")) as client:
-            assert (await client.list_tools()).tools == []
+            # Listed, since notes:read would unlock it, and refused until then.
+            assert [t.name for t in (await client.list_tools()).tools] == ["whoami"]
+            with pytest.raises(MCPError, match="Insufficient scope"):
+                await client.call_tool("whoami", {})
 
 
 def test_environment_config_fails_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +129,8 @@ async def test_scopes_and_roles(monkeypatch: pytest.MonkeyPatch, keys: KeyPair, 
     with serve(example.mcp.streamable_http_app(stateless_http=True)) as base:
         url = base + "/mcp"
         async with mcp_client(url, token(keys, aud, "notes:read", tenant="acme")) as client:
-            assert [t.name for t in (await client.list_tools()).tools] == ["list_notes"]
+            # What it may call, and what more scope would unlock (add_note, purge).
+            assert [t.name for t in (await client.list_tools()).tools] == ["list_notes", "add_note", "purge"]
             note = await client.read_resource("notes://acme/plan")
             assert note.contents[0].text == "plan of acme"  # type: ignore[union-attr]
             with pytest.raises(MCPError, match="Forbidden"):
@@ -137,7 +141,12 @@ async def test_scopes_and_roles(monkeypatch: pytest.MonkeyPatch, keys: KeyPair, 
             assert [p.name for p in (await client.list_prompts()).prompts] == ["summarize"]
         async with mcp_client(url, token(keys, aud, roles=["editor"])) as client:
             assert [p.name for p in (await client.list_prompts()).prompts] == ["summarize"]
-            assert (await client.list_tools()).tools == []
+            # Every tool needs a scope the editor has not granted yet: listed, refused when called.
+            assert [t.name for t in (await client.list_tools()).tools] == ["list_notes", "add_note", "purge"]
+            with pytest.raises(MCPError, match="Insufficient scope"):
+                await client.call_tool("list_notes", {})
+            # The tenant rule refuses a caller without a tenant, whatever its scopes: hidden.
+            assert (await client.list_resource_templates()).resource_templates == []
         reader = {**MCP_HEADERS, "Authorization": f"Bearer {token(keys, aud, 'notes:read')}"}
         step_up = httpx2.post(
             url, json=rpc("tools/call", {"name": "add_note", "arguments": {"text": "x"}}), headers=reader

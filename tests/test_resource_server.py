@@ -159,28 +159,61 @@ def test_scope_hierarchy_counts(stateless_url: str) -> None:
 @pytest.mark.parametrize(
     ("token", "tools"),
     [
+        ("nothing", ["whoami", "list_notes", "add_note"]),
+        ("reader", ["whoami", "list_notes", "add_note"]),
+        ("writer", ["whoami", "list_notes", "add_note"]),
+        ("admin", ["whoami", "list_notes", "add_note", "admin_stats"]),
+    ],
+)
+def test_tools_list_shows_what_the_caller_may_call_or_step_up_to(
+    stateless_url: str, token: str, tools: list[str]
+) -> None:
+    # What more scope would unlock is listed (a host calls only what it has listed, and the
+    # call is what starts the step-up); what a role refuses is not.
+    response = httpx2.post(stateless_url, json=rpc("tools/list", {}), headers=auth(token))
+    assert [t["name"] for t in response.json()["result"]["tools"]] == tools
+
+
+@pytest.mark.parametrize(
+    ("token", "tools"),
+    [
         ("nothing", ["whoami"]),
         ("reader", ["whoami", "list_notes"]),
         ("writer", ["whoami", "list_notes", "add_note"]),
         ("admin", ["whoami", "list_notes", "add_note", "admin_stats"]),
     ],
 )
-def test_tools_list_shows_only_what_the_caller_may_call(stateless_url: str, token: str, tools: list[str]) -> None:
-    response = httpx2.post(stateless_url, json=rpc("tools/list", {}), headers=auth(token))
+def test_strict_tools_list_shows_only_what_the_caller_may_call(token: str, tools: list[str]) -> None:
+    with served(notes_server(list_visibility="strict"), stateless_http=True, json_response=True) as url:
+        response = httpx2.post(url, json=rpc("tools/list", {}), headers=auth(token))
     assert [t["name"] for t in response.json()["result"]["tools"]] == tools
 
 
-def test_resources_templates_and_prompts_are_filtered(stateless_url: str) -> None:
-    def listed(method: str, field: str, key: str, token: str) -> list[str]:
-        result = httpx2.post(stateless_url, json=rpc(method, {}), headers=auth(token)).json()["result"]
-        return [item[key] for item in result[field]]
+@pytest.mark.parametrize("visibility", ["discoverable", "strict"])
+def test_resources_templates_and_prompts_are_filtered(visibility: str) -> None:
+    strict = visibility == "strict"
+    with served(notes_server(list_visibility=visibility), stateless_http=True, json_response=True) as url:
 
-    assert listed("resources/list", "resources", "uri", "nothing") == []
-    assert listed("resources/list", "resources", "uri", "reader") == ["notes://public"]
-    assert listed("resources/templates/list", "resourceTemplates", "uriTemplate", "writer") == []
-    assert listed("resources/templates/list", "resourceTemplates", "uriTemplate", "admin") == ["notes://private/{name}"]
-    assert listed("prompts/list", "prompts", "name", "reader") == []
-    assert listed("prompts/list", "prompts", "name", "writer") == ["compose"]
+        def listed(method: str, field: str, key: str, token: str) -> list[str]:
+            result = httpx2.post(url, json=rpc(method, {}), headers=auth(token)).json()["result"]
+            return [item[key] for item in result[field]]
+
+        assert listed("resources/list", "resources", "uri", "nothing") == ([] if strict else ["notes://public"])
+        assert listed("resources/list", "resources", "uri", "reader") == ["notes://public"]
+        # A role is never a step-up: hidden in both modes.
+        assert listed("resources/templates/list", "resourceTemplates", "uriTemplate", "writer") == []
+        assert listed("resources/templates/list", "resourceTemplates", "uriTemplate", "admin") == [
+            "notes://private/{name}"
+        ]
+        assert listed("prompts/list", "prompts", "name", "reader") == ([] if strict else ["compose"])
+        assert listed("prompts/list", "prompts", "name", "writer") == ["compose"]
+
+
+def test_list_visibility_is_discoverable_or_strict() -> None:
+    from bastion import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="list_visibility"):
+        notes_server(list_visibility="hidden")
 
 
 def test_resource_read_and_prompt_get_are_enforced(stateless_url: str) -> None:
@@ -282,7 +315,9 @@ def test_default_policy_applies_to_everything_registered_without_auth() -> None:
     mcp = notes_server(default_policy=require_scopes("notes:read"))
     with served(mcp, stateless_http=True, json_response=True) as url:
         response = httpx2.post(url, json=rpc("tools/list", {}), headers=auth("nothing"))
-        assert response.json()["result"]["tools"] == []
+        # Listed, since notes:read would unlock them; the role-gated tool is not.
+        names = [t["name"] for t in response.json()["result"]["tools"]]
+        assert names == ["whoami", "list_notes", "add_note"]
         call = rpc("tools/call", {"name": "whoami", "arguments": {}})
         response = httpx2.post(url, json=call, headers=auth("nothing"))
         assert response.status_code == 403

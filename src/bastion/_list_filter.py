@@ -1,8 +1,11 @@
 """Policies inside the SDK: list results filtered, calls refused (defence in depth).
 
 A server middleware on the SDK's request pipeline. ``tools/list``,
-``resources/list``, ``resources/templates/list`` and ``prompts/list`` return only
-what the caller may use; ``tools/call``, ``resources/read`` and ``prompts/get``
+``resources/list``, ``resources/templates/list`` and ``prompts/list`` return what
+the caller may use and, unless visibility is ``"strict"``, what more scope would
+unlock: hosts call only what they have listed, so a tool hidden until its scope is
+granted could never trigger the step-up that grants it. What a role or a custom
+policy refuses stays hidden. ``tools/call``, ``resources/read`` and ``prompts/get``
 of something the caller may not use are refused even when no HTTP layer checked
 them first (an in-process client, another transport).
 """
@@ -11,18 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from bastion._errors import ConfigurationError
 from bastion._guard import FORBIDDEN_CODE, step_up_scopes
 from bastion._jsonrpc import TARGET_METHODS
 from bastion._policy import Decision, TargetKind
 from bastion._registry import PolicyRegistry
 from bastion._tokens import AccessToken, get_access_token_or_none
 
-__all__ = ["UNRESTRICTED", "PolicyEnforcement"]
+__all__ = ["UNRESTRICTED", "ListVisibility", "PolicyEnforcement"]
+
+#: What list results show: ``"discoverable"``, what the caller may use and what more
+#: scope would unlock; ``"strict"``, only what the caller may use now.
+ListVisibility: TypeAlias = Literal["discoverable", "strict"]
 
 #: Set by the HTTP layer for a request whose token satisfies every policy of the server
 #: (``PolicyRegistry.allows_everything``): then nothing here can refuse or hide anything.
@@ -44,6 +52,9 @@ class PolicyEnforcement:
         registry: The policies.
         enforce_default: Whether the default policy applies. Off on a server with no
             verifier, where every caller is anonymous: then only explicit policies apply.
+        list_visibility: ``"discoverable"`` (default) lists what more scope would unlock
+            too; ``"strict"`` only what the caller may use now. An anonymous caller, who
+            has no token to step up from, always gets the strict list.
         known_scopes: The scopes the server knows, read when a call is refused: the
             refusal's ``data.scope`` keeps the token's known scopes (see
             :func:`~bastion._guard.step_up_scopes`).
@@ -54,10 +65,14 @@ class PolicyEnforcement:
         registry: PolicyRegistry,
         *,
         enforce_default: bool,
+        list_visibility: ListVisibility = "discoverable",
         known_scopes: Callable[[], Iterable[str]] = tuple,
     ) -> None:
+        if list_visibility not in ("discoverable", "strict"):
+            raise ConfigurationError(f"list_visibility must be 'discoverable' or 'strict', got {list_visibility!r}")
         self.registry = registry
         self.enforce_default = enforce_default
+        self.list_visibility: ListVisibility = list_visibility
         self.known_scopes = known_scopes
 
     async def _decide(self, kind: TargetKind, name: str, token: AccessToken | None) -> Decision:
@@ -87,10 +102,14 @@ class PolicyEnforcement:
         field, kind, key = listing
         items = result.get(field)
         if isinstance(items, list):
+            discoverable = self.list_visibility == "discoverable" and token is not None
             kept = []
             for item in items:
                 name = item.get(key) if isinstance(item, dict) else None
-                if isinstance(name, str) and (await self._decide(kind, name, token)).allowed:
+                if not isinstance(name, str):
+                    continue
+                decision = await self._decide(kind, name, token)
+                if decision.allowed or (discoverable and decision.scopes is not None):
                     kept.append(item)
             result = {**result, field: kept}
         return result

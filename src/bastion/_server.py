@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError
 from bastion._guard import ResourceGuard
-from bastion._list_filter import PolicyEnforcement
+from bastion._list_filter import ListVisibility, PolicyEnforcement
 from bastion._metadata import ResourceMetadata, advertised_scopes
 from bastion._middleware import AuthMiddleware
 from bastion._policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
@@ -62,6 +62,10 @@ class MCPServer(SDKMCPServer[Any]):
             them, with what ``default_policy`` and the verifier require. Default:
             ``BASTION_INITIAL_SCOPES``; without it, and when nothing is required, every
             scope the policies use. Never ``offline_access``.
+        list_visibility: What ``tools/list`` and the other lists show a caller:
+            ``"discoverable"`` (default) what it may use and what more scope would unlock
+            (so a client can call it and step up); ``"strict"`` only what it may use now.
+            What a role or a custom policy refuses is never listed.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
     """
 
@@ -78,6 +82,7 @@ class MCPServer(SDKMCPServer[Any]):
         resource_name: str | None = None,
         resource_documentation: str | None = None,
         initial_scopes: Sequence[str] | None = None,
+        list_visibility: ListVisibility = "discoverable",
         **kwargs: Any,
     ) -> None:
         if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
@@ -114,6 +119,7 @@ class MCPServer(SDKMCPServer[Any]):
             PolicyEnforcement(
                 self.registry,
                 enforce_default=auth is not None,
+                list_visibility=list_visibility,
                 known_scopes=self._known_scopes,
             )
         )
