@@ -32,9 +32,11 @@ __all__ = ["UNRESTRICTED", "ListVisibility", "PolicyEnforcement"]
 #: scope would unlock; ``"strict"``, only what the caller may use now.
 ListVisibility: TypeAlias = Literal["discoverable", "strict"]
 
-#: Set by the HTTP layer for a request whose token satisfies every policy of the server
-#: (``PolicyRegistry.allows_everything``): then nothing here can refuse or hide anything.
-UNRESTRICTED: ContextVar[bool] = ContextVar("bastion_unrestricted", default=False)
+#: Set by the HTTP layer to its registry for a request whose token satisfies every policy of
+#: that registry (``PolicyRegistry.allows_everything``): then nothing here can refuse or hide
+#: anything. Only the same registry's checks are skipped: an app wrapped by ``protect()`` keeps
+#: its own policies, which the outer layer never saw.
+UNRESTRICTED: ContextVar[PolicyRegistry | None] = ContextVar("bastion_unrestricted", default=None)
 
 #: list method -> (result field, item kind, item field naming it)
 _LISTS: dict[str, tuple[str, TargetKind, str]] = {
@@ -82,7 +84,7 @@ class PolicyEnforcement:
         return await registry.decide(kind, name, token)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if UNRESTRICTED.get():
+        if UNRESTRICTED.get() is self.registry:
             return await call_next(ctx)
         method = ctx.method
         token = get_access_token_or_none()

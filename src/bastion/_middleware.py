@@ -119,7 +119,7 @@ class AuthMiddleware:
         scope["user"] = authenticated_user(token)
         scope["auth"] = AuthCredentials(token.scopes)
         reset = auth_context_var.set(scope["user"])
-        reset_unrestricted = UNRESTRICTED.set(True) if unrestricted else None
+        reset_unrestricted = UNRESTRICTED.set(self.guard.registry) if unrestricted else None
         try:
             await self.app(scope, receive, send)
         finally:
