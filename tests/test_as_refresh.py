@@ -1,4 +1,4 @@
-"""Refresh tokens: rotation, the grace window, reuse detection, client binding, and races.
+"""Refresh tokens: rotation, retries until the successor is used, reuse detection, client binding, and races.
 
 Time moves with a fake clock given to the server and its SQLite store; the
 races are real: concurrent HTTP requests to one uvicorn server, and four
@@ -152,10 +152,17 @@ async def test_missing_refresh_token_parameter(base: str, http: httpx2.AsyncClie
     assert (await http.post(base + "/token", data=data)).json()["error"] == "invalid_request"
 
 
-# -- the grace window and reuse detection -------------------------------------------------------------
+# -- retries until the successor is used, and reuse detection -------------------------------------------
 
 
-async def test_within_the_grace_window_the_old_token_returns_the_same_pair(
+async def assert_family_revoked(http: httpx2.AsyncClient, base: str, server: AuthorizationServer, tokens: Any) -> None:
+    """The newest tokens of a family no longer work: the refresh token is refused, the access token too."""
+    assert (await refresh(http, base, tokens["refresh_token"])).json()["error"] == "invalid_grant"
+    with pytest.raises(Exception, match="revoked"):
+        await server.verifier.verify(tokens["access_token"])
+
+
+async def test_until_its_successor_is_used_the_old_token_returns_the_same_pair(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
     first = await code_tokens(server, http, base)
@@ -165,25 +172,84 @@ async def test_within_the_grace_window_the_old_token_returns_the_same_pair(
     assert again["access_token"] == second["access_token"]
     assert again["refresh_token"] == second["refresh_token"]
     assert again["expires_in"] == second["expires_in"] - 10
-    clock.now += server.refresh_grace - 10
-    assert (await refresh(http, base, first["refresh_token"])).json()["refresh_token"] == second["refresh_token"]
+    # Long after a 30 s window, within the access token's hour: the answer was lost, the client retries.
+    clock.now += 1800
+    later = (await refresh(http, base, first["refresh_token"])).json()
+    assert (later["access_token"], later["refresh_token"]) == (second["access_token"], second["refresh_token"])
+    assert later["expires_in"] == second["expires_in"] - 1810
+    assert (await server.verifier.verify(later["access_token"])).subject == "alice"
     # The successor still works, exactly once more.
     assert (await refresh(http, base, second["refresh_token"])).status_code == 200
 
 
-async def test_reuse_after_the_grace_window_revokes_the_family(
+async def test_a_retry_after_the_access_token_expired_gets_it_counted_down_to_zero_and_a_working_successor(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    clock.now += 2 * 86400
+    again = (await refresh(http, base, first["refresh_token"])).json()
+    assert again["refresh_token"] == second["refresh_token"]
+    assert again["expires_in"] == 0
+    renewed = (await refresh(http, base, second["refresh_token"])).json()
+    assert renewed["expires_in"] == server.access_token_ttl
+    assert (await server.verifier.verify(renewed["access_token"])).subject == "alice"
+
+
+async def test_the_old_token_after_its_successor_was_used_revokes_the_family(
     server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
 ) -> None:
     first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     third = (await refresh(http, base, second["refresh_token"])).json()
-    clock.now += server.refresh_grace + 1
+    clock.now += 5
     reuse = await refresh(http, base, first["refresh_token"])
     assert reuse.status_code == 400
     assert reuse.json()["error"] == "invalid_grant"
-    assert (await refresh(http, base, third["refresh_token"])).json()["error"] == "invalid_grant"
-    with pytest.raises(Exception, match="revoked"):
-        await server.verifier.verify(third["access_token"])
+    await assert_family_revoked(http, base, server, third)
+
+
+async def test_a_retried_successor_returns_its_own_successor_and_the_first_token_revokes(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    third = (await refresh(http, base, second["refresh_token"])).json()
+    clock.now += 600
+    # The answer of the second rotation was lost: the second token gets the third pair again.
+    again = (await refresh(http, base, second["refresh_token"])).json()
+    assert (again["access_token"], again["refresh_token"]) == (third["access_token"], third["refresh_token"])
+    # The first token's successor (the second) was used: the first one presented again was copied.
+    assert (await refresh(http, base, first["refresh_token"])).json()["error"] == "invalid_grant"
+    await assert_family_revoked(http, base, server, third)
+
+
+async def test_past_refresh_grace_a_rotated_token_revokes_the_family(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    rotated_at = clock.now
+    clock.now += 86400
+    assert (await refresh(http, base, first["refresh_token"])).json()["refresh_token"] == second["refresh_token"]
+    clock.now = rotated_at + server.refresh_grace + 1
+    reuse = await refresh(http, base, first["refresh_token"])
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    assert (await refresh(http, base, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_another_client_presenting_a_rotated_token_is_refused(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    clock.now += 600
+    stolen = await refresh(http, base, first["refresh_token"], client_id="other-public-client")
+    assert stolen.status_code == 400
+    assert stolen.json()["error"] == "invalid_grant"
+    assert "refresh_token" not in stolen.json()
+    assert (await refresh(http, base, first["refresh_token"])).json()["refresh_token"] == second["refresh_token"]
 
 
 async def test_a_zero_grace_window_revokes_on_any_later_reuse(tmp_path: Path, clock: Clock) -> None:
@@ -198,18 +264,33 @@ async def test_a_zero_grace_window_revokes_on_any_later_reuse(tmp_path: Path, cl
             assert (await refresh(http, base, second["refresh_token"])).json()["error"] == "invalid_grant"
 
 
-async def test_the_sealed_pair_is_dropped_once_the_successor_rotates_after_the_window(
-    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+async def test_the_sealed_pair_is_dropped_at_the_successors_first_use(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient
 ) -> None:
     first = await code_tokens(server, http, base)
     second = (await refresh(http, base, first["refresh_token"])).json()
     old_key = hash_secret(first["refresh_token"])
     assert "sealed" in json.loads(await server.store.get(REFRESH_NAMESPACE, old_key) or b"{}")
-    clock.now += server.refresh_grace + 1
     assert (await refresh(http, base, second["refresh_token"])).status_code == 200
     record = json.loads(await server.store.get(REFRESH_NAMESPACE, old_key) or b"{}")
     assert record["state"] == "rotated"
     assert "sealed" not in record
+
+
+async def test_a_used_successor_revokes_even_when_the_sealed_pair_was_not_dropped(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    old_key = hash_secret(first["refresh_token"])
+    kept = await server.store.get(REFRESH_NAMESPACE, old_key)
+    assert kept is not None
+    third = (await refresh(http, base, second["refresh_token"])).json()
+    # As if the server had stopped between the successor's rotation and dropping the pair.
+    claims = (await server.verifier.verify(third["access_token"])).claims or {}
+    await server.store.put(REFRESH_NAMESPACE, old_key, kept, 3600, index=claims["gid"])
+    assert (await refresh(http, base, first["refresh_token"])).json()["error"] == "invalid_grant"
+    await assert_family_revoked(http, base, server, third)
 
 
 # -- races ---------------------------------------------------------------------------------------
@@ -227,6 +308,20 @@ async def test_twenty_concurrent_refreshes_rotate_once_and_agree(
     records = await family(server, bodies[0]["access_token"])
     assert len(records) == 2
     assert (await refresh(http, base, bodies[0]["refresh_token"])).status_code == 200
+
+
+async def test_twenty_concurrent_retries_long_after_the_rotation_get_the_same_successor(
+    server: AuthorizationServer, base: str, http: httpx2.AsyncClient, clock: Clock
+) -> None:
+    first = await code_tokens(server, http, base)
+    second = (await refresh(http, base, first["refresh_token"])).json()
+    clock.now += 2700
+    responses = await asyncio.gather(*(refresh(http, base, first["refresh_token"]) for _ in range(20)))
+    assert {response.status_code for response in responses} == {200}
+    assert {response.json()["refresh_token"] for response in responses} == {second["refresh_token"]}
+    assert {response.json()["access_token"] for response in responses} == {second["access_token"]}
+    assert len(await family(server, second["access_token"])) == 2
+    assert (await refresh(http, base, second["refresh_token"])).status_code == 200
 
 
 async def bobs_refresh_token(server: AuthorizationServer) -> tuple[RefreshTokens, str, str]:

@@ -161,6 +161,25 @@ async def test_a_proxy_refresh_renews_an_expired_upstream_session(tmp_path: Path
             assert fake.token_requests == before + 1  # the provider's tokens were refreshed first
 
 
+async def test_a_retried_proxy_refresh_returns_the_same_tokens_without_asking_the_provider(tmp_path: Path) -> None:
+    clock = Clock()
+    with fake_upstream(expires_in=300) as fake, proxy_of(fake, tmp_path / "proxy.db", clock) as (_, base):
+        async with httpx2.AsyncClient() as http:
+            _, tokens = await signed_in(http, fake, base)
+            first = (await refresh(http, base, tokens["refresh_token"])).json()
+            # The answer was lost; the client retries once the provider's token has expired.
+            clock.now += 301
+            before = fake.token_requests
+            again = await refresh(http, base, tokens["refresh_token"])
+            assert again.status_code == 200, again.text
+            assert again.json()["refresh_token"] == first["refresh_token"]
+            assert fake.token_requests == before  # a retry renews nothing at the provider
+            assert not fake.revoked
+            renewed = await refresh(http, base, first["refresh_token"])
+            assert renewed.status_code == 200, renewed.text
+            assert fake.token_requests == before + 1  # the successor's first use does
+
+
 async def test_a_provider_that_is_down_does_not_sign_the_user_out(tmp_path: Path) -> None:
     clock = Clock()
     with fake_upstream(expires_in=300) as fake, proxy_of(fake, tmp_path / "proxy.db", clock) as (_, base):

@@ -9,14 +9,19 @@ RFC 6749 section 6 and 10.4, OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2:
   concurrent refreshes, in any number of worker processes, exactly one rotates.
   The successor's record is written *before* that swap: whoever wins has a
   successor that already exists; the losers delete theirs.
-- A rotated token presented again means the token was copied (or the client
-  retried). Within ``refresh_grace`` seconds of the rotation the same successor
-  pair is returned, so a retried or concurrent refresh does not sign the user
-  out; after that the whole family is revoked.
-- The successor pair is kept for that window sealed with AES-GCM under a key
-  derived (HKDF-SHA256) from the old refresh token itself: the store holds only
-  hashes and ciphertext, and whoever can open the sealed pair already holds the
-  old token. The first rotation of the successor after the window drops it.
+- A rotated token presented again before its successor was first used is a
+  retry (the answer was lost: the server stopped after the commit, the
+  connection dropped; or requests raced): it gets the same successor pair,
+  however long the server took to come back, up to ``refresh_grace`` (days)
+  after the rotation. Presented after its successor was used, or past that
+  bound, it was copied: the whole family is revoked. A retried successor
+  follows the same rule: A rotated to B, B to C, C unused: B gets C back; A
+  revokes the family, B having been used.
+- The successor pair is kept sealed with AES-GCM under a key derived
+  (HKDF-SHA256) from the old refresh token itself: the store holds only hashes
+  and ciphertext, and whoever can open the sealed pair already holds the old
+  token. The successor's first use drops it from the old token's record. The
+  replayed access token keeps its expiry: ``expires_in`` counts down.
 - The successor has the scope of the token it replaces (RFC 6749 section 6);
   only the access token's scope may be narrowed, and its audience is one of the
   resources the grant was given (RFC 8707 section 2.2).
@@ -205,7 +210,8 @@ class RefreshTokens:
 
         Raises:
             InvalidGrant: the token is unknown, expired, another client's, revoked,
-                or was reused after the grace window (then its family is revoked).
+                or was presented again after its successor was used or past
+                ``refresh_grace`` (then its family is revoked).
             InvalidScope: ``requested_scope`` goes beyond the token's scope.
             InvalidTarget: ``resource`` is not one the grant was given.
         """
@@ -251,7 +257,7 @@ class RefreshTokens:
             await self._forget_parent(record)
             await self.server.extend_grant(grant_id)
             return tokens
-        # Another request rotated it first: answer as a replay within the grace window does.
+        # Another request rotated it first: answer as a retry does.
         await self.discard(successor)
         current = await store.get(REFRESH_NAMESPACE, key)
         if current is None:
@@ -259,14 +265,14 @@ class RefreshTokens:
         return await self._replay(token, key, json.loads(current))
 
     async def _replay(self, token: str, key: str, record: dict[str, Any]) -> TokenSet:
-        """A rotated token presented again: the same successor within the grace window, else revocation."""
+        """A rotated token presented again: its successor pair while that successor is unused, else revocation."""
         now = self.server.clock()
         sealed = record.get("sealed")
         rotated_at = float(record.get("rotated_at", 0.0))
         tokens = None
         if isinstance(sealed, str) and now - rotated_at <= self.server.refresh_grace:
             tokens = unseal(token, key, sealed)
-        if tokens is None:
+        if tokens is None or not await self._unused(tokens):
             # RFC 9700 section 4.14.2: reuse of a rotated token revokes the whole family.
             await self.server.revoke_grant(record["grant_id"])
             raise InvalidGrant("the refresh token was already used")
@@ -274,8 +280,20 @@ class RefreshTokens:
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
         return tokens
 
+    async def _unused(self, tokens: TokenSet) -> bool:
+        """Whether the successor refresh token of ``tokens`` was never redeemed.
+
+        Asked of the successor's own record, not only of the parent's sealed pair,
+        so a server stopped between the successor's rotation and the parent's
+        clean-up still sees the successor as used.
+        """
+        if tokens.refresh_token is None:
+            return False
+        successor = await self.lookup(tokens.refresh_token)
+        return successor is not None and successor["state"] == "active"
+
     async def _forget_parent(self, record: dict[str, Any]) -> None:
-        """Drop the sealed successor kept in the parent's record once its grace window is over."""
+        """The token just rotated was used for the first time: drop the sealed pair kept for its parent."""
         parent = record.get("parent")
         if not isinstance(parent, str):
             return
@@ -286,10 +304,7 @@ class RefreshTokens:
         parent_record = json.loads(raw)
         if "sealed" not in parent_record:
             return
-        if self.server.clock() - float(parent_record.get("rotated_at", 0.0)) <= self.server.refresh_grace:
-            return
         del parent_record["sealed"]
-        parent_record["rotated_at"] = 0.0
         # Lost races are harmless: whoever won wrote the same thing, or revoked the family.
         await store.swap(REFRESH_NAMESPACE, parent, raw, _dump(parent_record), self._remaining(parent_record))
 

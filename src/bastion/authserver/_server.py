@@ -83,8 +83,13 @@ class AuthorizationServer:
             adds its own.
         access_token_ttl: Seconds an access token lives (default one hour).
         refresh_token_ttl: Seconds a refresh token lives unused (default 30 days).
-        refresh_grace: Seconds during which a rotated refresh token, presented
-            again, returns the same successor instead of revoking the family.
+        refresh_grace: The longest a rotated refresh token stays redeemable, in
+            seconds from its rotation (default 7 days). Presented again before
+            its successor was first used, it returns the same successor pair (a
+            client whose answer was lost retries safely, however long the server
+            was down); after the successor's first use, or past this bound, it
+            revokes the family (RFC 9700 section 4.14.2). ``0``: any later
+            presentation revokes.
         code_ttl: Seconds an authorization code lives.
         signing_algorithm: ``ES256`` (default), ``RS256`` or ``EdDSA``.
         key_rotation: Seconds between signing key rotations.
@@ -112,7 +117,7 @@ class AuthorizationServer:
         resources: Sequence[str] = (),
         access_token_ttl: float = 3600.0,
         refresh_token_ttl: float = 30 * 86400.0,
-        refresh_grace: float = 30.0,
+        refresh_grace: float = 7 * 86400.0,
         code_ttl: float = 60.0,
         signing_algorithm: str = "ES256",
         key_rotation: float = 30 * 86400.0,
