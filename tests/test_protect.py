@@ -11,9 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion import get_access_token, protect, require_scopes
-from bastion.testing import serve
-
 from bastion._guard import FORBIDDEN_CODE
+from bastion.testing import serve
 
 from conftest import TOKENS, StaticVerifier, mcp_client, notes_server
 
