@@ -47,12 +47,12 @@ LEEWAY = 30.0
 #: Used assertion ids, remembered until the assertion expires (RFC 7523 section 3, item 7).
 JTI_NAMESPACE = "client-assertion-jti"
 MAX_JTI = 256
-#: Signature algorithms accepted on client assertions: asymmetric only (no ``none``, no HMAC).
 #: Seconds a client's fetched key set is used; a signature no key verifies refetches it
 #: once it is older than ``JWKS_REFETCH_AFTER`` (the client rotated its keys).
 JWKS_CACHE_SECONDS = 300.0
 JWKS_REFETCH_AFTER = 30.0
 JWKS_CACHE_ENTRIES = 1000
+#: Signature algorithms accepted on client assertions: asymmetric only (no ``none``, no HMAC).
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oauth"'}

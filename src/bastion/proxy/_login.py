@@ -95,7 +95,7 @@ logger = logging.getLogger("bastion")
 STATE_NAMESPACE = "upstream-state"
 #: How long the browser may take at the provider.
 STATE_TTL = 600.0
-#: Identity claims that describe the provider's token, not the user: never copied into ours.
+#: The signed cookie remembering which clients this browser's user approved, so sign-ins skip the consent page.
 CONSENT_COOKIE = "bastion-consent"
 #: Where the key signing consent cookies is kept (created once, shared by every process on the store).
 SECRET_NAMESPACE = "proxy-secret"
@@ -103,6 +103,7 @@ _COOKIE_KEY = "consent-cookie"
 #: The most clients one consent cookie remembers (the oldest are dropped), and its longest value.
 MAX_REMEMBERED = 10
 MAX_CONSENT_COOKIE = 3600
+#: Identity claims that describe the provider's token, not the user: never copied into ours.
 _TOKEN_CLAIMS = frozenset({"nonce", "at_hash", "c_hash", "azp", "sid", "auth_time", "acr", "amr", "typ", "iss", "aud"})
 
 

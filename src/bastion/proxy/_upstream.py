@@ -244,7 +244,11 @@ class UpstreamClient:
         return fresh
 
     async def revoke(self, tokens: UpstreamTokens) -> None:
-        """Revoke the tokens at the provider, when it has a revocation endpoint; failures are logged, not raised."""
+        """Revoke the tokens at the provider, when it has a revocation endpoint.
+
+        Best effort: a failure or a refusal is neither raised nor logged; the caller
+        keeps no copy of the tokens, which expire at the provider in time.
+        """
         endpoint = self.upstream.revocation_endpoint
         if endpoint is None:
             return
