@@ -32,6 +32,7 @@ from bastion._remote import RemoteAuthorization
 from bastion._settings import ServerSettings, auth_from_env, from_env, server_settings
 from bastion.authserver._vault import TokenVault
 from bastion.providers import OIDC
+from bastion.providers._env import PROVIDERS, Provider
 from bastion.providers.auth0 import Auth0
 from bastion.providers.cognito import Cognito
 from bastion.providers.entra import EntraID
@@ -630,11 +631,11 @@ def test_settings_of_other_providers_are_ignored_with_a_warning(caplog: pytest.L
 def test_oidc_with_every_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
 
-    class Recording:
-        def __init__(self, **arguments: Any) -> None:
+    class Recording(OIDC):
+        def __init__(self, **arguments: Any) -> None:  # no discovery: only the arguments
             calls.append(arguments)
 
-    monkeypatch.setattr("bastion.providers._oidc.OIDC", Recording)
+    monkeypatch.setitem(PROVIDERS, "oidc", Provider(OIDC.env, Recording))
     environ = {
         "BASTION_AUTH": "oidc",
         "BASTION_BASE_URL": BASE,

@@ -1,144 +1,57 @@
 """The OAuth proxies of :mod:`bastion.providers`, and ``RemoteAuthorization``, from ``BASTION_*`` variables.
 
-Each proxy reads ``BASTION_BASE_URL``, its client registration
-(``BASTION_<PROVIDER>_CLIENT_ID``, ``..._CLIENT_SECRET``, ``..._SCOPES``), its own
-settings (:data:`PROVIDERS`), and the settings of every authorization server:
-``BASTION_STORE``, ``BASTION_ENCRYPTION_KEYS`` and ``BASTION_MCP_SCOPES``.
+Each provider declares the variables it reads (its ``env``, see
+:mod:`bastion.providers._env`): its client registration
+(``BASTION_<PROVIDER>_CLIENT_ID``, ``..._CLIENT_SECRET``, ``..._SCOPES``) and its own
+settings. Every proxy also reads ``BASTION_BASE_URL`` and the settings of every
+authorization server: ``BASTION_STORE``, ``BASTION_ENCRYPTION_KEYS`` and ``BASTION_MCP_SCOPES``.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr, create_model
+
+import bastion.providers  # noqa: F401  (its modules register the built-in providers)
 from bastion._errors import ConfigurationError
-from bastion._settings import _check_url, _list, _one_or_many, _Settings, _var
+from bastion._settings import _check_url, _EnvSettings, _list, _one_or_many, _read, _Settings, _var
 from bastion._verifier import Verifier
+from bastion.providers._env import PROVIDERS, ProviderEnv, Setting
 
 if TYPE_CHECKING:
     from bastion.authserver import AuthorizationServer
 
-__all__ = ["PROVIDERS", "Provider", "Setting", "provider", "remote"]
+__all__ = ["provider", "proxies", "remote"]
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One keyword argument of a provider, read from ``BASTION_<FIELD>``.
-
-    Attributes:
-        argument: The provider's keyword argument.
-        field: The settings field; the variable is ``BASTION_`` and its name in capitals.
-        kind: ``text``, ``secret`` (never shown), ``url`` (an absolute http(s) URL) or
-            ``list`` (space- or comma-separated).
-        required: Whether the provider cannot do without it.
-    """
-
-    argument: str
-    field: str
-    kind: Literal["text", "secret", "url", "list"] = "text"
-    required: bool = False
-
-    @property
-    def variable(self) -> str:
-        """The environment variable, e.g. ``BASTION_GOOGLE_CLIENT_ID``."""
-        return _var(self.field)
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A class of :mod:`bastion.providers` and the variables its arguments come from."""
-
-    module: str
-    class_name: str
-    settings: tuple[Setting, ...]
-
-
-def _client(prefix: str, *, secret_required: bool = True) -> tuple[Setting, ...]:
-    """The client registration at the provider: ``<PREFIX>_CLIENT_ID``, ``_CLIENT_SECRET``, ``_SCOPES``."""
-    return (
-        Setting("client_id", f"{prefix}_client_id", required=True),
-        Setting("client_secret", f"{prefix}_client_secret", "secret", required=secret_required),
-        Setting("scopes", f"{prefix}_scopes", "list"),
-    )
-
-
-#: Each proxy by its ``BASTION_AUTH`` value.
-PROVIDERS: dict[str, Provider] = {
-    "oidc": Provider(
-        "_oidc",
-        "OIDC",
-        (
-            Setting("config_url", "oidc_config_url", "url", required=True),
-            *_client("oidc", secret_required=False),
-            Setting("name", "oidc_name"),
-        ),
-    ),
-    "github": Provider(
-        "github",
-        "GitHub",
-        (*_client("github"), Setting("github_url", "github_url", "url"), Setting("api_url", "github_api_url", "url")),
-    ),
-    "google": Provider("google", "Google", (*_client("google"), Setting("hosted_domain", "google_hosted_domain"))),
-    "entra": Provider(
-        "entra",
-        "EntraID",
-        (*_client("entra"), Setting("tenant", "entra_tenant"), Setting("api_scopes", "entra_api_scopes", "list")),
-    ),
-    "auth0": Provider(
-        "auth0",
-        "Auth0",
-        (Setting("domain", "auth0_domain", required=True), *_client("auth0"), Setting("audience", "auth0_audience")),
-    ),
-    "okta": Provider(
-        "okta",
-        "Okta",
-        (
-            Setting("domain", "okta_domain", required=True),
-            *_client("okta"),
-            Setting("authorization_server", "okta_authorization_server"),
-        ),
-    ),
-    "keycloak": Provider(
-        "keycloak",
-        "Keycloak",
-        (
-            Setting("server_url", "keycloak_server_url", "url", required=True),
-            Setting("realm", "keycloak_realm", required=True),
-            *_client("keycloak"),
-        ),
-    ),
-    "cognito": Provider(
-        "cognito",
-        "Cognito",
-        (
-            Setting("domain", "cognito_domain", required=True),
-            Setting("region", "cognito_region", required=True),
-            Setting("user_pool_id", "cognito_user_pool_id", required=True),
-            *_client("cognito"),
-        ),
-    ),
-    "workos": Provider(
-        "workos",
-        "WorkOS",
-        (Setting("domain", "workos_domain", required=True), *_client("workos", secret_required=False)),
-    ),
-}
+def proxies() -> dict[str, ProviderEnv]:
+    """What every registered provider reads, by its ``BASTION_AUTH`` value, in the order of registration."""
+    return {name: entry.env for name, entry in PROVIDERS.items()}
 
 
 def provider(
-    settings: _Settings, kind: str, *, mcp_scopes: Mapping[str, str] | Sequence[str] | None = None
+    settings: _Settings,
+    kind: str,
+    environ: Mapping[str, str] | None,
+    *,
+    mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
 ) -> AuthorizationServer:
     """The proxy ``BASTION_AUTH=<kind>`` describes; ``mcp_scopes`` when ``BASTION_MCP_SCOPES`` is unset.
+
+    Its own variables are read from ``environ`` (default: ``os.environ``) as ``settings`` were.
 
     Raises:
         ConfigurationError: a setting is missing or malformed; the message names the
             variable and never shows a secret.
     """
-    spec = PROVIDERS[kind]
-    missing = [s.variable for s in spec.settings if s.required and getattr(settings, s.field) is None]
+    entry = PROVIDERS[kind]
+    env = entry.env
+    values = _read(_model(env), environ)
+    missing = [env.variable(s) for s in env.settings if s.required and getattr(values, _field(env, s)) is None]
     if settings.base_url is None:
         missing.append(_var("base_url"))
     if missing:
@@ -146,8 +59,8 @@ def provider(
     assert settings.base_url is not None
     _check_url(settings.base_url, "base_url")
     arguments: dict[str, Any] = {"base_url": settings.base_url}
-    for setting in spec.settings:
-        value = _value(settings, setting)
+    for setting in env.settings:
+        value = _value(values, _field(env, setting), setting)
         if value is not None:
             arguments[setting.argument] = value
     offered = _list(settings, "mcp_scopes")
@@ -157,14 +70,28 @@ def provider(
         keys = settings.encryption_keys.get_secret_value()
         _check_keys(keys)
         arguments["encryption_keys"] = keys
-    cls = getattr(importlib.import_module(f"bastion.providers.{spec.module}"), spec.class_name)
     if settings.store is not None:
         arguments["store"] = _store(settings.store)
     try:
-        server: AuthorizationServer = cls(**arguments)
+        server: AuthorizationServer = entry.cls(**arguments)
     except ConfigurationError as exc:
-        raise ConfigurationError(f"BASTION_AUTH={kind}: {_naming(str(exc), spec.settings)}") from None
+        where = {s.argument: env.variable(s) for s in env.settings}
+        raise ConfigurationError(f"BASTION_AUTH={kind}: {_naming(str(exc), where)}") from None
     return server
+
+
+def _field(env: ProviderEnv, setting: Setting) -> str:
+    """The settings field of ``setting``: its variable without ``BASTION_``, lower-cased."""
+    return f"{env.name}_{setting.suffix.lower()}"
+
+
+@functools.cache
+def _model(env: ProviderEnv) -> type[_EnvSettings]:
+    """The settings class reading ``env``'s variables, as the general ones are read."""
+    fields: dict[str, Any] = {
+        _field(env, s): (SecretStr | None if s.kind == "secret" else str | None, None) for s in env.settings
+    }
+    return create_model(f"_{env.name.capitalize()}Settings", __base__=_EnvSettings, **fields)
 
 
 def remote(settings: _Settings) -> Verifier:
@@ -183,21 +110,21 @@ def remote(settings: _Settings) -> Verifier:
             config_url=settings.remote_config_url,
         )
     except ConfigurationError as exc:
-        where = (Setting("issuer", "remote_issuer"), Setting("config_url", "remote_config_url"))
+        where = {"issuer": _var("remote_issuer"), "config_url": _var("remote_config_url")}
         raise ConfigurationError(f"BASTION_AUTH=remote: {_naming(str(exc), where)}") from None
 
 
-def _value(settings: _Settings, setting: Setting) -> Any:
-    raw = getattr(settings, setting.field)
+def _value(values: _EnvSettings, field: str, setting: Setting) -> Any:
+    raw = getattr(values, field)
     if raw is None:
         return None
     if setting.kind == "secret":
         return raw.get_secret_value()
     if setting.kind == "list":
-        return _list(settings, setting.field)
+        return _list(values, field)
     value = str(raw).strip()
     if setting.kind == "url":
-        _check_url(value, setting.field)
+        _check_url(value, field)
     return value
 
 
@@ -219,7 +146,7 @@ def _store(url: str) -> Any:
         raise ConfigurationError(f"BASTION_STORE: {exc}") from None
 
 
-def _naming(message: str, settings: Sequence[Setting]) -> str:
-    """``message``, followed by the variables of the arguments it mentions."""
-    named = [s.variable for s in settings if re.search(rf"\b{re.escape(s.argument)}\b", message)]
+def _naming(message: str, variables: Mapping[str, str]) -> str:
+    """``message``, followed by the variables of the arguments (``variables``' keys) it mentions."""
+    named = [v for argument, v in variables.items() if re.search(rf"\b{re.escape(argument)}\b", message)]
     return f"{message} (see {', '.join(named)})" if named else message

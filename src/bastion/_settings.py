@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -34,10 +34,8 @@ __all__ = ["ServerSettings", "auth_from_env", "from_env", "server_settings"]
 
 logger = logging.getLogger("bastion")
 
-#: The OAuth proxies of bastion.providers, by their BASTION_AUTH value.
-PROXIES = ("oidc", "github", "google", "entra", "auth0", "okta", "keycloak", "cognito", "workos")
-SUPPORTED = ("jwt", "introspection", "apikeys", "remote", *PROXIES)
-ALIASES = {"entraid": "entra", "entra_id": "entra", "entra-id": "entra"}
+#: The verifiers' BASTION_AUTH values; the OAuth proxies' are their providers' (bastion.providers).
+VERIFIERS = ("jwt", "introspection", "apikeys", "remote")
 #: Settings read by every proxy; ``mcp_scopes`` also by ``remote``.
 _PROXY_FIELDS = ("store", "encryption_keys", "mcp_scopes")
 _JWT_KEYS = ("jwt_jwks_uri", "jwt_public_key", "jwt_secret")
@@ -45,12 +43,31 @@ _JWT_KEYS = ("jwt_jwks_uri", "jwt_public_key", "jwt_secret")
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("bastion_environ", default=None)
 
 
-class _Settings(BaseSettings):
-    """Every ``BASTION_*`` variable bastion reads (names lower-cased, without the prefix)."""
+class _EnvSettings(BaseSettings):
+    """``BASTION_*`` variables (names lower-cased, without the prefix), from ``os.environ`` or ``_environ``."""
 
     model_config = SettingsConfigDict(
         env_prefix="BASTION_", case_sensitive=False, extra="ignore", env_ignore_empty=True, hide_input_in_errors=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _environ.get()
+        if environ is not None and isinstance(env_settings, EnvSettingsSource):
+            # Case-insensitive, empty values ignored: what the source does with os.environ.
+            env_settings.env_vars = {k.lower(): v for k, v in environ.items() if v != ""}
+        return (env_settings,)
+
+
+class _Settings(_EnvSettings):
+    """The general ``BASTION_*`` variables; each provider's own are read by ``_provider_settings``."""
 
     auth: str | None = None
     resource_url: str | None = None
@@ -87,78 +104,13 @@ class _Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     mcp_scopes: str | None = None
 
-    oidc_config_url: str | None = None
-    oidc_client_id: str | None = None
-    oidc_client_secret: SecretStr | None = None
-    oidc_scopes: str | None = None
-    oidc_name: str | None = None
-
-    github_client_id: str | None = None
-    github_client_secret: SecretStr | None = None
-    github_scopes: str | None = None
-    github_url: str | None = None
-    github_api_url: str | None = None
-
-    google_client_id: str | None = None
-    google_client_secret: SecretStr | None = None
-    google_scopes: str | None = None
-    google_hosted_domain: str | None = None
-
-    entra_client_id: str | None = None
-    entra_client_secret: SecretStr | None = None
-    entra_scopes: str | None = None
-    entra_tenant: str | None = None
-    entra_api_scopes: str | None = None
-
-    auth0_domain: str | None = None
-    auth0_client_id: str | None = None
-    auth0_client_secret: SecretStr | None = None
-    auth0_scopes: str | None = None
-    auth0_audience: str | None = None
-
-    okta_domain: str | None = None
-    okta_client_id: str | None = None
-    okta_client_secret: SecretStr | None = None
-    okta_scopes: str | None = None
-    okta_authorization_server: str | None = None
-
-    keycloak_server_url: str | None = None
-    keycloak_realm: str | None = None
-    keycloak_client_id: str | None = None
-    keycloak_client_secret: SecretStr | None = None
-    keycloak_scopes: str | None = None
-
-    cognito_domain: str | None = None
-    cognito_region: str | None = None
-    cognito_user_pool_id: str | None = None
-    cognito_client_id: str | None = None
-    cognito_client_secret: SecretStr | None = None
-    cognito_scopes: str | None = None
-
-    workos_domain: str | None = None
-    workos_client_id: str | None = None
-    workos_client_secret: SecretStr | None = None
-    workos_scopes: str | None = None
-
     # An identity provider MCP clients register with directly (RemoteAuthorization).
     remote_issuer: str | None = None
     remote_config_url: str | None = None
     remote_audience: str | None = None
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        environ = _environ.get()
-        if environ is not None and isinstance(env_settings, EnvSettingsSource):
-            # Case-insensitive, empty values ignored: what the source does with os.environ.
-            env_settings.env_vars = {k.lower(): v for k, v in environ.items() if v != ""}
-        return (env_settings,)
+
+_S = TypeVar("_S", bound=_EnvSettings)
 
 
 class ServerSettings(BaseModel):
@@ -224,8 +176,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Verifier | Authorizati
     ``entra``, ``auth0``, ``okta``, ``keycloak``, ``cognito``, ``workos``) need
     ``BASTION_BASE_URL`` and ``BASTION_<PROVIDER>_CLIENT_ID``, and take
     ``BASTION_<PROVIDER>_CLIENT_SECRET``, ``BASTION_<PROVIDER>_SCOPES`` (the scopes asked
-    of the provider, space- or comma-separated), the provider's own settings (see
-    :data:`bastion._provider_settings.PROVIDERS`), and for every proxy ``BASTION_STORE``
+    of the provider, space- or comma-separated), the provider's own settings (each
+    provider class's ``env`` declares them), and for every proxy ``BASTION_STORE``
     (``sqlite:///path/to/auth.db`` or ``memory://``), ``BASTION_ENCRYPTION_KEYS``
     (comma-separated, newest first) and ``BASTION_MCP_SCOPES`` (the scopes MCP clients
     may ask for).
@@ -240,25 +192,34 @@ def auth_from_env(
     environ: Mapping[str, str] | None = None, *, mcp_scopes: Mapping[str, str] | Sequence[str] | None = None
 ) -> Verifier | AuthorizationServer:
     """:func:`from_env`, with the MCP scopes a proxy offers when ``BASTION_MCP_SCOPES`` is unset."""
+    from bastion._provider_settings import provider, proxies, remote
+
     settings = _load(environ)
+    supported = (*VERIFIERS, *proxies())
     if not settings.auth:
-        raise ConfigurationError(f"BASTION_AUTH is not set; set it to one of: {', '.join(SUPPORTED)}")
+        raise ConfigurationError(f"BASTION_AUTH is not set; set it to one of: {', '.join(supported)}")
     kind = settings.auth.strip().lower()
-    kind = ALIASES.get(kind, kind)
-    if kind not in SUPPORTED:
-        raise ConfigurationError(f"unknown BASTION_AUTH {settings.auth!r}; supported values: {', '.join(SUPPORTED)}")
-    _warn_unused(settings, kind)
+    kind = {alias: name for name, env in proxies().items() for alias in env.aliases}.get(kind, kind)
+    if kind not in supported:
+        raise ConfigurationError(f"unknown BASTION_AUTH {settings.auth!r}; supported values: {', '.join(supported)}")
+    _warn_unused(settings, kind, os.environ if environ is None else environ)
     if kind == "jwt":
         return _jwt(settings)
     if kind == "introspection":
         return _introspection(settings)
     if kind == "apikeys":
         return _apikeys(settings)
-    from bastion._provider_settings import provider, remote
-
     if kind == "remote":
         return remote(settings)
-    return provider(settings, kind, mcp_scopes=mcp_scopes)
+    return provider(settings, kind, environ, mcp_scopes=mcp_scopes)
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every ``BASTION_*`` variable bastion reads: the general ones, then every provider's own."""
+    from bastion._provider_settings import proxies
+
+    own = (name for env in proxies().values() for name in env.variables)
+    return (*map(_var, _Settings.model_fields), *own)
 
 
 # -- loading ------------------------------------------------------------------
@@ -274,9 +235,14 @@ def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
 
 
 def _load(environ: Mapping[str, str] | None) -> _Settings:
+    return _read(_Settings, environ)
+
+
+def _read(model: type[_S], environ: Mapping[str, str] | None) -> _S:
+    """The variables ``model`` declares, from ``environ`` (default: ``os.environ``)."""
     try:
         with _reading(os.environ if environ is None else environ):
-            return _Settings()
+            return model()
     except ValidationError as exc:
         problems = "; ".join(f"{_var(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors(include_input=False))
         raise ConfigurationError(problems) from None
@@ -286,10 +252,12 @@ def _var(field: str) -> str:
     return "BASTION_" + field.upper()
 
 
-def _warn_unused(settings: _Settings, kind: str) -> None:
+def _warn_unused(settings: _Settings, kind: str, environ: Mapping[str, str]) -> None:
+    from bastion._provider_settings import proxies
+
     prefixes = {"jwt": "jwt_", "introspection": "introspection_", "apikeys": "api_key", "remote": "remote_"}
-    prefixes.update({name: name + "_" for name in PROXIES})
-    used = _PROXY_FIELDS if kind in PROXIES else ("mcp_scopes",) if kind == "remote" else ()
+    providers = proxies()
+    used = _PROXY_FIELDS if kind in providers else ("mcp_scopes",) if kind == "remote" else ()
     unused = [
         _var(name)
         for name in type(settings).model_fields
@@ -299,11 +267,14 @@ def _warn_unused(settings: _Settings, kind: str) -> None:
             or (name in _PROXY_FIELDS and name not in used)
         )
     ]
+    # Set as the settings read them: any case, empty means unset.
+    present = {name.upper() for name, value in environ.items() if value != ""}
+    unused += [name for other, env in providers.items() if other != kind for name in env.variables if name in present]
     if unused:
         logger.warning("BASTION_AUTH=%s: ignoring %s", kind, ", ".join(unused))
 
 
-def _list(settings: _Settings, field: str) -> list[str] | None:
+def _list(settings: _EnvSettings, field: str) -> list[str] | None:
     """A comma- or space-separated list, or ``None`` when the variable is unset."""
     value = getattr(settings, field)
     if value is None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 
 from bastion._discovery import shared_discovery
 from bastion._errors import BastionError, ConfigurationError
 from bastion._http import DEFAULT_TIMEOUT
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -45,6 +46,7 @@ def discover(config_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, 
     return document
 
 
+@register
 class OIDC(OAuthProxy):
     """Sign users in at any OpenID provider, found through its discovery document.
 
@@ -58,6 +60,15 @@ class OIDC(OAuthProxy):
         authorize_params: Extra parameters for the provider's authorization request.
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "oidc",
+        (
+            Setting("config_url", "CONFIG_URL", "url", required=True),
+            *client(secret_required=False),
+            Setting("name", "NAME"),
+        ),
+    )
 
     def __init__(
         self,

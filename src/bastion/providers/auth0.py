@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.providers._checks import hostname, required, scope_list
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
 __all__ = ["Auth0"]
 
 
+@register
 class Auth0(OAuthProxy):
     """Sign users in with Auth0.
 
@@ -35,6 +37,10 @@ class Auth0(OAuthProxy):
         authorize_params: Extra authorization request parameters (``connection``, ``organization``...).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "auth0", (Setting("domain", "DOMAIN", required=True), *client(), Setting("audience", "AUDIENCE"))
+    )
 
     def __init__(
         self,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion._errors import ConfigurationError
 from bastion.providers._checks import hostname, required, scope_list
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -17,6 +18,7 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _POOL = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}_[0-9A-Za-z]{1,55}")
 
 
+@register
 class Cognito(OAuthProxy):
     """Sign users in with Amazon Cognito.
 
@@ -44,6 +46,16 @@ class Cognito(OAuthProxy):
         authorize_params: Extra authorization request parameters (``identity_provider``...).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "cognito",
+        (
+            Setting("domain", "DOMAIN", required=True),
+            Setting("region", "REGION", required=True),
+            Setting("user_pool_id", "USER_POOL_ID", required=True),
+            *client(),
+        ),
+    )
 
     def __init__(
         self,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion._errors import ConfigurationError
 from bastion.providers._checks import identifier, required, scope_list
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -22,6 +23,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 CLAIMS = ("oid", "tid", "sub", "name", "given_name", "family_name", "preferred_username", "upn", "email", "groups")
 
 
+@register
 class EntraID(OAuthProxy):
     """Sign users in with Microsoft Entra ID.
 
@@ -62,6 +64,12 @@ class EntraID(OAuthProxy):
             ``domain_hint``...).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "entra",
+        (*client(), Setting("tenant", "TENANT"), Setting("api_scopes", "API_SCOPES", "list")),
+        aliases=("entraid", "entra_id", "entra-id"),
+    )
 
     def __init__(
         self,

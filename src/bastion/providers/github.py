@@ -10,9 +10,10 @@ last eight hours and come with a refresh token, which the proxy uses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -22,6 +23,7 @@ __all__ = ["GITHUB_CLAIMS", "GitHub"]
 GITHUB_CLAIMS = ("id", "login", "name", "email", "avatar_url", "html_url")
 
 
+@register
 class GitHub(OAuthProxy):
     """Sign users in with GitHub.
 
@@ -40,6 +42,10 @@ class GitHub(OAuthProxy):
         api_url: GitHub's REST API (GitHub Enterprise Server: ``https://HOST/api/v3``).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "github", (*client(), Setting("github_url", "URL", "url"), Setting("api_url", "API_URL", "url"))
+    )
 
     def __init__(
         self,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion._errors import ConfigurationError
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -21,6 +22,7 @@ GOOGLE_JWKS = "https://www.googleapis.com/oauth2/v3/certs"
 GOOGLE_REVOKE = "https://oauth2.googleapis.com/revoke"
 
 
+@register
 class Google(OAuthProxy):
     """Sign users in with Google.
 
@@ -44,6 +46,8 @@ class Google(OAuthProxy):
     Raises:
         ConfigurationError: ``openid`` is not among ``scopes``.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv("google", (*client(), Setting("hosted_domain", "HOSTED_DOMAIN")))
 
     def __init__(
         self,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.providers._checks import identifier, required, scope_list
 from bastion.providers._checks import server_url as checked_url
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
 __all__ = ["Keycloak"]
 
 
+@register
 class Keycloak(OAuthProxy):
     """Sign users in with Keycloak.
 
@@ -36,6 +38,15 @@ class Keycloak(OAuthProxy):
         authorize_params: Extra authorization request parameters (``kc_idp_hint``...).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "keycloak",
+        (
+            Setting("server_url", "SERVER_URL", "url", required=True),
+            Setting("realm", "REALM", required=True),
+            *client(),
+        ),
+    )
 
     def __init__(
         self,

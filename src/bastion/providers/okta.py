@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.providers._checks import hostname, identifier, required, scope_list
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
 __all__ = ["Okta"]
 
 
+@register
 class Okta(OAuthProxy):
     """Sign users in with Okta.
 
@@ -35,6 +37,15 @@ class Okta(OAuthProxy):
         authorize_params: Extra authorization request parameters (``idp``, ``prompt``...).
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "okta",
+        (
+            Setting("domain", "DOMAIN", required=True),
+            *client(),
+            Setting("authorization_server", "AUTHORIZATION_SERVER"),
+        ),
+    )
 
     def __init__(
         self,

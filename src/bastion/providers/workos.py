@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.providers._checks import hostname, required, scope_list
+from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
 __all__ = ["WorkOS"]
 
 
+@register
 class WorkOS(OAuthProxy):
     """Sign users in with WorkOS AuthKit.
 
@@ -38,6 +40,10 @@ class WorkOS(OAuthProxy):
         authorize_params: Extra authorization request parameters.
         **options: Everything :class:`~bastion.proxy.OAuthProxy` takes.
     """
+
+    env: ClassVar[ProviderEnv] = ProviderEnv(
+        "workos", (Setting("domain", "DOMAIN", required=True), *client(secret_required=False))
+    )
 
     def __init__(
         self,
