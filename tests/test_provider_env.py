@@ -1,21 +1,25 @@
-"""Each provider declares its own BASTION_* variables: a new provider is one module."""
+"""Each provider declares its own BASTION_* variables: a new provider is one module; its options are typed."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
+from typing_extensions import Unpack
 
 from bastion import ConfigurationError, from_env
 from bastion._settings import known_variables
+from bastion.authserver import AuthorizationServer
 from bastion.providers import Google
 from bastion.providers._checks import hostname
 from bastion.providers._env import PROVIDERS, ProviderEnv, Setting, client, register
 from bastion.proxy import OAuthProxy, Upstream
+from bastion.proxy._options import ProxyOptions, ServerOptions
 from bastion.storage import MemoryStore
 
 BASE = "https://notes.example.com"
@@ -57,7 +61,7 @@ class Acme(OAuthProxy):
         api_url: str = "https://api.acme.example",
         groups: Sequence[str] = (),
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         base = "https://" + hostname(domain, "domain")
         self.api_url = api_url
@@ -183,3 +187,21 @@ def test_the_readme_lists_every_providers_variables() -> None:
         assert row is not None, name
         for variable in entry.env.variables:
             assert f"`{variable}`" in row.group(1), variable
+
+
+def _keywords(function: object, *, without: set[str]) -> set[str]:
+    parameters = inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+    return {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} - without
+
+
+def test_the_typed_options_are_the_servers_and_the_proxys_keyword_arguments() -> None:
+    server = _keywords(AuthorizationServer.__init__, without={"users", "login", "scopes"})
+    assert set(ServerOptions.__optional_keys__) == server
+    proxy = _keywords(OAuthProxy.__init__, without={"base_url", "scopes"})
+    assert set(ProxyOptions.__optional_keys__) == server | proxy
+
+
+def test_a_misspelt_option_is_a_type_error() -> None:
+    # mypy --strict reports the misspelling: without it, this ignore would be reported as unused.
+    with pytest.raises(TypeError, match="acess_token_ttl"):
+        Google(client_id="client-1", client_secret="s", base_url=BASE, acess_token_ttl=60)  # type: ignore[call-arg]

@@ -7,11 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx2
+from typing_extensions import Unpack
 
 from bastion._discovery import shared_discovery
 from bastion._errors import BastionError, ConfigurationError
 from bastion._http import DEFAULT_TIMEOUT
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -81,7 +83,7 @@ class OIDC(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         name: str = "your identity provider",
         authorize_params: Mapping[str, str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         self.config_url = config_url
         upstream = _upstream(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from typing_extensions import Unpack
 
 from bastion.providers._checks import hostname, required, scope_list
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -54,7 +57,7 @@ class Auth0(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         name: str = "Auth0",
         authorize_params: Mapping[str, str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         base = "https://" + hostname(domain, "domain")
         asked = scope_list(scopes)

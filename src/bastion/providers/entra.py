@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from typing_extensions import Unpack
 
 from bastion._errors import ConfigurationError
 from bastion.providers._checks import identifier, required, scope_list
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -83,7 +86,7 @@ class EntraID(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         name: str = "Microsoft",
         authorize_params: Mapping[str, str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         tenant = identifier(tenant, "tenant")
         sign_in = scope_list(scopes)

@@ -10,10 +10,13 @@ last eight hours and come with a refresh token, which the proxy uses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote
 
+from typing_extensions import Unpack
+
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -57,7 +60,7 @@ class GitHub(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         github_url: str = "https://github.com",
         api_url: str = "https://api.github.com",
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         super().__init__(
             github_upstream(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from typing_extensions import Unpack
 
 from bastion._errors import ConfigurationError
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -58,7 +61,7 @@ class Google(OAuthProxy):
         scopes: Sequence[str] = ("openid", "email", "profile"),
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         hosted_domain: str | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         super().__init__(
             google_upstream(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from typing_extensions import Unpack
 
 from bastion.providers._checks import identifier, required, scope_list
 from bastion.providers._checks import server_url as checked_url
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -60,7 +63,7 @@ class Keycloak(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         name: str = "Keycloak",
         authorize_params: Mapping[str, str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         issuer = f"{checked_url(server_url, 'server_url')}/realms/{identifier(realm, 'realm')}"
         base = f"{issuer}/protocol/openid-connect"

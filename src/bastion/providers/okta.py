@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from typing_extensions import Unpack
 
 from bastion.providers._checks import hostname, identifier, required, scope_list
 from bastion.providers._env import ProviderEnv, Setting, client, register
+from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy
 from bastion.proxy._upstream import Upstream
 
@@ -59,7 +62,7 @@ class Okta(OAuthProxy):
         mcp_scopes: Mapping[str, str] | Sequence[str] | None = None,
         name: str = "Okta",
         authorize_params: Mapping[str, str] | None = None,
-        **options: Any,
+        **options: Unpack[ProxyOptions],
     ) -> None:
         origin = "https://" + hostname(domain, "domain")
         if authorization_server is None:

@@ -26,8 +26,10 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from typing_extensions import Unpack
 
 from bastion._errors import BastionError, UpstreamUnavailable
 from bastion._http import DEFAULT_TIMEOUT, FetchError
@@ -38,6 +40,7 @@ from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer
 from bastion.authserver._vault import TokenVault
 from bastion.proxy._exchange import exchange_token
 from bastion.proxy._login import UpstreamLogin, proxy_user
+from bastion.proxy._options import ServerOptions
 from bastion.proxy._upstream import Identity, Upstream, UpstreamClient, UpstreamError, UpstreamTokens
 
 __all__ = ["UPSTREAM_NAMESPACE", "OAuthProxy", "UpstreamUnavailable"]
@@ -61,9 +64,10 @@ class OAuthProxy(AuthorizationServer):
             32 bytes; the first seals, all open). Default: a key generated once
             and kept in the store.
         upstream_timeout: Seconds each request to the provider may take.
-        **options: Everything :class:`~bastion.AuthorizationServer` takes
-            (``store``, ``scopes``, ``clients``, token lifetimes...), except
-            ``users`` and ``login``.
+        scopes: The scopes MCP clients may ask for (``AuthorizationServer``'s ``scopes``).
+        **options: Everything else :class:`~bastion.AuthorizationServer` takes
+            (``store``, ``clients``, token lifetimes...; see ``ServerOptions``),
+            except ``users`` and ``login``.
     """
 
     def __init__(
@@ -74,13 +78,14 @@ class OAuthProxy(AuthorizationServer):
         callback_path: str = "/auth/callback",
         encryption_keys: str | Sequence[str] | None = None,
         upstream_timeout: float = DEFAULT_TIMEOUT,
-        **options: Any,
+        scopes: Mapping[str, str] | Sequence[str] | None = None,
+        **options: Unpack[ServerOptions],
     ) -> None:
         if "users" in options or "login" in options:
             raise TypeError("an OAuthProxy signs users in at its upstream provider: no users= or login=")
         self.upstream = upstream
         self.upstream_client = UpstreamClient(upstream, timeout=upstream_timeout, clock=options.get("clock") or _now)
-        super().__init__(base_url, login=UpstreamLogin(self), **options)
+        super().__init__(base_url, login=UpstreamLogin(self), scopes=scopes, **options)
         self.callback_path = self.path(callback_path)
         self.callback_url = self.url(callback_path)
         self.vault = TokenVault(self.store, keys=encryption_keys, clock=self.clock)
