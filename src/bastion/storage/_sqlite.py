@@ -6,6 +6,13 @@ write lock makes it atomic across threads and processes alike. WAL mode lets
 readers run beside the one writer, and ``busy_timeout`` makes a writer wait for
 the lock instead of failing. Calls run in a worker thread so the event loop
 never blocks on disk; one connection is shared under a lock.
+
+SQLite checkpoints the write-ahead log into the database by itself, but never
+shrinks the file, and while other processes keep reading and writing a checkpoint
+may never reach the end of the log, which then grows without bound. So a write
+that leaves the log larger than :data:`WAL_SIZE_LIMIT` checkpoints all of it and
+empties it (``wal_checkpoint(TRUNCATE)``), and ``journal_size_limit`` cuts it
+back whenever SQLite restarts it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ import anyio.to_thread
 from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
 
 __all__ = ["SQLiteStore"]
+
+#: Bytes of write-ahead log past which a write checkpoints and empties it (also its ``journal_size_limit``).
+WAL_SIZE_LIMIT = 1024 * 1024
 
 _T = TypeVar("_T")
 
@@ -55,6 +65,8 @@ class SQLiteStore(Store):
         self._clock = clock
         self._lock = threading.Lock()
         self._writes = 0
+        self._wal = self.path.with_name(self.path.name + "-wal")
+        self._busy_timeout_ms = int(busy_timeout * 1000)
         self._create_file(self.path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -62,9 +74,10 @@ class SQLiteStore(Store):
             raise StoreError(f"cannot open {self.path}: {error}") from error
         self._conn: sqlite3.Connection | None = conn
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             conn.executescript(_SCHEMA)
         except sqlite3.Error as error:
             conn.close()
@@ -95,9 +108,31 @@ class SQLiteStore(Store):
                     self._writes += 1
                     if self._writes % PURGE_EVERY == 0:
                         self._purge(conn)
+                    self._bound_log(conn)
             except sqlite3.Error as error:
                 raise StoreError(f"SQLite error: {error}") from error
             return result
+
+    def _bound_log(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint all of the write-ahead log and empty it, once it is past :data:`WAL_SIZE_LIMIT`.
+
+        Without waiting: a checkpoint that waits holds SQLite's checkpoint lock, which keeps
+        every other process from checkpointing while it loses the race for the write lock to
+        busy writers. Busy, it copies what it can now, and a later write (ours or another
+        process's) tries again.
+        """
+        try:
+            if self._wal.stat().st_size <= WAL_SIZE_LIMIT:
+                return
+        except OSError:  # no log file
+            return
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass  # the log stays as it was; the write succeeded
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     def _expiry(self, ttl: float | None) -> float | None:
         return None if ttl is None else self._clock() + ttl
