@@ -29,7 +29,10 @@ class Scripted(Verifier):
     """Answers every request the same way and counts what it was asked."""
 
     def __init__(
-        self, answer: AccessToken | AuthenticationError | None, issuers: Sequence[str] = (), fail_close: bool = False
+        self,
+        answer: AccessToken | AuthenticationError | KeysUnavailable | None,
+        issuers: Sequence[str] = (),
+        fail_close: bool = False,
     ) -> None:
         super().__init__()
         self.answer = answer
@@ -41,13 +44,13 @@ class Scripted(Verifier):
 
     async def authenticate(self, conn: HTTPConnection) -> AccessToken | None:
         self.calls += 1
-        if isinstance(self.answer, AuthenticationError):
+        if isinstance(self.answer, (AuthenticationError, KeysUnavailable)):
             raise self.answer
         return self.answer
 
     async def check(self, token: str) -> AccessToken:
         self.calls += 1
-        if isinstance(self.answer, AuthenticationError):
+        if isinstance(self.answer, (AuthenticationError, KeysUnavailable)):
             raise self.answer
         if self.answer is None:
             raise InvalidToken("not mine")
@@ -89,11 +92,23 @@ async def test_no_credentials_anywhere_is_none() -> None:
 
 
 async def test_the_first_refusal_is_raised_when_none_accepts() -> None:
-    first_error, second_error = InvalidAudience("other resource"), KeysUnavailable("down")
+    first_error, second_error = InvalidAudience("other resource"), InvalidToken("not a JWT")
     multi = MultiVerifier([Scripted(None), Scripted(first_error), Scripted(None), Scripted(second_error)])
     with pytest.raises(InvalidAudience) as info:
         await multi.authenticate(REQUEST)
     assert info.value is first_error
+
+
+async def test_a_verifier_that_cannot_check_now_outweighs_refusals_but_not_an_acceptance() -> None:
+    # The token may be one the unavailable verifier would accept: "try again", not "bad token".
+    down = KeysUnavailable("down")
+    multi = MultiVerifier([Scripted(InvalidAudience("other resource")), Scripted(down), Scripted(None)])
+    with pytest.raises(KeysUnavailable) as info:
+        await multi.authenticate(REQUEST)
+    assert info.value is down
+    access = await MultiVerifier([Scripted(down), Scripted(token("b"))]).authenticate(REQUEST)
+    assert access is not None
+    assert access.subject == "b"
 
 
 async def test_check_tries_each_verifier_with_its_own_cache() -> None:

@@ -177,6 +177,20 @@ async def refused(url: str, token: str) -> httpx2.Response:
     return response
 
 
+async def unavailable(url: str, token: str) -> httpx2.Response:
+    """A token that cannot be checked now: 503 and try again, not 401 (which makes clients discard it)."""
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            url, json=rpc("tools/list"), headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"].isdigit()
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert "www-authenticate" not in response.headers
+    assert token not in response.text
+    return response
+
+
 # -- the usual case -------------------------------------------------------------------------
 
 
@@ -321,11 +335,13 @@ async def test_an_unreachable_provider_refuses_tokens_then_recovers(
     token = idp.token()
     with served(notes(auth), stateless_http=True, json_response=True) as url:
         with caplog.at_level(logging.WARNING, logger="bastion"):
-            await refused(url, token)
-            await refused(url, token)
-        warnings = [record for record in caplog.records if "no usable metadata" in record.getMessage()]
-        assert len(warnings) == 1
-        assert "HTTP 503" in warnings[0].getMessage()
+            await unavailable(url, token)
+            await unavailable(url, token)
+        warnings = [record.getMessage() for record in caplog.records if "no usable metadata" in record.getMessage()]
+        # Once each, not per request: why (both locations' answers), and that requests get 503.
+        assert len(warnings) == 2
+        assert "HTTP 503" in warnings[0]
+        assert "answering 503" in warnings[1]
         assert idp.total() == 2  # both locations tried once; the second request waited for the interval
         idp.status = 200
         clock.advance(31)

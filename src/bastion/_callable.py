@@ -12,7 +12,7 @@ from mcp.server.auth.provider import AccessToken as SDKAccessToken
 from starlette.requests import HTTPConnection, Request
 
 from bastion._apikeys import APIKey
-from bastion._errors import AuthenticationError, InvalidToken, TokenExpired
+from bastion._errors import AuthenticationError, InvalidToken, KeysUnavailable, TokenExpired
 from bastion._tokens import AccessToken
 from bastion._verifier import TokenCache, Verifier
 
@@ -46,7 +46,8 @@ class CallableVerifier(Verifier):
       with ``subject``/``scopes``/``roles``/``client_id``/``claims``/``token``
       (other members become claims), or a ``str`` (the subject);
     - or it raises an :class:`~bastion.AuthenticationError` to refuse the request
-      with that error. ``False`` refuses too.
+      with that error. ``False`` refuses too. It raises :class:`~bastion.KeysUnavailable`
+      when what it checks against cannot be reached now (a 503: try again later).
 
     Any other exception is a bug in the function: it is logged (its type and
     where it was raised, nothing from the request) and the request is refused
@@ -82,6 +83,7 @@ class CallableVerifier(Verifier):
 
         Raises:
             AuthenticationError: the function refused the request, or failed.
+            KeysUnavailable: the function cannot check the request now.
         """
         request = conn if isinstance(conn, Request) else Request(conn.scope)
         try:
@@ -93,7 +95,7 @@ class CallableVerifier(Verifier):
             if result is False:
                 raise InvalidToken(f"{self._name} refused the request")
             access = as_access_token(result)
-        except AuthenticationError:
+        except (AuthenticationError, KeysUnavailable):
             raise
         except Exception as exc:
             where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None

@@ -5,6 +5,8 @@
     BastionError
      +-- ConfigurationError            a setting is missing, contradictory or unsafe (start-up)
      +-- NoAccessToken                 get_access_token() outside an authenticated request
+     +-- KeysUnavailable               the token cannot be checked now: no key set, no introspection
+     |                                 answer (HTTP 503 + Retry-After: the token may be fine)
      +-- AuthenticationError           a credential was presented and refused (HTTP 401)
      |    +-- InvalidToken             malformed, or refused for a reason we do not name
      |         +-- InvalidSignature
@@ -15,7 +17,6 @@
      |         +-- InvalidAudience
      |         +-- InvalidClaims
      |         +-- TokenInactive       introspection said ``active: false``
-     |         +-- KeysUnavailable     no key could be had to check the token with
      +-- AuthorizationError            a valid credential that may not do this (HTTP 403)
           +-- InsufficientScope        more scope would help: step-up
           +-- AccessDenied             no scope would help (role, custom policy)
@@ -51,6 +52,10 @@ __all__ = [
     "TokenNotYetValid",
     "UnsupportedAlgorithm",
 ]
+
+#: Seconds a client is asked to wait (``Retry-After``, RFC 9110 section 10.2.3) when its request
+#: cannot be answered now because keys, an introspection endpoint or the store are out of reach.
+RETRY_AFTER = 5
 
 
 class BastionError(Exception):
@@ -135,10 +140,15 @@ class TokenInactive(InvalidToken):
     description = "The access token is not active"
 
 
-class KeysUnavailable(InvalidToken):
-    """No key set or introspection answer could be had to check the token with."""
+class KeysUnavailable(BastionError):
+    """No key set or introspection answer could be had to check the token with; answered with HTTP 503.
 
-    description = "The access token could not be verified"
+    Not an :class:`AuthenticationError`: the token may well be valid, and a 401 would make the
+    client throw it away. The client is asked to try again after :data:`RETRY_AFTER` seconds.
+    """
+
+    error: str = "temporarily_unavailable"
+    description = "The access token cannot be verified right now; try again later"
 
 
 class AuthorizationError(BastionError):

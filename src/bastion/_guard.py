@@ -1,8 +1,9 @@
 """The resource server's decisions for one HTTP request (RFC 6750, RFC 9728).
 
 :class:`ResourceGuard` authenticates a request, evaluates policies and builds the
-401/403 answers. The ASGI middleware, the guarded custom routes and the FastAPI
-dependencies all go through it, so every door answers the same way.
+401/403 answers, and the 503 while tokens cannot be checked. The ASGI middleware, the
+guarded custom routes and the FastAPI dependencies all go through it, so every door
+answers the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from bastion._challenge import bearer_challenge, challenge_response
-from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError, InsufficientScope
+from bastion._errors import (
+    RETRY_AFTER,
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    InsufficientScope,
+    KeysUnavailable,
+)
+from bastion._logging import ThrottledLog
 from bastion._metadata import WELL_KNOWN, ResourceMetadata, advertised_scopes, canonical_resource, metadata_url
 from bastion._policy import Decision, Policy, TargetKind
 from bastion._registry import PolicyRegistry
@@ -80,6 +89,7 @@ class ResourceGuard:
             verifier.expect_audience(self.resource_url)
         self.metadata = metadata or ResourceMetadata()
         self.initial_scopes = None if initial_scopes is None else _initial_scopes(initial_scopes)
+        self._outages = ThrottledLog(logger)
 
     # -- where things are -------------------------------------------------
 
@@ -166,7 +176,7 @@ class ResourceGuard:
     # -- decisions --------------------------------------------------------
 
     async def authenticate(self, conn: HTTPConnection) -> AccessToken | Response:
-        """The request's access token, or the 400/401 response to send instead."""
+        """The request's access token, or the 400/401/403/503 response to send instead."""
         query = conn.scope.get("query_string", b"")
         if query and (query.startswith(b"access_token=") or b"&access_token=" in query):
             # RFC 6750 section 2.3 is not supported: URIs end up in logs (RFC 9700 section 4.3.2).
@@ -187,6 +197,8 @@ class ResourceGuard:
             # A valid token the verifier itself finds short (e.g. its required_scopes): 403.
             logger.info("authorization failed in the verifier: %s", exc.__class__.__name__)
             return self.error_response(conn, exc)
+        except KeysUnavailable as exc:
+            return self.unavailable(exc)
         except Exception:
             logger.exception("verifier failed unexpectedly")
             return self.challenge(conn, 401, "invalid_token", "The access token could not be verified")
@@ -273,6 +285,17 @@ class ResourceGuard:
         if isinstance(exc, InsufficientScope):
             return self.refusal(conn, Decision.deny(exc.scopes), granted=(*exc.granted, *granted))
         return self.refusal(conn, Decision.deny())
+
+    def unavailable(self, exc: KeysUnavailable) -> Response:
+        """503 with ``Retry-After``: the token cannot be checked now, which is no reason to discard it.
+
+        A 401 would tell the client its token is bad. The cause (which URL failed, how) is
+        logged once a minute with a count, never per request and never with the token.
+        """
+        self._outages.warning(f"tokens cannot be verified now, answering 503: {exc}")
+        body = {"error": exc.error, "error_description": exc.description}
+        headers = {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
+        return Response(json.dumps(body), status_code=503, media_type="application/json", headers=headers)
 
 
 def _initial_scopes(scopes: Sequence[str]) -> tuple[str, ...]:

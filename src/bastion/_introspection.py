@@ -42,8 +42,8 @@ class IntrospectionVerifier(Verifier):
     Each token not in the cache costs one ``POST`` to the introspection endpoint,
     authenticated as the resource server's own client. An answer other than
     ``"active": true`` refuses the token. When the endpoint is down, slow or
-    answers nonsense the token is refused with :class:`~bastion.KeysUnavailable`
-    (a 401 to the client, never a 5xx).
+    answers nonsense the token cannot be checked: :class:`~bastion.KeysUnavailable`,
+    a 503 with ``Retry-After`` to the client (the token may be fine).
 
     Args:
         introspection_endpoint: The authorization server's introspection URL.
@@ -99,6 +99,7 @@ class IntrospectionVerifier(Verifier):
             raise ConfigurationError("timeout must be a positive number of seconds")
         super().__init__(cache=TokenCache(ttl=cache_ttl, clock=clock) if cache is None else cache)
         self.introspection_endpoint = introspection_endpoint
+        self._shown = f"{parts.scheme}://{parts.netloc}{parts.path}"  # for messages: no query
         self.client_id = client_id
         self._client_secret = client_secret
         self.auth_method: AuthMethod = auth_method
@@ -158,6 +159,7 @@ class IntrospectionVerifier(Verifier):
             form["client_secret"] = self._client_secret
         if self._client is None:
             self._client = http_client(self.timeout)
+        # A failure is not logged here, once per request: whoever answers the request logs it, throttled.
         try:
             # httpx's timeout bounds each read; this bounds the whole exchange (a slow trickle too).
             with anyio.fail_after(self.timeout):
@@ -165,14 +167,11 @@ class IntrospectionVerifier(Verifier):
                     self._client, "POST", self.introspection_endpoint, data=form, headers=headers
                 )
         except FetchError as exc:
-            logger.warning("token introspection failed: %s", exc)
             raise KeysUnavailable(f"token introspection failed: {exc}") from None
         except TimeoutError:
-            logger.warning("token introspection timed out after %s seconds", self.timeout)
-            raise KeysUnavailable("token introspection timed out") from None
+            raise KeysUnavailable(f"token introspection at {self._shown} timed out after {self.timeout:g} s") from None
         if not isinstance(answer, dict):
-            logger.warning("token introspection answered JSON that is not an object")
-            raise KeysUnavailable("token introspection answered JSON that is not an object")
+            raise KeysUnavailable(f"token introspection at {self._shown} answered JSON that is not an object")
         return answer
 
     def _access_token(self, token: str, answer: dict[str, Any]) -> AccessToken:

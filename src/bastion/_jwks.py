@@ -85,6 +85,7 @@ class JWKSCache:
         self._selection: dict[tuple[str | None, str], list[Key]] = {}
         self._expires = -math.inf
         self._last_attempt = -math.inf
+        self._failure = "not fetched yet"
         self._generation = 0
         self._loop_locks = LoopLocks()
 
@@ -110,7 +111,7 @@ class JWKSCache:
                 # A kid we have not seen may be a key published since our last fetch (key rotation).
                 selected = self._select(kid, alg)
         if not self._keys:
-            raise KeysUnavailable(f"no key set could be fetched from {self._shown}")
+            raise KeysUnavailable(f"no key set could be fetched from {self._shown}: {self._failure}")
         return selected
 
     async def refresh(self) -> None:
@@ -157,6 +158,7 @@ class JWKSCache:
         except Exception as exc:  # any failure keeps the last good set (RFC 7517 gives no guidance; availability)
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             state = "serving the last good key set" if self._keys else "no key set yet"
+            self._failure = reason
             logger.warning("fetching JWKS %s failed: %s; %s", self._shown, reason, state)
         else:
             now = self._clock()

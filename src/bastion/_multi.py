@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.requests import HTTPConnection
 
-from bastion._errors import AuthenticationError, ConfigurationError
+from bastion._errors import AuthenticationError, ConfigurationError, KeysUnavailable
 from bastion._tokens import AccessToken
 from bastion._verifier import TokenCache, Verifier
 
@@ -18,8 +18,11 @@ class MultiVerifier(Verifier):
 
     A verifier that refuses the credentials does not end the search: the next
     one may accept them (a JWT verifier refuses an API key that the API key
-    verifier accepts). When none accepts and at least one refused, the first
-    refusal is raised; when none found credentials at all, the request has none.
+    verifier accepts). Nor does one that cannot check them now
+    (:class:`~bastion.KeysUnavailable`). When none accepts and one could not check,
+    that is raised (503: the credentials may be what that verifier would have
+    accepted); otherwise the first refusal (401); when none found credentials at
+    all, the request has none.
 
     Each verifier keeps its own cache; this one adds none.
 
@@ -57,17 +60,24 @@ class MultiVerifier(Verifier):
         """The first access token a verifier finds in the request.
 
         Raises:
+            KeysUnavailable: no verifier accepted, and one could not check the credentials now.
             AuthenticationError: no verifier accepted, and at least one refused (the first refusal).
         """
         first_error: AuthenticationError | None = None
+        unavailable: KeysUnavailable | None = None
         for verifier in self.verifiers:
             try:
                 access = await verifier.authenticate(conn)
             except AuthenticationError as exc:
                 first_error = first_error or exc
                 continue
+            except KeysUnavailable as exc:
+                unavailable = unavailable or exc
+                continue
             if access is not None:
                 return access
+        if unavailable is not None:
+            raise unavailable
         if first_error is not None:
             raise first_error
         return None
@@ -76,14 +86,20 @@ class MultiVerifier(Verifier):
         """The first verifier's access token for a bearer token (each with its own cache).
 
         Raises:
+            KeysUnavailable: none accepted it, and one could not check it now.
             AuthenticationError: every verifier refused it (the first refusal).
         """
         first_error: AuthenticationError | None = None
+        unavailable: KeysUnavailable | None = None
         for verifier in self.verifiers:
             try:
                 return await verifier.verify(token)
             except AuthenticationError as exc:
                 first_error = first_error or exc
+            except KeysUnavailable as exc:
+                unavailable = unavailable or exc
+        if unavailable is not None:
+            raise unavailable
         assert first_error is not None
         raise first_error
 

@@ -34,6 +34,7 @@ from bastion._discovery import (
 from bastion._errors import ConfigurationError, KeysUnavailable
 from bastion._jwks import JWKSCache, shared_cache
 from bastion._jwt import JWTVerifier
+from bastion._logging import ThrottledLog
 from bastion._tokens import AccessToken
 from bastion._verifier import Verifier
 
@@ -114,7 +115,7 @@ class RemoteAuthorization(Verifier):
             shared_discovery(url, issuer=issuer, clock=clock) for url in urls
         )
         self._found: DiscoveryCache | None = None
-        self._warned_at = -_WARNING_INTERVAL
+        self._outages = ThrottledLog(logger, _WARNING_INTERVAL, clock=clock)
         if verifier is None:
             verifier = JWTVerifier(
                 key_set=_DiscoveredKeys(self, clock),
@@ -150,9 +151,7 @@ class RemoteAuthorization(Verifier):
                 self._found = cache
                 _review(self.issuer, document)
             return document
-        if self._clock() >= self._warned_at + _WARNING_INTERVAL:
-            self._warned_at = self._clock()
-            logger.warning("no usable metadata for the issuer %s: %s", self.issuer, "; ".join(reasons))
+        self._outages.warning(f"no usable metadata for the issuer {self.issuer}: {'; '.join(reasons)}")
         raise DiscoveryUnavailable(f"no usable metadata for the issuer {self.issuer}")
 
     # -- delegation to the inner verifier --------------------------------------------------

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError
+from bastion._errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
 from bastion._guard import ResourceGuard
 from bastion._list_filter import ListVisibility, PolicyEnforcement
 from bastion._metadata import ResourceMetadata, advertised_scopes
@@ -277,5 +277,7 @@ async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: R
         return await fn(request)
     except (AuthenticationError, AuthorizationError) as exc:
         return guard.error_response(request, exc, granted=token.scopes)
+    except KeysUnavailable as exc:
+        return guard.unavailable(exc)
     finally:
         auth_context_var.reset(reset)

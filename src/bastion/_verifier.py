@@ -23,7 +23,8 @@ from collections.abc import Callable, Collection, Sequence
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from bastion._errors import AuthenticationError, AuthorizationError, InvalidToken
+from bastion._errors import AuthenticationError, AuthorizationError, InvalidToken, KeysUnavailable
+from bastion._logging import ThrottledLog
 from bastion._tokens import AccessToken
 
 __all__ = ["TokenCache", "Verifier", "authorization_credentials", "bearer_token"]
@@ -35,6 +36,9 @@ logger = logging.getLogger("bastion")
 MAX_TOKEN_LENGTH = 16 * 1024
 
 Clock = Callable[[], float]
+
+#: Outages met by the SDK's protocol (:meth:`Verifier.verify_token`), logged once a minute.
+_outages = ThrottledLog(logger)
 
 
 class TokenCache:
@@ -210,11 +214,18 @@ class Verifier(ABC):
         """
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        """The SDK's ``TokenVerifier`` protocol: the access token, or ``None`` if refused."""
+        """The SDK's ``TokenVerifier`` protocol: the access token, or ``None`` if refused.
+
+        The protocol cannot say "try again later": a token that cannot be checked now
+        (:class:`~bastion.KeysUnavailable`) is ``None`` too, and the outage is logged.
+        """
         try:
             return await self.verify(token)
         except (AuthenticationError, AuthorizationError) as exc:
             logger.info("token refused: %s", exc.__class__.__name__)
+            return None
+        except KeysUnavailable as exc:
+            _outages.warning(f"a token cannot be verified now and is refused: {exc}")
             return None
 
     def expect_audience(self, audience: str) -> None:  # noqa: B027 - optional hook

@@ -97,7 +97,7 @@ class Bastion:
             await self.guard.verifier.aclose()
 
     def require(self, policy: PolicyLike = require_auth) -> Dependency:
-        """A dependency that returns the verified token when ``policy`` allows, else 401/403."""
+        """A dependency that returns the verified token when ``policy`` allows, else 401/403/503."""
         resolved = as_policy(policy)
         self.guard.registry.add_scopes(resolved.scopes())
 
@@ -161,5 +161,6 @@ class Bastion:
 
 def _as_exception(response: Response) -> HTTPException:
     body = json.loads(bytes(response.body))
-    headers = {k: v for k, v in response.headers.items() if k.lower() in ("www-authenticate", "cache-control")}
+    kept = ("www-authenticate", "cache-control", "retry-after")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in kept}
     return HTTPException(status_code=response.status_code, detail=body, headers=headers)
