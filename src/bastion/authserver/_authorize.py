@@ -53,6 +53,7 @@ from bastion.authserver._consent import consented, error_redirect, issue_code, s
 from bastion.authserver._errors import (
     InvalidRequest,
     OAuthError,
+    RequestTooLarge,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
@@ -222,6 +223,8 @@ def salvage(request: Request) -> Params | None:
 
 async def unreadable(server: AuthorizationServer, request: Request, exc: InvalidRequest) -> Response:
     """Answer a request whose parameters cannot be read: redirected when the client is certain."""
+    if isinstance(exc, RequestTooLarge):
+        return page(error_page("This request is too large", exc.description), exc.status)
     salvaged = salvage(request) if request.method == "GET" else None
     if salvaged is None:
         return refused_page(exc)

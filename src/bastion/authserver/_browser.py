@@ -211,14 +211,14 @@ class FlowRefused(Exception):
 
 
 async def guarded_page(handle: Callable[[], Awaitable[Response]], during: str) -> Response:
-    """Run a browser-facing handler: a refused flow or an unreadable form as its page, a store
-    outage as the 503 page (logged as ``the store failed during <during>``)."""
+    """Run a browser-facing handler: a refused flow or an unreadable form as its page (413 for
+    an oversized one), a store outage as the 503 page (logged as ``the store failed during <during>``)."""
     try:
         return await handle()
     except FlowRefused as exc:
         return exc.response()
     except InvalidRequest as exc:
-        return page(error_page("This request cannot be read", exc.description), 400)
+        return page(error_page("This request cannot be read", exc.description), exc.status)
     except StoreError:
         logger.exception("the store failed during %s", during)
         return unavailable()

@@ -196,7 +196,7 @@ def _guarded(server: AuthorizationServer, handler: Handler) -> Callable[[Request
         try:
             return await handler(server, request)
         except InvalidRequest as exc:
-            return page(error_page("This request cannot be read", exc.description), 400)
+            return page(error_page("This request cannot be read", exc.description), exc.status)
         except StoreError:
             logger.exception("the store failed on the page of the user's applications")
             return unavailable()

@@ -28,6 +28,7 @@ __all__ = [
     "InvalidScope",
     "InvalidTarget",
     "OAuthError",
+    "RequestTooLarge",
     "ServerError",
     "SlowDown",
     "TemporarilyUnavailable",
@@ -71,6 +72,12 @@ class InvalidRequest(OAuthError):
     """A parameter is missing, repeated, oversized or malformed."""
 
     error = "invalid_request"
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request body is larger than the endpoint reads: 413 (RFC 9110 section 15.5.14)."""
+
+    status = 413
 
 
 class InvalidClient(OAuthError):

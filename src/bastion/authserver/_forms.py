@@ -3,7 +3,8 @@
 RFC 6749 section 3.1 and 3.2: parameters sent without a value are treated as
 omitted, and a request parameter must not be included more than once. Every
 endpoint reads its parameters through :func:`query_params` or :func:`form_params`,
-so a repeated, oversized or non-text parameter is always an ``invalid_request``.
+so a repeated, oversized or non-text parameter is always an ``invalid_request``
+(with status 413 for a body larger than the endpoint reads).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from bastion.authserver._errors import InvalidRequest
+from bastion.authserver._errors import InvalidRequest, RequestTooLarge
 
 __all__ = ["MAX_BODY", "MAX_PARAM", "Params", "form_params", "query_params", "read_body"]
 
@@ -21,6 +22,8 @@ __all__ = ["MAX_BODY", "MAX_PARAM", "Params", "form_params", "query_params", "re
 MAX_BODY = 64 * 1024
 #: The largest single parameter value (a client assertion JWT is the biggest).
 MAX_PARAM = 8 * 1024
+
+_TOO_LARGE = "the request body is too large"
 
 
 class Params:
@@ -73,16 +76,18 @@ def query_params(request: Request) -> Params:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, at most ``limit`` bytes, else :class:`InvalidRequest`."""
+    """The request body, at most ``limit`` bytes, else :class:`RequestTooLarge` (413)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise InvalidRequest("the request body is too large")
+    if declared is not None and not declared.isdigit():
+        raise InvalidRequest("the Content-Length header is malformed")
+    if declared is not None and int(declared) > limit:
+        raise RequestTooLarge(_TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise InvalidRequest("the request body is too large")
+            raise RequestTooLarge(_TOO_LARGE)
         chunks.append(chunk)
     return b"".join(chunks)
 
