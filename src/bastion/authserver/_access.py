@@ -11,13 +11,14 @@ from urllib.parse import urlsplit
 
 from joserfc.jws import serialize_compact
 
-from bastion._errors import InvalidIssuer, TokenInactive
+from bastion._errors import InvalidIssuer, KeysUnavailable, TokenInactive
 from bastion._jwt import JWTVerifier
 from bastion._metadata import canonical_resource
 from bastion._tokens import AccessToken
 from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
 from bastion.authserver._net import is_loopback_host
+from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -169,7 +170,17 @@ class AuthServerVerifier(JWTVerifier):
         return resource
 
     async def check(self, token: str) -> AccessToken:
-        """Verify the JWT, then the issuer and the grant."""
+        """Verify the JWT, then the issuer and the grant.
+
+        Raises:
+            KeysUnavailable: the store (the key ring, the revoked grants) cannot be read now.
+        """
+        try:
+            return await self._check(token)
+        except StoreError as exc:
+            raise KeysUnavailable(f"the authorization server's store failed: {exc}") from None
+
+    async def _check(self, token: str) -> AccessToken:
         access = await super().check(token)
         claims = access.claims or {}
         if claims.get("iss") != self.server.issuer:

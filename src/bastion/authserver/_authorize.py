@@ -290,8 +290,8 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
     async def endpoint(request: Request) -> Response:
         try:
             return await authorize(server, step, request)
-        except StoreError:
-            logger.exception("the store failed during an authorization request")
+        except StoreError as exc:
+            server.outages.warning(f"the store failed during an authorization request: {exc}")
             return unavailable()
 
     found: list[BaseRoute] = [Route(server.path("/authorize"), endpoint, methods=["GET", "POST"])]

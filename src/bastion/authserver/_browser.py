@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from bastion._errors import RETRY_AFTER
+from bastion._logging import ThrottledLog
 from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._models import User, hash_secret, secret_matches
 from bastion.authserver._pages import STYLE_HASH, error_page
@@ -103,8 +105,10 @@ def page(html: str, status: int = 200) -> Response:
 
 
 def unavailable() -> Response:
-    """The page shown while the store cannot be reached: 503, nothing about the cause."""
-    return page(error_page("Please try again later", "The server cannot complete sign-ins right now."), 503)
+    """The page shown while the store cannot be reached: 503 with ``Retry-After``, nothing about the cause."""
+    response = page(error_page("Please try again later", "The server cannot complete sign-ins right now."), 503)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 # -- cookies ------------------------------------------------------------------------------------
@@ -210,17 +214,18 @@ class FlowRefused(Exception):
         return page(error_page("This sign-in cannot continue", self.message), self.status)
 
 
-async def guarded_page(handle: Callable[[], Awaitable[Response]], during: str) -> Response:
+async def guarded_page(handle: Callable[[], Awaitable[Response]], during: str, outages: ThrottledLog) -> Response:
     """Run a browser-facing handler: a refused flow or an unreadable form as its page (413 for
-    an oversized one), a store outage as the 503 page (logged as ``the store failed during <during>``)."""
+    an oversized one), a store outage as the 503 page, logged on ``outages`` as ``the store
+    failed during <during>`` (once per interval, with a count, without a traceback)."""
     try:
         return await handle()
     except FlowRefused as exc:
         return exc.response()
     except InvalidRequest as exc:
         return page(error_page("This request cannot be read", exc.description), exc.status)
-    except StoreError:
-        logger.exception("the store failed during %s", during)
+    except StoreError as exc:
+        outages.warning(f"the store failed during {during}: {exc}")
         return unavailable()
 
 

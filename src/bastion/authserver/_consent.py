@@ -271,7 +271,7 @@ def routes(server: AuthorizationServer, login: LoginStep | None) -> list[BaseRou
         return await show_consent(server, flow, session.user)
 
     async def consent(request: Request) -> Response:
-        return await guarded_page(lambda: handle(request), "the consent page")
+        return await guarded_page(lambda: handle(request), "the consent page", server.outages)
 
     return [Route(server.path("/authorize/consent"), consent, methods=["GET", "POST"])]
 

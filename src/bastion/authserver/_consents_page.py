@@ -197,8 +197,8 @@ def _guarded(server: AuthorizationServer, handler: Handler) -> Callable[[Request
             return await handler(server, request)
         except InvalidRequest as exc:
             return page(error_page("This request cannot be read", exc.description), exc.status)
-        except StoreError:
-            logger.exception("the store failed on the page of the user's applications")
+        except StoreError as exc:
+            server.outages.warning(f"the store failed on the page of the user's applications: {exc}")
             return unavailable()
 
     return endpoint

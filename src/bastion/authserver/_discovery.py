@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bastion.authserver._errors import guarded
+
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
@@ -90,7 +92,11 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
     async def jwks(request: Request) -> Response:
         if request.method == "OPTIONS":
             return _preflight()
-        return JSONResponse(await server.keys.public_jwks(), headers=_PUBLIC_CACHE)
+
+        async def keys() -> Response:
+            return JSONResponse(await server.keys.public_jwks(), headers=_PUBLIC_CACHE)
+
+        return await guarded(keys, server.outages)  # the key ring lives in the store
 
     found: list[BaseRoute] = [
         Route(path, metadata, methods=["GET", "OPTIONS"], include_in_schema=False) for path in metadata_paths(server)

@@ -15,7 +15,8 @@ from typing import ClassVar
 
 from starlette.responses import JSONResponse, Response
 
-from bastion._errors import BastionError
+from bastion._errors import RETRY_AFTER, BastionError, KeysUnavailable
+from bastion._logging import ThrottledLog
 from bastion.storage import StoreError
 
 __all__ = [
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("bastion")
+
+#: The public text of a store outage.
+UNAVAILABLE = "the server cannot answer now, try again later"
 
 #: RFC 6749 section 5.1 and OAuth 2.1: token and error responses are never cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -156,10 +160,13 @@ class SlowDown(OAuthError):
 
 
 class TemporarilyUnavailable(OAuthError):
-    """The server cannot answer now (its store is down): 503."""
+    """The server cannot answer now (its store is down): 503 with ``Retry-After``."""
 
     error = "temporarily_unavailable"
     status = 503
+
+    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": str(RETRY_AFTER), **(headers or {})})
 
 
 class ServerError(OAuthError):
@@ -169,15 +176,23 @@ class ServerError(OAuthError):
     status = 500
 
 
-async def guarded(handle: Callable[[], Awaitable[Response]]) -> Response:
-    """Run an endpoint: OAuth errors as their JSON bodies, a store outage as 503, nothing else leaking."""
+async def guarded(handle: Callable[[], Awaitable[Response]], outages: ThrottledLog) -> Response:
+    """Run an endpoint: OAuth errors as their JSON bodies, a store outage as 503, nothing else leaking.
+
+    An outage meets every request alike: it is logged on ``outages``, once per interval with a
+    count and without a traceback (it is expected, not a bug).
+    """
     try:
         return await handle()
     except OAuthError as exc:
         return exc.response()
-    except StoreError:
-        logger.warning("the authorization server's store failed", exc_info=True)
-        return TemporarilyUnavailable("the server cannot answer now, try again later").response()
+    except StoreError as exc:
+        outages.warning(f"the authorization server's store failed: {exc}")
+        return TemporarilyUnavailable(UNAVAILABLE).response()
+    except KeysUnavailable as exc:
+        # The server's own verifier (/introspect, /revoke) could not read its keys or revocations.
+        outages.warning(str(exc))
+        return TemporarilyUnavailable(UNAVAILABLE).response()
     except Exception:
         logger.exception("unexpected error in an authorization server endpoint")
         return ServerError("unexpected server error").response()

@@ -99,6 +99,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             answer = await introspect_token(server, client, params.require("token"), params.get("token_type_hint"))
             return JSONResponse(answer, headers=NO_STORE)
 
-        return await guarded(handle)
+        return await guarded(handle, server.outages)
 
     return [Route(server.path("/introspect"), introspect, methods=["POST"])]

@@ -162,7 +162,7 @@ class PasswordLogin(LoginStep):
         """The form's POST."""
 
         async def submit(request: Request) -> Response:
-            return await guarded_page(lambda: self.submit(server, request), "a sign-in")
+            return await guarded_page(lambda: self.submit(server, request), "a sign-in", server.outages)
 
         return [Route(server.path("/authorize/login"), submit, methods=["POST"])]
 

@@ -134,6 +134,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
         return JSONResponse(body, status_code=201, headers=NO_STORE)
 
     async def register(request: Request) -> Response:
-        return await guarded(lambda: handle(request))
+        return await guarded(lambda: handle(request), server.outages)
 
     return [Route(server.path("/register"), register, methods=["POST"])]

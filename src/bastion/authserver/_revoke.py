@@ -73,6 +73,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             await revoke_token(server, client, params.require("token"), params.get("token_type_hint"))
             return Response(status_code=200, headers=NO_STORE)
 
-        return await guarded(handle)
+        return await guarded(handle, server.outages)
 
     return [Route(server.path("/revoke"), revoke, methods=["POST"])]

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bastion.authserver._login import LoginStep
 
 from bastion._errors import ConfigurationError, UpstreamUnavailable
+from bastion._logging import ThrottledLog
 from bastion._metadata import canonical_resource
 from bastion._tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
@@ -135,6 +136,8 @@ class AuthorizationServer:
             store = SQLiteStore(default_store_path(store_name(self.issuer) if self.issuer else "bastion"))
         self.store: Store = store
         self.clock = clock
+        #: Where the endpoints report a store outage: once a minute with a count, not per request.
+        self.outages = ThrottledLog(logger, clock=clock)
         if isinstance(scopes, Mapping):
             self.scopes: dict[str, str] = {str(k): str(v) for k, v in scopes.items()}
         else:

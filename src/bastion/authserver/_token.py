@@ -77,6 +77,6 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             tokens = await token_request(server, request)
             return JSONResponse(tokens.body(server.clock()), headers=NO_STORE)
 
-        return await guarded(handle)
+        return await guarded(handle, server.outages)
 
     return [Route(server.path("/token"), token, methods=["POST"])]

@@ -162,7 +162,7 @@ class UpstreamLogin(LoginStep):
             response: Response = await handler(server, request)
             return response
 
-        return await guarded_page(handle, "an upstream sign-in")
+        return await guarded_page(handle, "an upstream sign-in", server.outages)
 
     async def approve(self, server: AuthorizationServer, request: Request) -> Response:
         """The consent form: deny goes back to the client; approve goes to the provider."""
