@@ -30,7 +30,7 @@ REDIRECT_URI = "http://127.0.0.1/callback"
 
 def authorization_app(port: int, db: str, cimd_ca: str | None) -> Any:
     """The notes MCP server with its authorization server, as an ASGI app."""
-    from bastion._demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
+    from bastion._cli.demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
     from bastion.authserver import AuthorizationServer
     from bastion.authserver._fetch import SafeFetcher
     from bastion.storage import SQLiteStore

@@ -24,7 +24,7 @@ from typing import Any
 from _http_server import ISSUER, RESOURCE, build
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion._middleware import AuthMiddleware
+from bastion._resource.middleware import AuthMiddleware
 from bastion.testing import KeyPair
 
 BODY = json.dumps(

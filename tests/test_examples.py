@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from bastion.testing import JWKSServer, KeyPair, serve
 
-from conftest import MCP_HEADERS, mcp_client, rpc
+from support.notes import MCP_HEADERS, mcp_client, rpc
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 ISSUER = "https://idp.example.com"

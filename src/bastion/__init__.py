@@ -4,9 +4,10 @@ Change one import (``from bastion import MCPServer``) and an MCP server built on
 the official Python SDK becomes an OAuth 2.1 protected resource.
 """
 
-from bastion._apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
-from bastion._callable import CallableVerifier
-from bastion._errors import (
+from bastion._adapters.mcpserver import MCPServer
+from bastion._adapters.protect import protect
+from bastion._config.settings import ServerSettings, from_env, server_settings
+from bastion._core.errors import (
     AccessDenied,
     AuthenticationError,
     AuthorizationError,
@@ -26,10 +27,12 @@ from bastion._errors import (
     UnsupportedAlgorithm,
     UpstreamUnavailable,
 )
-from bastion._introspection import IntrospectionVerifier
-from bastion._jwt import JWTVerifier
-from bastion._multi import MultiVerifier
-from bastion._policy import (
+from bastion._resource.apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
+from bastion._resource.callable import CallableVerifier
+from bastion._resource.introspection import IntrospectionVerifier
+from bastion._resource.jwt import JWTVerifier
+from bastion._resource.multi import MultiVerifier
+from bastion._resource.policy import (
     AccessContext,
     Decision,
     Policy,
@@ -40,13 +43,10 @@ from bastion._policy import (
     require_role,
     require_scopes,
 )
-from bastion._protect import protect
-from bastion._registry import PolicyRegistry
-from bastion._remote import RemoteAuthorization
-from bastion._server import MCPServer
-from bastion._settings import ServerSettings, from_env, server_settings
-from bastion._tokens import AccessToken, get_access_token
-from bastion._verifier import TokenCache, Verifier
+from bastion._resource.registry import PolicyRegistry
+from bastion._resource.remote import RemoteAuthorization
+from bastion._resource.tokens import AccessToken, get_access_token
+from bastion._resource.verifier import TokenCache, Verifier
 from bastion.authserver import AuthorizationServer, Client, User
 from bastion.storage import MemoryStore, SQLiteStore, Store
 

@@ -28,13 +28,13 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from bastion._guard import ResourceGuard
-from bastion._metadata import WELL_KNOWN, ResourceMetadata
-from bastion._policy import PolicyLike, as_policy, require_auth, require_role, require_scopes
-from bastion._registry import PolicyRegistry
-from bastion._server import MCPServer
-from bastion._tokens import AccessToken, authenticated_user
-from bastion._verifier import Verifier
+from bastion._adapters.mcpserver import MCPServer
+from bastion._resource.guard import ResourceGuard
+from bastion._resource.metadata import WELL_KNOWN, ResourceMetadata
+from bastion._resource.policy import PolicyLike, as_policy, require_auth, require_role, require_scopes
+from bastion._resource.registry import PolicyRegistry
+from bastion._resource.tokens import AccessToken, authenticated_user
+from bastion._resource.verifier import Verifier
 from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["Bastion"]

@@ -8,7 +8,8 @@
 - The OAuth errors, each rendering its RFC 6749 body.
 """
 
-from bastion.authserver._consent import RememberedConsent
+from bastion.authserver._browser.consent import RememberedConsent
+from bastion.authserver._browser.login import LoginStep, PasswordLogin, signed_in
 from bastion.authserver._errors import (
     AccessDeniedError,
     InvalidClient,
@@ -23,7 +24,6 @@ from bastion.authserver._errors import (
     UnsupportedGrantType,
 )
 from bastion.authserver._fetch import SafeFetcher
-from bastion.authserver._login import LoginStep, PasswordLogin, signed_in
 from bastion.authserver._models import Client, User
 from bastion.authserver._server import AuthorizationServer
 

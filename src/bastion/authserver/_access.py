@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 
 from joserfc.jws import serialize_compact
 
-from bastion._errors import InvalidIssuer, KeysUnavailable, TokenInactive
-from bastion._jwt import JWTVerifier
-from bastion._metadata import canonical_resource
-from bastion._tokens import AccessToken
+from bastion._core.errors import InvalidIssuer, KeysUnavailable, TokenInactive
+from bastion._core.net import is_loopback_host
+from bastion._resource.jwt import JWTVerifier
+from bastion._resource.metadata import canonical_resource
+from bastion._resource.tokens import AccessToken
 from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
-from bastion.authserver._net import is_loopback_host
 from bastion.storage import StoreError
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bastion._errors import ConfigurationError
-from bastion._http import FetchError, cache_lifetime
+from bastion._core.errors import ConfigurationError
+from bastion._core.http import FetchError, cache_lifetime
 from bastion.authserver._clients import SECRET_METHODS, client_from_metadata
 from bastion.authserver._errors import InvalidClient, OAuthError
 from bastion.authserver._fetch import SafeFetcher

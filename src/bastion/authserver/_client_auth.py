@@ -25,10 +25,10 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 from starlette.requests import Request
 
-from bastion._compact import b64decode, decode_claims, decode_json
-from bastion._errors import InvalidToken
-from bastion._http import FetchError
-from bastion._keys import fits, parse_key_set
+from bastion._core.errors import InvalidToken
+from bastion._core.http import FetchError
+from bastion._jose.compact import b64decode, decode_claims, decode_json
+from bastion._jose.keys import fits, parse_key_set
 from bastion.authserver._errors import InvalidClient, InvalidRequest
 from bastion.authserver._forms import Params
 from bastion.authserver._models import Client, hash_secret, secret_matches

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bastion._errors import ConfigurationError
+from bastion._core.errors import ConfigurationError
 from bastion.authserver._errors import InvalidClientMetadata, InvalidRedirectURI, OAuthError
 from bastion.authserver._models import Client, ClientKind, as_scopes, hash_secret
 from bastion.authserver._redirects import validate_redirect_uri

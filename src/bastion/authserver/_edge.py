@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.authserver._net import is_loopback_host
+from bastion._core.net import is_loopback_host
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer

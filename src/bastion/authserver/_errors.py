@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from starlette.responses import JSONResponse, Response
 
-from bastion._errors import RETRY_AFTER, BastionError, KeysUnavailable
-from bastion._logging import ThrottledLog
+from bastion._core.errors import RETRY_AFTER, BastionError, KeysUnavailable
+from bastion._core.log import ThrottledLog
 from bastion.storage import StoreError
 
 __all__ = [

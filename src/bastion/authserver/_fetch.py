@@ -14,7 +14,7 @@ harmless:
 - one deadline covers the whole fetch, the body is read as a stream and cut at
   a size limit, and only a 2xx JSON answer is accepted.
 
-Failures raise :class:`~bastion._http.FetchError`, whose message names the host
+Failures raise :class:`~bastion._core.http.FetchError`, whose message names the host
 but never a query string or credentials.
 """
 
@@ -34,8 +34,8 @@ import anyio
 import httpcore2
 import httpx2
 
-from bastion._errors import ConfigurationError
-from bastion._http import FetchError
+from bastion._core.errors import ConfigurationError
+from bastion._core.http import FetchError
 
 __all__ = ["FetchedJSON", "SafeFetcher", "check_address"]
 

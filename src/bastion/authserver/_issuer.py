@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bastion._errors import ConfigurationError
-from bastion.authserver._net import is_loopback_host
+from bastion._core.errors import ConfigurationError
+from bastion._core.net import is_loopback_host
 
 __all__ = ["canonical_issuer", "default_store_path", "store_name"]
 

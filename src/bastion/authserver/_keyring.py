@@ -21,9 +21,9 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from bastion._errors import ConfigurationError
-from bastion._http import LoopLocks
-from bastion._keys import fits
+from bastion._core.errors import ConfigurationError
+from bastion._core.http import LoopLocks
+from bastion._jose.keys import fits
 from bastion.storage import Store
 
 __all__ = ["KEY_NAMESPACE", "SUPPORTED_ALGORITHMS", "KeyRing", "SigningKey"]

@@ -14,17 +14,10 @@ __all__ = ["build_routes"]
 
 def build_routes(server: AuthorizationServer) -> list[BaseRoute]:
     """Every endpoint's routes; each module contributes its own through ``routes(server)``."""
-    from bastion.authserver import (
-        _authorize,
-        _consents_page,
-        _discovery,
-        _introspect,
-        _register,
-        _revoke,
-        _token,
-    )
+    from bastion.authserver._browser import consents_page
+    from bastion.authserver._endpoints import authorize, introspect, metadata, register, revoke, token
 
     routes: list[BaseRoute] = []
-    for module in (_discovery, _authorize, _consents_page, _token, _register, _revoke, _introspect):
+    for module in (metadata, authorize, consents_page, token, register, revoke, introspect):
         routes.extend(module.routes(server))
     return routes

@@ -23,13 +23,14 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
-    from bastion.authserver._consent import RememberedConsent
-    from bastion.authserver._login import LoginStep
+    from bastion.authserver._browser.consent import RememberedConsent
+    from bastion.authserver._browser.login import LoginStep
 
-from bastion._errors import ConfigurationError, UpstreamUnavailable
-from bastion._logging import ThrottledLog
-from bastion._metadata import canonical_resource
-from bastion._tokens import AccessToken
+from bastion._core.errors import ConfigurationError, UpstreamUnavailable
+from bastion._core.log import ThrottledLog
+from bastion._core.net import is_loopback_host
+from bastion._resource.metadata import canonical_resource
+from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
@@ -39,7 +40,6 @@ from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._issuer import canonical_issuer, default_store_path, store_name
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
-from bastion.authserver._net import is_loopback_host
 from bastion.storage import SQLiteStore, Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
@@ -312,7 +312,7 @@ class AuthorizationServer:
 
     async def revoke_grant(self, grant_id: str) -> None:
         """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on."""
-        from bastion.authserver._refresh import REFRESH_NAMESPACE
+        from bastion.authserver._grants.refresh_token import REFRESH_NAMESPACE
 
         await self.store.put(REVOKED_NAMESPACE, grant_id, b"1", self.refresh_token_ttl + self.access_token_ttl)
         await self.store.delete_index(REFRESH_NAMESPACE, grant_id)
@@ -356,13 +356,13 @@ class AuthorizationServer:
         The next authorization of that client asks the user again. ``True`` when
         there was a consent or a grant to withdraw.
         """
-        from bastion.authserver._consent import withdraw_consent
+        from bastion.authserver._browser.consent import withdraw_consent
 
         return await withdraw_consent(self, subject, client_id)
 
     async def consents(self, subject: str) -> list[RememberedConsent]:
         """The consents ``subject`` has given and not withdrawn (client, scopes, resources, when)."""
-        from bastion.authserver._consent import consents
+        from bastion.authserver._browser.consent import consents
 
         return await consents(self, subject)
 

@@ -37,7 +37,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bastion._errors import BastionError, ConfigurationError
+from bastion._core.errors import BastionError, ConfigurationError
 from bastion.storage import Store
 
 __all__ = ["KEY_NAMESPACE", "TokenVault", "VaultError", "parse_keys"]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from bastion._errors import ConfigurationError
+from bastion._core.errors import ConfigurationError
 
 __all__ = ["hostname", "identifier", "required", "scope_list", "server_url"]
 

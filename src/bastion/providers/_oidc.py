@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import httpx2
 from typing_extensions import Unpack
 
-from bastion._discovery import shared_discovery
-from bastion._errors import BastionError, ConfigurationError
-from bastion._http import DEFAULT_TIMEOUT
+from bastion._core.errors import BastionError, ConfigurationError
+from bastion._core.http import DEFAULT_TIMEOUT
+from bastion._resource.discovery import shared_discovery
 from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._options import ProxyOptions
 from bastion.proxy._proxy import OAuthProxy

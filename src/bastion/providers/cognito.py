@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from typing_extensions import Unpack
 
-from bastion._errors import ConfigurationError
+from bastion._core.errors import ConfigurationError
 from bastion.providers._checks import hostname, required, scope_list
 from bastion.providers._env import ProviderEnv, Setting, client, register
 from bastion.proxy._options import ProxyOptions

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bastion._errors import UpstreamUnavailable
-from bastion._tokens import AccessToken
+from bastion._core.errors import UpstreamUnavailable
+from bastion._resource.tokens import AccessToken
 from bastion.proxy._upstream import UpstreamError
 
 if TYPE_CHECKING:

@@ -52,9 +52,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion._errors import BastionError
-from bastion._http import FetchError
-from bastion.authserver._browser import (
+from bastion._core.errors import BastionError
+from bastion._core.http import FetchError
+from bastion.authserver._browser.consent import (
+    CONSENT_TTL,
+    consented,
+    error_redirect,
+    issue_code,
+    remember_consent,
+    show_consent,
+)
+from bastion.authserver._browser.flows import (
     Flow,
     FlowRefused,
     check_csrf,
@@ -68,19 +76,11 @@ from bastion.authserver._browser import (
     start_session,
     take_flow,
 )
-from bastion.authserver._consent import (
-    CONSENT_TTL,
-    consented,
-    error_redirect,
-    issue_code,
-    remember_consent,
-    show_consent,
-)
+from bastion.authserver._browser.login import LoginStep
+from bastion.authserver._browser.pages import error_page
 from bastion.authserver._errors import AccessDeniedError
 from bastion.authserver._forms import form_params, query_params
-from bastion.authserver._login import LoginStep
 from bastion.authserver._models import User, hash_secret
-from bastion.authserver._pages import error_page
 from bastion.proxy._upstream import UpstreamError, pkce_pair
 from bastion.storage import StoreError
 

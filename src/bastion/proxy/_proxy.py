@@ -31,9 +31,9 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from bastion._errors import BastionError, UpstreamUnavailable
-from bastion._http import DEFAULT_TIMEOUT, FetchError
-from bastion._tokens import AccessToken
+from bastion._core.errors import BastionError, UpstreamUnavailable
+from bastion._core.http import DEFAULT_TIMEOUT, FetchError
+from bastion._resource.tokens import AccessToken
 from bastion.authserver._errors import InvalidGrant, TemporarilyUnavailable
 from bastion.authserver._models import User
 from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import httpx2
 
-from bastion._errors import BastionError, InvalidToken
-from bastion._http import DEFAULT_TIMEOUT, FetchError, fetch_json, http_client
-from bastion._jwt import JWTVerifier
+from bastion._core.errors import BastionError, InvalidToken
+from bastion._core.http import DEFAULT_TIMEOUT, FetchError, fetch_json, http_client
+from bastion._resource.jwt import JWTVerifier
 
 __all__ = ["Identity", "Upstream", "UpstreamClient", "UpstreamError", "UpstreamTokens", "pkce_pair"]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from bastion._errors import BastionError
+from bastion._core.errors import BastionError
 
 __all__ = ["Clock", "Store", "StoreError"]
 

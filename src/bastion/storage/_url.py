@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bastion._errors import ConfigurationError
+from bastion._core.errors import ConfigurationError
 from bastion.storage._memory import MemoryStore
 from bastion.storage._protocol import Store
 from bastion.storage._sqlite import SQLiteStore

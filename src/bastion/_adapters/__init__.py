@@ -1,0 +1,1 @@
+"""Adapters to frameworks: ``bastion.MCPServer`` on the MCP SDK, ``protect()`` for any ASGI app."""

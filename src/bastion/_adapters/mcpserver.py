@@ -1,0 +1,283 @@
+"""``bastion.MCPServer``: the SDK's ``MCPServer`` as an OAuth 2.1 protected resource."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.mcpserver import MCPServer as SDKMCPServer
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion._config.settings import from_env, server_settings
+from bastion._core.errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
+from bastion._resource.guard import ResourceGuard
+from bastion._resource.list_filter import ListVisibility, PolicyEnforcement
+from bastion._resource.metadata import ResourceMetadata, advertised_scopes
+from bastion._resource.middleware import AuthMiddleware
+from bastion._resource.policy import PolicyLike, ScopeHierarchy, as_policy, require_auth
+from bastion._resource.registry import PolicyRegistry
+from bastion._resource.tokens import AccessToken, authenticated_user
+from bastion._resource.verifier import Verifier
+from bastion.authserver._server import AuthorizationServer
+
+__all__ = ["MCPServer"]
+
+logger = logging.getLogger("bastion")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class MCPServer(SDKMCPServer[Any]):
+    """An MCP server whose HTTP endpoint is an OAuth 2.1 protected resource.
+
+    Everything the SDK's ``MCPServer`` does still works; this adds:
+
+    Args:
+        name: The server's name.
+        auth: The verifier of bearer tokens (for example a :class:`~bastion.JWTVerifier`),
+            or an :class:`~bastion.AuthorizationServer`, which is then served by this
+            server too and verifies its own tokens. When omitted and ``BASTION_AUTH``
+            is set, built by :func:`bastion.from_env`.
+        resource_url: The canonical URL of the MCP endpoint (RFC 8707/9728). Omit it in
+            development to derive it from each request (a warning is logged once).
+            Defaults to ``BASTION_RESOURCE_URL``.
+        default_policy: The policy of tools, resources and prompts registered without
+            ``auth=`` (default: any authenticated caller).
+        scope_hierarchy: Which scopes imply which, e.g. ``{"notes:admin": ["notes:read"]}``.
+        authorization_servers: The issuers advertised in the resource metadata
+            (default: the verifier's issuer).
+        scopes_supported: The scopes advertised (default: every scope the policies use).
+        resource_name: A human-readable name for the metadata document.
+        resource_documentation: A URL of documentation for the metadata document.
+        initial_scopes: The scopes a first sign-in should ask for: the 401 challenge names
+            them, with what ``default_policy`` and the verifier require. Default:
+            ``BASTION_INITIAL_SCOPES``; without it, and when nothing is required, every
+            scope the policies use. Never ``offline_access``.
+        list_visibility: What ``tools/list`` and the other lists show a caller:
+            ``"discoverable"`` (default) what it may use and what more scope would unlock
+            (so a client can call it and step up); ``"strict"`` only what it may use now.
+            What a role or a custom policy refuses is never listed.
+        **kwargs: Everything the SDK's ``MCPServer`` takes.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *args: Any,
+        auth: Verifier | AuthorizationServer | None = None,
+        resource_url: str | None = None,
+        default_policy: PolicyLike = require_auth,
+        scope_hierarchy: Mapping[str, Iterable[str]] | None = None,
+        authorization_servers: Sequence[str] | None = None,
+        scopes_supported: Sequence[str] | None = None,
+        resource_name: str | None = None,
+        resource_documentation: str | None = None,
+        initial_scopes: Sequence[str] | None = None,
+        list_visibility: ListVisibility = "discoverable",
+        **kwargs: Any,
+    ) -> None:
+        if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
+            raise ConfigurationError(
+                "auth= takes a bastion verifier (JWTVerifier, IntrospectionVerifier, APIKeyVerifier, ...) "
+                "or an AuthorizationServer; for the SDK's AuthSettings use mcp.server.MCPServer"
+            )
+        super().__init__(name, *args, **kwargs)
+        if auth is None and os.environ.get("BASTION_AUTH"):
+            auth = from_env()
+        resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
+        if initial_scopes is None and os.environ.get("BASTION_INITIAL_SCOPES"):
+            initial_scopes = server_settings().initial_scopes
+        self.authorization_server: AuthorizationServer | None = None
+        if isinstance(auth, AuthorizationServer):
+            self.authorization_server = auth
+            if resource_url is not None:
+                auth.set_issuer(_origin(resource_url))
+            auth = auth.resource_verifier(resource_url)  # this endpoint's tokens only
+        self.verifier: Verifier | None = auth
+        self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
+        self._resource_url = resource_url
+        self._initial_scopes = initial_scopes
+        self._metadata = ResourceMetadata(
+            authorization_servers=tuple(authorization_servers or ()),
+            scopes_supported=tuple(scopes_supported or ()),
+            resource_name=resource_name or name,
+            resource_documentation=resource_documentation,
+        )
+        self._guard: ResourceGuard | None = None
+        if auth is not None:
+            self._guard = self._make_guard(resource_path="/mcp")
+        self.middleware.append(
+            PolicyEnforcement(
+                self.registry,
+                enforce_default=auth is not None,
+                list_visibility=list_visibility,
+                known_scopes=self._known_scopes,
+            )
+        )
+
+    def _make_guard(self, resource_path: str) -> ResourceGuard:
+        assert self.verifier is not None
+        return ResourceGuard(
+            self.verifier,
+            resource_url=self._resource_url,
+            resource_path=resource_path,
+            metadata=self._metadata,
+            registry=self.registry,
+            initial_scopes=self._initial_scopes,
+        )
+
+    def _known_scopes(self) -> frozenset[str]:
+        if self._guard is not None:
+            return self._guard.known_scopes()
+        # No verifier of its own: an outer layer (protect()) may still have put a token in context.
+        advertised = advertised_scopes(self._metadata.scopes_supported or self.registry.scopes())
+        return frozenset(advertised) | self.registry.hierarchy.scopes()
+
+    # -- registration with policies -----------------------------------------
+
+    def tool(
+        self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any
+    ) -> Callable[[_F], _F]:
+        """Register a tool, as the SDK does; ``auth=`` sets who may list and call it."""
+        register = super().tool(name, *args, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set("tool", name or fn.__name__, auth)
+            return fn
+
+        return decorator
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        """Add a tool, as the SDK does; ``auth=`` sets who may list and call it."""
+        auth: PolicyLike | None = kwargs.pop("auth", None)
+        super().add_tool(fn, name, *args, **kwargs)
+        if auth is not None:
+            self.registry.set("tool", name or fn.__name__, auth)
+
+    def resource(self, uri: str, *, auth: PolicyLike | None = None, **kwargs: Any) -> Callable[[_F], _F]:
+        """Register a resource or template, as the SDK does; ``auth=`` sets who may list and read it."""
+        register = super().resource(uri, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set_resource(uri, auth)
+            return fn
+
+        return decorator
+
+    def prompt(
+        self, name: str | None = None, *args: Any, auth: PolicyLike | None = None, **kwargs: Any
+    ) -> Callable[[_F], _F]:
+        """Register a prompt, as the SDK does; ``auth=`` sets who may list and get it."""
+        register = super().prompt(name, *args, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(fn)
+            self.registry.set("prompt", name or fn.__name__, auth)
+            return fn
+
+        return decorator
+
+    def custom_route(
+        self,
+        path: str,
+        methods: list[str],
+        name: str | None = None,
+        include_in_schema: bool = True,
+        *,
+        auth: PolicyLike | None = None,
+    ) -> Callable[[_Endpoint], _Endpoint]:
+        """Add an HTTP route, as the SDK does. Without ``auth=`` the route is public;
+        with it, the caller needs a valid token that satisfies the policy."""
+        register = cast(
+            Callable[[_Endpoint], _Endpoint],
+            super().custom_route(path, methods, name=name, include_in_schema=include_in_schema),
+        )
+        if auth is None:
+            return register
+        policy = as_policy(auth)
+        self.registry.add_scopes(policy.scopes())
+
+        def decorator(fn: _Endpoint) -> _Endpoint:
+            @functools.wraps(fn)
+            async def guarded(request: Request) -> Response:
+                guard = self._require_guard()
+                result = await guard.authenticate(request)
+                if isinstance(result, Response):
+                    return result
+                decision = await guard.decide_policy(policy, "route", path, result, request)
+                if not decision.allowed:
+                    return guard.refusal(request, decision, granted=result.scopes)
+                return await _call_as(result, fn, request, guard)
+
+            register(guarded)
+            return fn
+
+        return decorator
+
+    @property
+    def guard(self) -> ResourceGuard | None:
+        """The resource guard (authentication, policies, challenges), or ``None`` without auth."""
+        return self._guard
+
+    def _require_guard(self) -> ResourceGuard:
+        if self._guard is None:
+            raise ConfigurationError("a route with auth= needs a verifier: pass auth= to MCPServer")
+        return self._guard
+
+    # -- serving ------------------------------------------------------------
+
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's streamable HTTP app, protected. Takes every option the SDK's does."""
+        app = super().streamable_http_app(**kwargs)
+        if self.verifier is None:
+            return app
+        path = kwargs.get("streamable_http_path", "/mcp")
+        guard = self._make_guard(resource_path=path)
+        self._guard = guard
+        if self.authorization_server is not None:
+            self.authorization_server.mount(app)
+        app.add_middleware(
+            AuthMiddleware,
+            guard=guard,
+            mcp_path=path,
+            is_protected=lambda p: p.rstrip("/") == path.rstrip("/"),
+            max_body_size=kwargs.get("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE),
+        )
+        return app
+
+    def run(self, transport: Literal["stdio", "sse", "streamable-http", "http"] = "stdio", **kwargs: Any) -> None:
+        """Run the server; ``transport="http"`` is the streamable HTTP transport, protected."""
+        if transport == "http":
+            transport = "streamable-http"
+        if self.verifier is not None and transport != "streamable-http":
+            logger.warning("bearer authentication applies to HTTP only; transport %r is not protected", transport)
+        super().run(transport, **kwargs)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: ResourceGuard) -> Response:
+    request.scope["user"] = authenticated_user(token)
+    reset = auth_context_var.set(request.scope["user"])
+    try:
+        return await fn(request)
+    except (AuthenticationError, AuthorizationError) as exc:
+        return guard.error_response(request, exc, granted=token.scopes)
+    except KeysUnavailable as exc:
+        return guard.unavailable(exc)
+    finally:
+        auth_context_var.reset(reset)

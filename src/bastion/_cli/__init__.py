@@ -1,0 +1,5 @@
+"""The ``bastion`` command."""
+
+from bastion._cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Configuration from ``BASTION_*`` environment variables."""

@@ -1,0 +1,308 @@
+"""A cache of an authorization server's metadata document (RFC 8414, OpenID Connect Discovery 1.0).
+
+:class:`DiscoveryCache` keeps the document published at one configuration URL. It
+refetches when the ``Cache-Control`` lifetime ends (bounded), coalesces concurrent
+fetches into one request, never fetches more often than ``refetch_interval``, and
+keeps serving the last good document while the endpoint fails. A document is only
+accepted when its ``issuer`` is the one expected for the URL (RFC 8414 section 3.3,
+OpenID Connect Discovery 1.0 section 4.3: this is what stops a document from one
+server impersonating another) and its endpoints are ``https``.
+:func:`shared_discovery` hands out one cache per URL and settings, so the verifiers
+and providers of a process share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from bastion._core.errors import BastionError, ConfigurationError
+from bastion._core.http import DEFAULT_TIMEOUT, LoopLocks, cache_lifetime, fetch_json, http_client
+from bastion._core.net import is_loopback_host
+
+__all__ = [
+    "MAX_DISCOVERY_BYTES",
+    "DiscoveryCache",
+    "DiscoveryUnavailable",
+    "discovery_urls",
+    "issuer_from_config_url",
+    "shared_discovery",
+]
+
+logger = logging.getLogger("bastion")
+
+#: The largest metadata document read (the biggest real ones are a few tens of KB).
+MAX_DISCOVERY_BYTES = 128 * 1024
+
+OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
+OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
+
+
+Clock = Callable[[], float]
+
+
+class DiscoveryUnavailable(BastionError):
+    """No valid metadata document could be had from the authorization server, ever.
+
+    The message says why (network, HTTP status, not JSON, wrong issuer...); it
+    names no secret. Once a document was had, failures serve it instead.
+    """
+
+    description = "The authorization server's metadata could not be fetched"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, brackets allowed) is ``localhost`` or a loopback address."""
+    return is_loopback_host(host)
+
+
+def issuer_from_config_url(url: str) -> str:
+    """The issuer a configuration URL belongs to.
+
+    - ``X/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0 section 4):
+      ``X``; also ``X/.well-known/oauth-authorization-server``, which some servers publish.
+    - ``ORIGIN/.well-known/oauth-authorization-server/PATH`` (RFC 8414 section 3.1) and
+      ``ORIGIN/.well-known/openid-configuration/PATH`` (path insertion): ``ORIGIN/PATH``.
+
+    Raises:
+        ConfigurationError: the URL has none of these forms, or is not a plain http(s) URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+        raise ConfigurationError(f"a discovery URL must be an https URL without credentials, not {_shown(url)!r}")
+    origin = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path
+    for well_known in (OAUTH_WELL_KNOWN, OIDC_WELL_KNOWN):
+        if path == well_known or path.startswith(well_known + "/"):
+            return origin + path[len(well_known) :]
+    for well_known in (OIDC_WELL_KNOWN, OAUTH_WELL_KNOWN):
+        if path.endswith(well_known):
+            return origin + path[: -len(well_known)]
+    raise ConfigurationError(
+        f"{_shown(url)!r} is not a discovery URL (.../.well-known/openid-configuration or "
+        ".well-known/oauth-authorization-server); pass the issuer too"
+    )
+
+
+def discovery_urls(issuer: str) -> tuple[str, ...]:
+    """Where an issuer's metadata may be published, in the order to try them.
+
+    The order of the MCP authorization specification: RFC 8414 with path insertion,
+    OpenID Connect Discovery with path insertion, then with the path appended. An
+    issuer with a path also gets RFC 8414's name appended, which Keycloak serves.
+    """
+    parts = urlsplit(issuer)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    # RFC 8414 section 3.1: a terminating "/" after the host is removed before inserting.
+    path = parts.path.rstrip("/")
+    if not path:
+        return (origin + OAUTH_WELL_KNOWN, origin + OIDC_WELL_KNOWN)
+    return (
+        origin + OAUTH_WELL_KNOWN + path,
+        origin + OIDC_WELL_KNOWN + path,
+        origin + path + OIDC_WELL_KNOWN,
+        origin + path + OAUTH_WELL_KNOWN,
+    )
+
+
+def same_issuer(found: str, expected: str) -> bool:
+    """Whether two issuer identifiers are the same: identical, except that a bare origin may end in ``/``."""
+    return found == expected or (_root(found) is not None and _root(found) == _root(expected))
+
+
+def _root(issuer: str) -> str | None:
+    parts = urlsplit(issuer)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return issuer.removesuffix("/")
+
+
+def _shown(url: str) -> str:
+    """The URL for messages: without credentials, query or fragment, which could hold a secret."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    path = rest.partition("/")[2].partition("?")[0].partition("#")[0]
+    return f"{scheme}://{host}/{path}"
+
+
+class DiscoveryCache:
+    """The metadata document published at one configuration URL, fetched lazily and kept fresh.
+
+    Args:
+        url: The configuration URL (``https``; plain ``http`` is accepted with a warning
+            unless the host is a loopback address).
+        issuer: The issuer the document must name. Default: the one the URL belongs to
+            (see :func:`issuer_from_config_url`). A bare origin may differ by a final ``/``.
+        clock: Seconds since the epoch; injectable for tests.
+        min_ttl, max_ttl: Bounds for the lifetime taken from ``Cache-Control: max-age``.
+        default_ttl: The lifetime when the response sets none.
+        refetch_interval: The least time between two fetches (an expired or failing document).
+        timeout: Seconds for a whole fetch.
+        max_bytes: The largest document read.
+
+    Raises:
+        ConfigurationError: the URL or the settings are unusable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        issuer: str | None = None,
+        clock: Clock = time.time,
+        min_ttl: float = 60.0,
+        max_ttl: float = 86400.0,
+        default_ttl: float = 3600.0,
+        refetch_interval: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = MAX_DISCOVERY_BYTES,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
+            raise ConfigurationError(f"a discovery URL must be an https URL without credentials, not {_shown(url)!r}")
+        self._shown = _shown(url)
+        # Plain http is tolerated for a server that is itself configured over http (a
+        # development network); its endpoints may then be http too.
+        self._plain = parts.scheme == "http" and not is_loopback(parts.hostname)
+        if self._plain:
+            logger.warning("discovery URL %s is plain http: anyone on the path can substitute endpoints", self._shown)
+        numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
+        if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl or timeout == 0:
+            raise ConfigurationError(
+                "discovery cache lifetimes, interval and timeout must be finite, non-negative, ordered"
+            )
+        if max_bytes <= 0:
+            raise ConfigurationError("max_bytes must be positive")
+        self.url = url
+        self.issuer = issuer_from_config_url(url) if issuer is None else issuer
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.default_ttl = default_ttl
+        self.refetch_interval = refetch_interval
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._document: dict[str, Any] | None = None
+        self._failure = "not fetched yet"
+        self._expires = -math.inf
+        self._last_attempt = -math.inf
+        self._generation = 0
+        self._loop_locks = LoopLocks()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._shown!r}, issuer={self.issuer!r})"
+
+    @property
+    def cached(self) -> dict[str, Any] | None:
+        """The last good document, without any I/O (``None`` before the first successful fetch)."""
+        return None if self._document is None else dict(self._document)
+
+    async def document(self) -> dict[str, Any]:
+        """The metadata document: cached while fresh, fetched when stale, the last good one on failure.
+
+        Raises:
+            DiscoveryUnavailable: no valid document could be fetched yet.
+        """
+        if self._clock() >= self._expires:
+            await self._refresh()
+        if self._document is None:
+            raise DiscoveryUnavailable(f"no metadata document from {self._shown}: {self._failure}")
+        return dict(self._document)
+
+    async def refresh(self) -> None:
+        """Fetch the document now, unless a fetch happened within ``refetch_interval``."""
+        await self._refresh()
+
+    def _lock(self) -> asyncio.Lock:
+        return self._loop_locks.lock()
+
+    async def _refresh(self) -> None:
+        # Callers queue on the lock; all but the first find the generation moved on and
+        # use its result (single flight), even when they arrive as it completes.
+        generation = self._generation
+        async with self._lock():
+            if self._generation != generation:
+                return
+            if self._clock() < self._last_attempt + self.refetch_interval:
+                return
+            await self._fetch()
+
+    async def _fetch(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout), http_client(self.timeout) as client:
+                response, document = await fetch_json(
+                    client, "GET", self.url, max_bytes=self.max_bytes, headers={"Accept": "application/json"}
+                )
+            self._validate(document)
+        except Exception as exc:  # any failure keeps the last good document (availability)
+            self._failure = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            if self._document is not None:
+                logger.warning(
+                    "fetching discovery document %s failed: %s; serving the last good document",
+                    self._shown,
+                    self._failure,
+                )
+            else:
+                # The caller gets DiscoveryUnavailable with the reason and decides how loud to be
+                # (a verifier trying several well-known URLs expects some to be missing).
+                logger.info("fetching discovery document %s failed: %s", self._shown, self._failure)
+        else:
+            now = self._clock()
+            self._document = document
+            self._expires = now + self._ttl(response.headers.get("cache-control"))
+        self._last_attempt = self._clock()
+        self._generation += 1
+
+    def _validate(self, document: object) -> None:
+        """Raise ValueError unless ``document`` is metadata of the expected issuer with usable endpoints."""
+        if type(document) is not dict:
+            raise ValueError("the document is not a JSON object")
+        issuer = document.get("issuer")
+        if not isinstance(issuer, str):
+            raise ValueError("the document has no issuer")
+        if not same_issuer(issuer, self.issuer):
+            # RFC 8414 section 3.3: the issuer must be identical to the one the URL was built from.
+            raise ValueError(f"the document names the issuer {issuer!r:.100}, not {self.issuer!r}")
+        for name, value in document.items():
+            if name == "issuer" or name == "jwks_uri" or name.endswith("_endpoint"):
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} is not a string")
+                self._check_url(name, value)
+
+    def _check_url(self, name: str, value: str) -> None:
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:
+            raise ValueError(f"{name} is not a URL") from None
+        if not host or parts.scheme not in ("https", "http"):
+            raise ValueError(f"{name} is not an absolute https URL")
+        if parts.scheme == "http" and not (self._plain or is_loopback(host)):
+            raise ValueError(f"{name} is plain http")
+
+    def _ttl(self, cache_control: str | None) -> float:
+        return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)
+
+
+_shared: weakref.WeakValueDictionary[tuple[Any, ...], DiscoveryCache] = weakref.WeakValueDictionary()
+
+
+def shared_discovery(url: str, **options: Any) -> DiscoveryCache:
+    """The process-wide cache for ``url`` with these settings, created on first use.
+
+    Everything that discovers one server shares one cache and so one fetch. Different
+    settings (another expected issuer, another clock) get a cache of their own. The
+    caller keeps a reference: an unused cache is dropped.
+    """
+    key = (url, *sorted(options.items()))
+    cache = _shared.get(key)
+    if cache is None:
+        cache = DiscoveryCache(url, **options)
+        _shared[key] = cache
+    return cache

@@ -1,0 +1,1 @@
+"""What the user's browser sees: flows, sessions and cookies, sign-in, consent, pages."""

@@ -1,0 +1,82 @@
+"""The token endpoint (RFC 6749 section 3.2 and 5, OAuth 2.1 section 3.2).
+
+POST, form body only. The checks, in order: the parameters are well formed,
+the grant type is known, the client authenticates, the client may use the grant
+type; then the grant's own module decides. Answers are RFC 6749 section 5.1 and
+5.2 JSON bodies with ``Cache-Control: no-store``; a store outage is a 503
+``temporarily_unavailable``, never a 500 with details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bastion.authserver._client_auth import authenticate_client
+from bastion.authserver._errors import (
+    NO_STORE,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    guarded,
+)
+from bastion.authserver._forms import Params, form_params
+from bastion.authserver._grants.authorization_code import grant_authorization_code
+from bastion.authserver._grants.client_credentials import grant_client_credentials
+from bastion.authserver._grants.jwt_bearer import JWT_BEARER, grant_jwt_bearer
+from bastion.authserver._grants.refresh_token import RefreshTokens, TokenSet
+from bastion.authserver._models import Client
+
+if TYPE_CHECKING:
+    from bastion.authserver._server import AuthorizationServer
+
+__all__ = ["GRANTS", "Grant", "routes", "token_request"]
+
+logger = logging.getLogger("bastion")
+
+#: A grant: ``(server, authenticated client, parameters) -> tokens``.
+Grant = Callable[["AuthorizationServer", Client, Params], Awaitable[TokenSet]]
+
+
+async def grant_refresh_token(server: AuthorizationServer, client: Client, params: Params) -> TokenSet:
+    """The ``refresh_token`` grant (RFC 6749 section 6); the rules are in :mod:`._refresh`."""
+    token = params.require("refresh_token")
+    return await RefreshTokens(server).rotate(token, client, params.get("scope"), params.get("resource"))
+
+
+GRANTS: dict[str, Grant] = {
+    "authorization_code": grant_authorization_code,
+    "refresh_token": grant_refresh_token,
+    "client_credentials": grant_client_credentials,
+    JWT_BEARER: grant_jwt_bearer,
+}
+
+
+async def token_request(server: AuthorizationServer, request: Request) -> TokenSet:
+    """Handle one token request; raises :class:`OAuthError` for every refusal."""
+    params = await form_params(request)
+    grant_type = params.require("grant_type")
+    grant = GRANTS.get(grant_type)
+    if grant is None or (grant_type == JWT_BEARER and not server.identity_assertion_issuers):
+        raise UnsupportedGrantType(f"the grant type {grant_type[:80]!r} is not supported")
+    client = await authenticate_client(server, request, params)
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")
+    return await grant(server, client, params)
+
+
+def routes(server: AuthorizationServer) -> list[BaseRoute]:
+    """``POST /token``."""
+
+    async def token(request: Request) -> Response:
+        async def handle() -> Response:
+            tokens = await token_request(server, request)
+            return JSONResponse(tokens.body(server.clock()), headers=NO_STORE)
+
+        return await guarded(handle, server.outages)
+
+    return [Route(server.path("/token"), token, methods=["POST"])]

@@ -1,0 +1,1 @@
+"""What the tests share: fake servers, clocks, the notes server, the authorization server's helpers."""
