@@ -13,9 +13,9 @@ import textwrap
 from pathlib import Path
 
 from bastion.storage import SQLiteStore
-from bastion.storage._sqlite import WAL_SIZE_LIMIT
-
-#: What the log may reach between two checkpoints in one process (a write past 1 MiB empties it).
+#: A small limit, so a few thousand writes cross it many times (the default is 4 MiB).
+WAL_SIZE_LIMIT = 256 * 1024
+#: What the log may reach between two checkpoints in one process (a write past the limit empties it).
 BOUND = 2 * WAL_SIZE_LIMIT
 #: What it may reach while other processes keep the checkpoints busy.
 BUSY_BOUND = 16 * WAL_SIZE_LIMIT
@@ -33,7 +33,7 @@ def value(writer: str, i: int) -> bytes:
 async def test_thousands_of_writes_leave_a_small_log_and_every_record(tmp_path: Path) -> None:
     path = tmp_path / "auth.db"
     sizes = []
-    async with SQLiteStore(path) as store:
+    async with SQLiteStore(path, wal_size_limit=WAL_SIZE_LIMIT) as store:
         for i in range(5000):
             await store.put("clients", f"c{i}", value("one", i), ttl=3600, index=f"user{i % 40}")
             if i % 100 == 99:
@@ -54,7 +54,7 @@ _WRITER = textwrap.dedent(
         path, me, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
         wal = path.with_name(path.name + "-wal")
         peak = 0
-        async with SQLiteStore(path) as store:
+        async with SQLiteStore(path, wal_size_limit=int(sys.argv[4])) as store:
             for i in range(count):
                 await store.put("grants", f"{me}-{i}", f"{me}:{i}:".encode() * 12, ttl=3600)
                 if i % 100 == 99 and wal.exists():
@@ -70,11 +70,11 @@ async def test_several_processes_writing_at_once_leave_a_small_log_and_every_rec
     path = tmp_path / "auth.db"
     writers, count = ["p0", "p1", "p2"], 1500
     # Held open throughout, as a server's own store would be: the log is not removed at the end.
-    async with SQLiteStore(path) as store:
+    async with SQLiteStore(path, wal_size_limit=WAL_SIZE_LIMIT) as store:
         await store.put("grants", "first", b"x")
         procs = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _WRITER, str(path), me, str(count), stdout=asyncio.subprocess.PIPE
+                sys.executable, "-c", _WRITER, str(path), me, str(count), str(WAL_SIZE_LIMIT), stdout=asyncio.subprocess.PIPE
             )
             for me in writers
         ]

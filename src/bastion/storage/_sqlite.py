@@ -10,7 +10,7 @@ never blocks on disk; one connection is shared under a lock.
 SQLite checkpoints the write-ahead log into the database by itself, but never
 shrinks the file, and while other processes keep reading and writing a checkpoint
 may never reach the end of the log, which then grows without bound. So a write
-that leaves the log larger than :data:`WAL_SIZE_LIMIT` checkpoints all of it and
+that leaves the log larger than ``wal_size_limit`` checkpoints all of it and
 empties it (``wal_checkpoint(TRUNCATE)``), and ``journal_size_limit`` cuts it
 back whenever SQLite restarts it.
 """
@@ -32,8 +32,9 @@ from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
 
 __all__ = ["SQLiteStore"]
 
-#: Bytes of write-ahead log past which a write checkpoints and empties it (also its ``journal_size_limit``).
-WAL_SIZE_LIMIT = 1024 * 1024
+#: Bytes of write-ahead log past which a write checkpoints and empties it (also its ``journal_size_limit``):
+#: about the 1,000 pages at which SQLite checkpoints by itself, so a checkpoint is no more frequent than SQLite's.
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 _T = TypeVar("_T")
 
@@ -58,15 +59,26 @@ class SQLiteStore(Store):
 
     ``busy_timeout`` (seconds) bounds how long a write waits for another
     process's lock before :class:`~bastion.storage.StoreError` is raised.
+    ``wal_size_limit`` (bytes) is the size of write-ahead log past which a write
+    empties it; the default is about what SQLite's own automatic checkpoint lets
+    it reach, so a busy server checkpoints no more often than SQLite would.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Clock = time.time, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = time.time,
+        busy_timeout: float = 10.0,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
         self._writes = 0
         self._wal = self.path.with_name(self.path.name + "-wal")
         self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._wal_size_limit = int(wal_size_limit)
         self._create_file(self.path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -77,7 +89,7 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA journal_size_limit = {self._wal_size_limit}")
             conn.executescript(_SCHEMA)
         except sqlite3.Error as error:
             conn.close()
@@ -114,7 +126,7 @@ class SQLiteStore(Store):
             return result
 
     def _bound_log(self, conn: sqlite3.Connection) -> None:
-        """Checkpoint all of the write-ahead log and empty it, once it is past :data:`WAL_SIZE_LIMIT`.
+        """Checkpoint all of the write-ahead log and empty it, once it is past ``wal_size_limit``.
 
         Without waiting: a checkpoint that waits holds SQLite's checkpoint lock, which keeps
         every other process from checkpointing while it loses the race for the write lock to
@@ -122,7 +134,7 @@ class SQLiteStore(Store):
         process's) tries again.
         """
         try:
-            if self._wal.stat().st_size <= WAL_SIZE_LIMIT:
+            if self._wal.stat().st_size <= self._wal_size_limit:
                 return
         except OSError:  # no log file
             return
