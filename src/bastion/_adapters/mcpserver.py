@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
@@ -91,11 +90,12 @@ class MCPServer(SDKMCPServer[Any]):
                 "or an AuthorizationServer; for the SDK's AuthSettings use mcp.server.MCPServer"
             )
         super().__init__(name, *args, **kwargs)
-        if auth is None and os.environ.get("BASTION_AUTH"):
+        settings = server_settings()  # BASTION_* through the validated settings
+        if auth is None and settings.auth is not None:
             auth = from_env()
-        resource_url = resource_url or os.environ.get("BASTION_RESOURCE_URL") or None
-        if initial_scopes is None and os.environ.get("BASTION_INITIAL_SCOPES"):
-            initial_scopes = server_settings().initial_scopes
+        resource_url = resource_url or settings.resource_url
+        if initial_scopes is None:
+            initial_scopes = settings.initial_scopes
         self.authorization_server: AuthorizationServer | None = None
         if isinstance(auth, AuthorizationServer):
             self.authorization_server = auth

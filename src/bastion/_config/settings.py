@@ -114,10 +114,11 @@ _S = TypeVar("_S", bound=_EnvSettings)
 
 
 class ServerSettings(BaseModel):
-    """Where the server is and what a first sign-in asks for, from ``BASTION_RESOURCE_URL``,
-    ``BASTION_BASE_URL`` and ``BASTION_INITIAL_SCOPES``.
+    """Where the server is and what a first sign-in asks for, from ``BASTION_AUTH``,
+    ``BASTION_RESOURCE_URL``, ``BASTION_BASE_URL`` and ``BASTION_INITIAL_SCOPES``.
 
     Attributes:
+        auth: The kind of authentication ``BASTION_AUTH`` names (:func:`from_env` builds it).
         resource_url: The canonical URL of the MCP endpoint (the token audience).
         base_url: The public base URL of the server, when it sits behind a proxy.
         initial_scopes: The scopes the 401 challenge names for a first sign-in
@@ -126,6 +127,7 @@ class ServerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    auth: str | None = None
     resource_url: str | None = None
     base_url: str | None = None
     initial_scopes: tuple[str, ...] | None = None
@@ -144,6 +146,7 @@ def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
             _check_url(value, name)
     initial_scopes = _list(settings, "initial_scopes")
     return ServerSettings(
+        auth=settings.auth.strip() or None if settings.auth is not None else None,
         resource_url=settings.resource_url,
         base_url=settings.base_url,
         initial_scopes=None if initial_scopes is None else tuple(initial_scopes),
