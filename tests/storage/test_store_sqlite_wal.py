@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from bastion.storage import SQLiteStore
+
 #: A small limit, so a few thousand writes cross it many times (the default is 4 MiB).
 WAL_SIZE_LIMIT = 256 * 1024
 #: What the log may reach between two checkpoints in one process (a write past the limit empties it).
@@ -74,7 +75,14 @@ async def test_several_processes_writing_at_once_leave_a_small_log_and_every_rec
         await store.put("grants", "first", b"x")
         procs = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _WRITER, str(path), me, str(count), str(WAL_SIZE_LIMIT), stdout=asyncio.subprocess.PIPE
+                sys.executable,
+                "-c",
+                _WRITER,
+                str(path),
+                me,
+                str(count),
+                str(WAL_SIZE_LIMIT),
+                stdout=asyncio.subprocess.PIPE,
             )
             for me in writers
         ]
