@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -476,46 +478,15 @@ async def test_a_known_header_does_not_skip_any_check(
 
 # -- published test vectors ------------------------------------------------------------------
 
-# RFC 7515 appendix A: the claims set {"iss":"joe", "exp":1300819380, "http://example.com/is_root":true},
-# serialized with CRLF and spaces, as every example there uses it.
-RFC7515_CLAIMS = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
-RFC7515_VECTORS = {
-    "A.1 HS256": (
-        {"kty": "oct", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"},
-        "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9",
-        "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-    ),
-    "A.2 RS256": (
-        {
-            "kty": "RSA",
-            "e": "AQAB",
-            "n": "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4Ql"
-            "L-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXB"
-            "dQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2"
-            "ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ",
-        },
-        "eyJhbGciOiJSUzI1NiJ9",
-        "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t"
-        "1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12"
-        "jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlU"
-        "PQGe77Rw",
-    ),
-    "A.3 ES256": (
-        {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
-        },
-        "eyJhbGciOiJFUzI1NiJ9",
-        "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q",
-    ),
-}
+# Published examples, kept as data files beside the tests (tests/vectors).
+VECTORS = Path(__file__).parents[1] / "vectors"
+RFC7515 = json.loads((VECTORS / "rfc7515_appendix_a.json").read_text())
+RFC8037 = json.loads((VECTORS / "rfc8037_appendix_a4.json").read_text())
 
 
-@pytest.mark.parametrize("name", list(RFC7515_VECTORS))
-async def test_rfc7515_examples(name: str) -> None:
-    jwk, header, signature = RFC7515_VECTORS[name]
+@pytest.mark.parametrize("example", RFC7515["examples"], ids=lambda example: example["name"])
+async def test_rfc7515_examples(example: dict[str, Any]) -> None:
+    jwk, header, signature = example["jwk"], example["header_segment"], example["signature"]
     clock = FakeClock()
     clock.now = 1300819380 - 600
     # The examples name no client, audience or subject: the issuer stands in for the client.
@@ -524,21 +495,19 @@ async def test_rfc7515_examples(name: str) -> None:
         verifier = JWTVerifier(secret=base64.urlsafe_b64decode(jwk["k"] + "=="), **options)
     else:
         verifier = JWTVerifier(public_key=jwk, **options)
-    access = await verifier.check(f"{header}.{RFC7515_CLAIMS}.{signature}")
+    access = await verifier.check(f"{header}.{RFC7515['claims_segment']}.{signature}")
     assert access.client_id == "joe"
     assert access.expires_at == 1300819380
-    assert access.claims == {"iss": "joe", "exp": 1300819380, "http://example.com/is_root": True}
+    assert access.claims == RFC7515["claims"]
     clock.now = 1300819380 + 30
     with pytest.raises(TokenExpired):
-        await verifier.check(f"{header}.{RFC7515_CLAIMS}.{signature}")
+        await verifier.check(f"{header}.{RFC7515['claims_segment']}.{signature}")
 
 
 async def test_rfc8037_ed25519_example() -> None:
     # RFC 8037 appendix A.4: the signature verifies; the payload is text, not a claims set.
-    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
-    verifier = JWTVerifier(public_key=jwk, audience=AUDIENCE)
-    signing_input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
-    signature = "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+    verifier = JWTVerifier(public_key=RFC8037["jwk"], audience=AUDIENCE)
+    signing_input, signature = RFC8037["signing_input"], RFC8037["signature"]
     with pytest.raises(InvalidToken, match="not base64url-encoded JSON") as refused:
         await verifier.check(f"{signing_input}.{signature}")
     assert not isinstance(refused.value, InvalidSignature)
