@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -15,22 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from bastion._core.net import is_loopback_host
+
 if TYPE_CHECKING:
     from bastion._resource.verifier import Verifier
     from bastion.authserver import AuthorizationServer
 
 __all__ = ["main"]
-
-LOOPBACK_NAMES = {"localhost"}
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +77,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from_environment = _bastion_auth() is not None
     public_url = args.public_url or (os.environ.get("BASTION_BASE_URL") or None if from_environment else None)
-    loopback = _is_loopback(args.host)
+    loopback = is_loopback_host(args.host)
     if not loopback and not public_url:
         print("bastion demo: binding beyond loopback needs --public-url (the URL clients use)", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from joserfc.jwk import Key
 
 from bastion._core.errors import ConfigurationError, KeysUnavailable
 from bastion._core.http import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, LoopLocks, cache_lifetime, fetch_json, http_client
+from bastion._core.net import is_loopback_url
 from bastion._jose.keys import fits, parse_key_set
 
 __all__ = ["JWKSCache", "shared_cache"]
@@ -67,7 +67,7 @@ class JWKSCache:
             raise ConfigurationError(f"jwks_uri must be an https URL, not {uri!r}")
         # For messages: without credentials or query, which could hold a secret.
         self._shown = f"{scheme}://{host}/{rest.partition('/')[2].partition('?')[0].partition('#')[0]}"
-        if scheme == "http" and not re.fullmatch(r"(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?", host):
+        if scheme == "http" and not is_loopback_url(uri):
             logger.warning("jwks_uri %s is plain http: anyone on the path can substitute keys", self._shown)
         numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
         if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl or timeout == 0:

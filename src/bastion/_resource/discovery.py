@@ -57,11 +57,6 @@ class DiscoveryUnavailable(BastionError):
     description = "The authorization server's metadata could not be fetched"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, brackets allowed) is ``localhost`` or a loopback address."""
-    return is_loopback_host(host)
-
-
 def issuer_from_config_url(url: str) -> str:
     """The issuer a configuration URL belongs to.
 
@@ -169,7 +164,7 @@ class DiscoveryCache:
         self._shown = _shown(url)
         # Plain http is tolerated for a server that is itself configured over http (a
         # development network); its endpoints may then be http too.
-        self._plain = parts.scheme == "http" and not is_loopback(parts.hostname)
+        self._plain = parts.scheme == "http" and not is_loopback_host(parts.hostname)
         if self._plain:
             logger.warning("discovery URL %s is plain http: anyone on the path can substitute endpoints", self._shown)
         numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
@@ -283,7 +278,7 @@ class DiscoveryCache:
             raise ValueError(f"{name} is not a URL") from None
         if not host or parts.scheme not in ("https", "http"):
             raise ValueError(f"{name} is not an absolute https URL")
-        if parts.scheme == "http" and not (self._plain or is_loopback(host)):
+        if parts.scheme == "http" and not (self._plain or is_loopback_host(host)):
             raise ValueError(f"{name} is plain http")
 
     def _ttl(self, cache_control: str | None) -> float:

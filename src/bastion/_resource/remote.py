@@ -25,12 +25,12 @@ from starlette.types import Scope
 
 from bastion._core.errors import ConfigurationError, KeysUnavailable
 from bastion._core.log import ThrottledLog
+from bastion._core.net import is_loopback_host
 from bastion._jose.jwks import JWKSCache, shared_cache
 from bastion._resource.discovery import (
     DiscoveryCache,
     DiscoveryUnavailable,
     discovery_urls,
-    is_loopback,
     same_issuer,
     shared_discovery,
 )
@@ -216,7 +216,7 @@ def _check_issuer(issuer: str) -> None:
     if parts.username or parts.password or parts.query or parts.fragment:
         # RFC 8414 section 2: no query or fragment components.
         raise ConfigurationError("the issuer must be an https URL without credentials, query or fragment")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         logger.warning(
             "the issuer %s is plain http: MCP clients may refuse it, and anyone on the path can alter its metadata",
             issuer,

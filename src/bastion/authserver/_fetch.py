@@ -36,6 +36,7 @@ import httpx2
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import FetchError
+from bastion._core.net import is_loopback_host
 
 __all__ = ["FetchedJSON", "SafeFetcher", "check_address"]
 
@@ -140,15 +141,6 @@ def _reason(exc: BaseException) -> str:
 def _is_json(media_type: str) -> bool:
     """``application/json`` or a ``+json`` structured syntax suffix (RFC 6839)."""
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _PinnedBackend(httpcore2.AsyncNetworkBackend):
@@ -349,7 +341,7 @@ class SafeFetcher:
         if parsed.userinfo:
             raise FetchError(f"the URL for {host} must not contain credentials")
         if parsed.scheme == "http":
-            if not (self.allow_private and _is_loopback_name(host)):
+            if not (self.allow_private and is_loopback_host(host)):
                 raise FetchError(f"the URL for {host} must use https")
         elif parsed.scheme != "https":
             raise FetchError(f"the URL for {host} must use https")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from bastion._core.errors import ConfigurationError
+from bastion._core.net import is_loopback_url
 
 __all__ = ["hostname", "identifier", "required", "scope_list", "server_url"]
 
@@ -14,7 +15,6 @@ _HOSTNAME = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*"
 )
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def required(value: str | None, what: str) -> str:
@@ -47,7 +47,7 @@ def server_url(value: str | None, what: str) -> str:
     """An https URL without query or fragment (plain http on loopback only), without its final slash."""
     value = required(value, what)
     parts = urlsplit(value)
-    loopback = parts.hostname in _LOOPBACK
+    loopback = is_loopback_url(value)
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
         raise ConfigurationError(f"{what} must be an https URL (http only on localhost)")
     if not parts.hostname or parts.query or parts.fragment or parts.username or parts.password:
