@@ -1,9 +1,10 @@
 """A cache of an authorization server's metadata document (RFC 8414, OpenID Connect Discovery 1.0).
 
-:class:`DiscoveryCache` keeps the document published at one configuration URL. It
-refetches when the ``Cache-Control`` lifetime ends (bounded), coalesces concurrent
-fetches into one request, never fetches more often than ``refetch_interval``, and
-keeps serving the last good document while the endpoint fails. A document is only
+:class:`DiscoveryCache` keeps the document published at one configuration URL. It is a
+:class:`~bastion._core.remote_json.RemoteJSON`: refetched when the ``Cache-Control``
+lifetime ends (bounded), concurrent fetches coalesced into one request, never
+fetched more often than ``refetch_interval``, the last good document served while
+the endpoint fails. A document is only
 accepted when its ``issuer`` is the one expected for the URL (RFC 8414 section 3.3,
 OpenID Connect Discovery 1.0 section 4.3: this is what stops a document from one
 server impersonating another) and its endpoints are ``https``.
@@ -13,9 +14,7 @@ and providers of a process share it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import time
 import weakref
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bastion._core.errors import BastionError, ConfigurationError
-from bastion._core.http import DEFAULT_TIMEOUT, LoopLocks, cache_lifetime, fetch_json, http_client
+from bastion._core.http import DEFAULT_TIMEOUT
 from bastion._core.net import is_loopback_host
+from bastion._core.remote_json import RemoteJSON, shown_url
 
 __all__ = [
     "MAX_DISCOVERY_BYTES",
@@ -70,7 +70,7 @@ def issuer_from_config_url(url: str) -> str:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
-        raise ConfigurationError(f"a discovery URL must be an https URL without credentials, not {_shown(url)!r}")
+        raise ConfigurationError(f"a discovery URL must be an https URL without credentials, not {shown_url(url)!r}")
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path
     for well_known in (OAUTH_WELL_KNOWN, OIDC_WELL_KNOWN):
@@ -80,7 +80,7 @@ def issuer_from_config_url(url: str) -> str:
         if path.endswith(well_known):
             return origin + path[: -len(well_known)]
     raise ConfigurationError(
-        f"{_shown(url)!r} is not a discovery URL (.../.well-known/openid-configuration or "
+        f"{shown_url(url)!r} is not a discovery URL (.../.well-known/openid-configuration or "
         ".well-known/oauth-authorization-server); pass the issuer too"
     )
 
@@ -118,12 +118,13 @@ def _root(issuer: str) -> str | None:
     return issuer.removesuffix("/")
 
 
-def _shown(url: str) -> str:
-    """The URL for messages: without credentials, query or fragment, which could hold a secret."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    path = rest.partition("/")[2].partition("?")[0].partition("#")[0]
-    return f"{scheme}://{host}/{path}"
+def _log_failure(shown: str, reason: str, serving: bool) -> None:
+    if serving:
+        logger.warning("fetching discovery document %s failed: %s; serving the last good document", shown, reason)
+    else:
+        # The caller gets DiscoveryUnavailable with the reason and decides how loud to be
+        # (a verifier trying several well-known URLs expects some to be missing).
+        logger.info("fetching discovery document %s failed: %s", shown, reason)
 
 
 class DiscoveryCache:
@@ -160,22 +161,30 @@ class DiscoveryCache:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
-            raise ConfigurationError(f"a discovery URL must be an https URL without credentials, not {_shown(url)!r}")
-        self._shown = _shown(url)
+            raise ConfigurationError(
+                f"a discovery URL must be an https URL without credentials, not {shown_url(url)!r}"
+            )
+        self._shown = shown_url(url)
         # Plain http is tolerated for a server that is itself configured over http (a
         # development network); its endpoints may then be http too.
         self._plain = parts.scheme == "http" and not is_loopback_host(parts.hostname)
         if self._plain:
             logger.warning("discovery URL %s is plain http: anyone on the path can substitute endpoints", self._shown)
-        numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
-        if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl or timeout == 0:
-            raise ConfigurationError(
-                "discovery cache lifetimes, interval and timeout must be finite, non-negative, ordered"
-            )
-        if max_bytes <= 0:
-            raise ConfigurationError("max_bytes must be positive")
         self.url = url
         self.issuer = issuer_from_config_url(url) if issuer is None else issuer
+        self._remote = RemoteJSON(
+            url,
+            parse=self._validate,
+            label="discovery",
+            clock=clock,
+            min_ttl=min_ttl,
+            max_ttl=max_ttl,
+            default_ttl=default_ttl,
+            refetch_interval=refetch_interval,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            on_failure=_log_failure,
+        )
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
         self.default_ttl = default_ttl
@@ -183,12 +192,6 @@ class DiscoveryCache:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._clock = clock
-        self._document: dict[str, Any] | None = None
-        self._failure = "not fetched yet"
-        self._expires = -math.inf
-        self._last_attempt = -math.inf
-        self._generation = 0
-        self._loop_locks = LoopLocks()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._shown!r}, issuer={self.issuer!r})"
@@ -196,7 +199,8 @@ class DiscoveryCache:
     @property
     def cached(self) -> dict[str, Any] | None:
         """The last good document, without any I/O (``None`` before the first successful fetch)."""
-        return None if self._document is None else dict(self._document)
+        document = self._remote.value
+        return None if document is None else dict(document)
 
     async def document(self) -> dict[str, Any]:
         """The metadata document: cached while fresh, fetched when stale, the last good one on failure.
@@ -204,58 +208,17 @@ class DiscoveryCache:
         Raises:
             DiscoveryUnavailable: no valid document could be fetched yet.
         """
-        if self._clock() >= self._expires:
-            await self._refresh()
-        if self._document is None:
-            raise DiscoveryUnavailable(f"no metadata document from {self._shown}: {self._failure}")
-        return dict(self._document)
+        document = await self._remote.get()
+        if document is None:
+            raise DiscoveryUnavailable(f"no metadata document from {self._shown}: {self._remote.failure}")
+        return dict(document)
 
     async def refresh(self) -> None:
         """Fetch the document now, unless a fetch happened within ``refetch_interval``."""
-        await self._refresh()
+        await self._remote.refresh()
 
-    def _lock(self) -> asyncio.Lock:
-        return self._loop_locks.lock()
-
-    async def _refresh(self) -> None:
-        # Callers queue on the lock; all but the first find the generation moved on and
-        # use its result (single flight), even when they arrive as it completes.
-        generation = self._generation
-        async with self._lock():
-            if self._generation != generation:
-                return
-            if self._clock() < self._last_attempt + self.refetch_interval:
-                return
-            await self._fetch()
-
-    async def _fetch(self) -> None:
-        try:
-            async with asyncio.timeout(self.timeout), http_client(self.timeout) as client:
-                response, document = await fetch_json(
-                    client, "GET", self.url, max_bytes=self.max_bytes, headers={"Accept": "application/json"}
-                )
-            self._validate(document)
-        except Exception as exc:  # any failure keeps the last good document (availability)
-            self._failure = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            if self._document is not None:
-                logger.warning(
-                    "fetching discovery document %s failed: %s; serving the last good document",
-                    self._shown,
-                    self._failure,
-                )
-            else:
-                # The caller gets DiscoveryUnavailable with the reason and decides how loud to be
-                # (a verifier trying several well-known URLs expects some to be missing).
-                logger.info("fetching discovery document %s failed: %s", self._shown, self._failure)
-        else:
-            now = self._clock()
-            self._document = document
-            self._expires = now + self._ttl(response.headers.get("cache-control"))
-        self._last_attempt = self._clock()
-        self._generation += 1
-
-    def _validate(self, document: object) -> None:
-        """Raise ValueError unless ``document`` is metadata of the expected issuer with usable endpoints."""
+    def _validate(self, document: object) -> dict[str, Any]:
+        """``document`` if it is metadata of the expected issuer with usable endpoints; else ValueError."""
         if type(document) is not dict:
             raise ValueError("the document is not a JSON object")
         issuer = document.get("issuer")
@@ -269,6 +232,7 @@ class DiscoveryCache:
                 if not isinstance(value, str):
                     raise ValueError(f"{name} is not a string")
                 self._check_url(name, value)
+        return document
 
     def _check_url(self, name: str, value: str) -> None:
         try:
@@ -280,9 +244,6 @@ class DiscoveryCache:
             raise ValueError(f"{name} is not an absolute https URL")
         if parts.scheme == "http" and not (self._plain or is_loopback_host(host)):
             raise ValueError(f"{name} is plain http")
-
-    def _ttl(self, cache_control: str | None) -> float:
-        return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)
 
 
 _shared: weakref.WeakValueDictionary[tuple[Any, ...], DiscoveryCache] = weakref.WeakValueDictionary()
