@@ -16,19 +16,22 @@ an ``invalid_request`` (RFC 6749 section 2.3). Every failure to authenticate is
 from __future__ import annotations
 
 import binascii
-import math
-from collections.abc import Mapping, Sequence
+import logging
+import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
-from joserfc.jws import JWSRegistry
 from starlette.requests import Request
 
-from bastion._core.errors import InvalidToken
+from bastion._core.errors import InvalidSignature, InvalidToken
 from bastion._core.http import FetchError
-from bastion._jose.compact import b64decode, decode_claims, decode_json
+from bastion._core.remote_json import RemoteJSON
+from bastion._jose.compact import decode_claims
 from bastion._jose.keys import fits, parse_key_set
+from bastion._resource.jwt import JWTVerifier
 from bastion.authserver._errors import InvalidClient, InvalidRequest
 from bastion.authserver._forms import Params
 from bastion.authserver._models import Client, hash_secret, secret_matches
@@ -54,6 +57,8 @@ JWKS_REFETCH_AFTER = 30.0
 JWKS_CACHE_ENTRIES = 1000
 #: Signature algorithms accepted on client assertions: asymmetric only (no ``none``, no HMAC).
 ASSERTION_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+
+logger = logging.getLogger("bastion")
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="oauth"'}
 
@@ -179,126 +184,134 @@ def _assertion_subject(params: Params) -> str:
     return subject
 
 
-class _KeySetCache:
-    """Client key sets fetched from ``jwks_uri``, kept a few minutes in this process."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, list[Key]]] = {}
-
-    def get(self, uri: str, now: float, max_age: float) -> list[Key] | None:
-        entry = self._entries.get(uri)
-        if entry is None or now - entry[0] > max_age:
-            return None
-        return entry[1]
-
-    def put(self, uri: str, now: float, keys: list[Key]) -> None:
-        if len(self._entries) >= JWKS_CACHE_ENTRIES:
-            self._entries.clear()
-        self._entries[uri] = (now, keys)
-
-
-_key_sets = _KeySetCache()
-
-
-def _parse(document: Any) -> list[Key]:
+def _parse_key_set(document: Any) -> list[Key]:
     try:
         return parse_key_set(dict(document) if isinstance(document, Mapping) else document)
     except ValueError:
         raise InvalidClient("the client's key set has no usable key") from None
 
 
-async def _client_keys(server: AuthorizationServer, client: Client, *, fresh: bool = False) -> list[Key]:
-    """The client's keys: ``jwks``, or ``jwks_uri`` fetched SSRF-safely (cached, refetched for a new key)."""
-    if client.jwks is not None:
-        return _parse(client.jwks)
-    uri = client.jwks_uri
-    if uri is None:
-        raise InvalidClient("the client has no keys registered")
-    now = server.clock()
-    keys = _key_sets.get(uri, now, JWKS_REFETCH_AFTER if fresh else JWKS_CACHE_SECONDS)
-    if keys is not None:
-        return keys
-    try:
-        document = (await server.fetcher.get_json(uri)).data
-    except FetchError:
-        raise InvalidClient("the client's key set could not be fetched") from None
-    keys = _parse(document)
-    _key_sets.put(uri, now, keys)
-    return keys
+def _quiet(shown: str, reason: str, serving: bool) -> None:
+    # A client's key set failing is the client's problem: its requests are refused, and
+    # anyone may register a jwks_uri, so a warning per failure would let them flood the log.
+    logger.info("fetching the client key set %s failed: %s", shown, reason)
 
 
-def _audiences(server: AuthorizationServer) -> set[str]:
+class _ClientKeySets:
+    """The key sets fetched from clients' ``jwks_uri``: one :class:`RemoteJSON` per URI, per server.
+
+    A set is used for ``JWKS_CACHE_SECONDS`` and then refetched; a signature no key
+    verifies refetches it once it is ``JWKS_REFETCH_AFTER`` old. A set that cannot be
+    refetched once expired is not served: the client is refused (``stale_if_error=0``).
+    """
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self._entries: dict[str, RemoteJSON[list[Key]]] = {}
+        self._fetcher = server.fetcher
+        self._clock = server.clock
+
+    async def _fetch(self, uri: str) -> tuple[Any, str | None]:
+        fetched = await self._fetcher.get_json(uri)  # SSRF-safe: vetted, pinned addresses
+        return fetched.data, fetched.cache_control
+
+    def get(self, uri: str) -> RemoteJSON[list[Key]]:
+        remote = self._entries.get(uri)
+        if remote is None:
+            if len(self._entries) >= JWKS_CACHE_ENTRIES:
+                self._entries.clear()
+            remote = self._entries[uri] = RemoteJSON(
+                uri,
+                parse=parse_key_set,
+                fetch=self._fetch,
+                label="client key set",
+                clock=self._clock,
+                min_ttl=JWKS_CACHE_SECONDS,
+                max_ttl=JWKS_CACHE_SECONDS,
+                default_ttl=JWKS_CACHE_SECONDS,
+                refetch_interval=JWKS_REFETCH_AFTER,
+                timeout=None,  # the fetcher's own limits apply
+                stale_if_error=0.0,
+                on_failure=_quiet,
+            )
+        return remote
+
+
+_key_sets: weakref.WeakKeyDictionary[AuthorizationServer, _ClientKeySets] = weakref.WeakKeyDictionary()
+
+
+class _ClientKeys:
+    """A client's keys as a :class:`~bastion._resource.jwt.KeySource`: its ``jwks``, or its ``jwks_uri``'s."""
+
+    def __init__(self, server: AuthorizationServer, client: Client) -> None:
+        self.remote: RemoteJSON[list[Key]] | None = None
+        self._keys: list[Key] = []
+        if client.jwks is not None:
+            self._keys = _parse_key_set(client.jwks)
+        elif client.jwks_uri is not None:
+            sets = _key_sets.get(server)
+            if sets is None:
+                sets = _key_sets[server] = _ClientKeySets(server)
+            self.remote = sets.get(client.jwks_uri)
+        else:
+            raise InvalidClient("the client has no keys registered")
+
+    async def keys_for(self, kid: str | None, alg: JWSAlgModel) -> list[Key]:
+        """The client's keys for ``alg`` with this ``kid`` or none (a client's keys may lack one)."""
+        keys = self._keys
+        if self.remote is not None:
+            fetched = await self.remote.get()
+            if fetched is None:
+                raise InvalidClient("the client's key set could not be fetched")
+            keys = fetched
+        return [key for key in keys if fits(key, alg) and (kid is None or key.kid in (kid, None))]
+
+
+def _audiences(server: AuthorizationServer) -> list[str]:
     issuer = server.require_issuer()
-    return {issuer, issuer.rstrip("/"), server.url("/token")}
-
-
-def _numeric(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidClient(f"the client assertion's {name} is not a number")
-    return float(value)
+    return list(dict.fromkeys((server.url("/token"), issuer, issuer.rstrip("/"))))
 
 
 async def _check_assertion(server: AuthorizationServer, client: Client, assertion: str) -> None:
-    """Verify a client assertion (RFC 7523 section 3): signature, claims, single use."""
-    header_segment, payload_segment, signature_segment = _segments(assertion)
+    """Verify a client assertion (RFC 7523 section 3) as any JWT: signature, claims; then single use.
+
+    The signature, the algorithm allow-list (asymmetric only: no ``none``, no HMAC),
+    ``iss`` (the client id), ``aud`` (the token endpoint or the issuer), the required
+    ``exp`` and the other dates with leeway are :class:`JWTVerifier`'s checks.
+    """
+    keys = _ClientKeys(server, client)
+    verifier = JWTVerifier(
+        key_set=keys,
+        issuer=client.client_id,
+        audience=_audiences(server),
+        algorithms=ASSERTION_ALGORITHMS,
+        leeway=LEEWAY,
+        client_id_claim="sub",
+        roles_claim=None,
+        clock=server.clock,
+    )
     try:
-        header = decode_json(header_segment)
-        signature = b64decode(signature_segment)
-    except (ValueError, RecursionError):
-        raise InvalidClient("the client assertion is not a well-formed JWS") from None
-    if not isinstance(header, dict) or "crit" in header:
-        raise InvalidClient("the client assertion's header is not acceptable")
-    name = header.get("alg")
-    if name not in ASSERTION_ALGORITHMS:
-        raise InvalidClient("the client assertion's alg is not accepted")
-    alg = JWSRegistry.algorithms[name]
-    kid = header.get("kid")
-    signing_input = header_segment + b"." + payload_segment
-
-    def verified(keys: list[Key]) -> bool:
-        candidates = [key for key in keys if fits(key, alg) and (kid is None or key.kid in (kid, None))]
-        return any(_verifies(alg, signing_input, signature, key) for key in candidates)
-
-    if not verified(await _client_keys(server, client)) and (
-        client.jwks_uri is None or not verified(await _client_keys(server, client, fresh=True))
-    ):
-        raise InvalidClient("the client assertion's signature does not verify")
-    try:
-        claims = decode_claims(payload_segment)
-    except InvalidToken:
-        raise InvalidClient("the client assertion's payload is not a JSON object") from None
-    await _check_claims(server, client, claims)
-
-
-def _verifies(alg: Any, signing_input: bytes, signature: bytes, key: Key) -> bool:
-    try:
-        return bool(alg.verify(signing_input, signature, key))
-    except Exception:  # a malformed signature can make a backend raise instead of answer
-        return False
+        try:
+            access = await verifier.check(assertion)
+        except InvalidSignature:
+            # The client may have rotated its keys: refetch (at most every JWKS_REFETCH_AFTER) and retry.
+            if keys.remote is None or not await keys.remote.refresh():
+                raise
+            access = await verifier.check(assertion)
+    except InvalidSignature:
+        raise InvalidClient("the client assertion's signature does not verify") from None
+    except InvalidToken as exc:
+        raise InvalidClient(f"the client assertion is not valid: {str(exc)[:200]}") from None
+    await _check_claims(server, client, access.claims or {})
 
 
 async def _check_claims(server: AuthorizationServer, client: Client, claims: dict[str, Any]) -> None:
-    if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
+    """The rules of a client assertion beyond any JWT's: ``sub`` is the client, a short life, a fresh ``jti``."""
+    if claims.get("sub") != client.client_id:
         raise InvalidClient("the client assertion's iss and sub must be the client id")
-    aud = claims.get("aud")
-    audiences: Sequence[Any] = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not _audiences(server).intersection(a for a in audiences if isinstance(a, str)):
-        raise InvalidClient("the client assertion is not addressed to this server")
     now = server.clock()
-    exp = _numeric(claims, "exp")
-    if exp is None:
-        raise InvalidClient("the client assertion has no exp")
-    if now >= exp + LEEWAY:
-        raise InvalidClient("the client assertion expired")
+    exp = float(claims["exp"])  # present and a NumericDate: checked by the verifier
     if exp > now + MAX_ASSERTION_LIFETIME + LEEWAY:
         raise InvalidClient("the client assertion lives too long")
-    for name in ("nbf", "iat"):
-        value = _numeric(claims, name)
-        if value is not None and value > now + LEEWAY:
-            raise InvalidClient(f"the client assertion's {name} lies in the future")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI:
         raise InvalidClient("the client assertion has no usable jti")
