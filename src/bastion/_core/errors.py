@@ -1,14 +1,16 @@
-"""bastion's error tree.
+"""bastion's error tree: every error bastion raises on purpose is a :class:`BastionError`.
 
 ::
 
-    BastionError
-     +-- ConfigurationError            a setting is missing, contradictory or unsafe (start-up)
-     +-- NoAccessToken                 get_access_token() outside an authenticated request
-     +-- KeysUnavailable               the token cannot be checked now: no key set, no introspection
-     |                                 answer (HTTP 503 + Retry-After: the token may be fine)
-     +-- AuthenticationError           a credential was presented and refused (HTTP 401)
-     |    +-- InvalidToken             malformed, or refused for a reason we do not name
+    BastionError                        bastion (this module), unless named otherwise
+     +-- ConfigurationError             a setting or argument is missing, contradictory or unsafe
+     |                                  (start-up, construction); also a ValueError
+     +-- NoAccessToken                  get_access_token() outside an authenticated request;
+     |                                  also a LookupError
+     +-- KeysUnavailable                the token cannot be checked now: no key set, no introspection
+     |                                  answer (HTTP 503 + Retry-After: the token may be fine)
+     +-- AuthenticationError            a credential was presented and refused (HTTP 401)
+     |    +-- InvalidToken              malformed, or refused for a reason we do not name
      |         +-- InvalidSignature
      |         +-- UnsupportedAlgorithm
      |         +-- TokenExpired
@@ -16,15 +18,52 @@
      |         +-- InvalidIssuer
      |         +-- InvalidAudience
      |         +-- InvalidClaims
-     |         +-- TokenInactive       introspection said ``active: false``
-     +-- AuthorizationError            a valid credential that may not do this (HTTP 403)
-          +-- InsufficientScope        more scope would help: step-up
-          +-- AccessDenied             no scope would help (role, custom policy)
+     |         +-- TokenInactive        introspection said ``active: false``
+     +-- AuthorizationError             a valid credential that may not do this (HTTP 403)
+     |    +-- InsufficientScope         more scope would help: step-up
+     |    +-- AccessDenied              no scope would help (role, custom policy)
+     +-- UpstreamUnavailable            a tool's upstream token cannot be had; also the SDK's ToolError
+     +-- FetchError                     _core/http.py: an upstream answered badly or not at all
+     +-- DiscoveryUnavailable           _resource/discovery.py: no metadata document could be had
+     +-- BodyTooLarge                   _resource/jsonrpc.py: an MCP request body past the limit (413)
+     +-- StoreError                     bastion.storage: the store is closed or its backend failed
+     +-- VaultError                     authserver/_vault.py: a sealed blob cannot be opened
+     +-- FlowRefused                    authserver/_browser/flows.py: a browser step that cannot go
+     |                                  on; its message is the page shown
+     +-- UpstreamError                  bastion.proxy: the identity provider failed or refused
+     +-- OAuthError                     bastion.authserver: an OAuth error response, one class per
+          |                             error code (code, HTTP status)
+          +-- InvalidRequest            invalid_request, 400
+          |    +-- RequestTooLarge      invalid_request, 413
+          +-- InvalidClient             invalid_client, 401
+          +-- InvalidGrant              invalid_grant, 400
+          +-- UnauthorizedClient        unauthorized_client, 400
+          +-- UnsupportedGrantType      unsupported_grant_type, 400
+          +-- UnsupportedResponseType   unsupported_response_type, 400
+          +-- UnsupportedTokenType      unsupported_token_type, 400 (RFC 7009)
+          +-- InvalidScope              invalid_scope, 400
+          +-- InvalidTarget             invalid_target, 400 (RFC 8707)
+          +-- AccessDeniedError         access_denied, 403
+          +-- InvalidRedirectURI        invalid_redirect_uri, 400 (RFC 7591)
+          +-- InvalidClientMetadata     invalid_client_metadata, 400 (RFC 7591)
+          +-- SlowDown                  slow_down, 429 + Retry-After
+          +-- TemporarilyUnavailable    temporarily_unavailable, 503 + Retry-After
+          +-- ServerError               server_error, 500
+          +-- LoginRequired             login_required (OpenID Connect), authserver/_endpoints/authorize.py
+          +-- ConsentRequired           consent_required (OpenID Connect), authserver/_endpoints/authorize.py
+
+The OAuth errors live in ``authserver/_errors.py`` but the last two; ``bastion.authserver``
+exports :class:`OAuthError` and those a server's own code may raise (InvalidRequest,
+InvalidClient, InvalidGrant, UnauthorizedClient, UnsupportedGrantType, InvalidScope,
+InvalidTarget, AccessDeniedError, InvalidRedirectURI, InvalidClientMetadata).
 
 Every error carries ``description``: a short text that is safe to show the
-client (RFC 6750 ``error_description``). It never contains a token, a secret or
-a value taken from the request. Internal detail goes in the message
-(``str(error)``), which is logged but never sent.
+client (RFC 6750 / RFC 6749 ``error_description``, the text of an error page).
+It never contains a token, a secret, an internal name (a host, an address, a
+file) or a value taken from the request. Internal detail goes in the message
+(``str(error)``), which is logged but never sent. A wrong *type* of argument
+stays Python's ``TypeError``; anything an endpoint did not expect is answered
+with a generic ``server_error`` and logged.
 """
 
 from __future__ import annotations

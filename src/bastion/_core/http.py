@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx2
 
+from bastion._core.errors import BastionError
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_RESPONSE_BYTES",
@@ -26,13 +28,15 @@ DEFAULT_TIMEOUT = 5.0
 MAX_RESPONSE_BYTES = 512 * 1024
 
 
-class FetchError(Exception):
+class FetchError(BastionError):
     """An upstream answered badly, slowly, or not at all. The message names no secret.
 
     ``status`` is the HTTP status of a non-2xx answer, ``None`` for any other failure;
     ``transient`` tells a server that is down or overloaded (no answer, a 5xx, 429)
     from one that answered and refused.
     """
+
+    description = "an upstream server could not be used"
 
     def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
         super().__init__(message)

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import Message, Receive
 
+from bastion._core.errors import BastionError
 from bastion._resource.policy import TargetKind
 
 __all__ = ["BodyTooLarge", "Target", "read_body", "replay", "targets"]
@@ -28,8 +29,10 @@ Target = tuple[TargetKind, str, Any]
 """(kind, name, JSON-RPC id) of one targeted request."""
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(BastionError):
     """The request body is larger than the limit."""
+
+    description = "Request body too large"
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from bastion._core.errors import RETRY_AFTER
+from bastion._core.errors import RETRY_AFTER, BastionError
 from bastion._core.log import ThrottledLog
 from bastion.authserver._browser.pages import STYLE_HASH, error_page
 from bastion.authserver._errors import InvalidRequest
@@ -201,11 +201,14 @@ class Flow:
         return cls(id=flow_id, **data)
 
 
-class FlowRefused(Exception):
-    """A login or consent form (or a login step's callback) that cannot go on; carries the page to show."""
+class FlowRefused(BastionError):
+    """A login or consent form (or a login step's callback) that cannot go on; carries the page to show.
+
+    ``message`` is the page's text: it is the error's public description.
+    """
 
     def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+        super().__init__(message, description=message)
         self.message = message
         self.status = status
 
