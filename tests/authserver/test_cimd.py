@@ -227,9 +227,14 @@ async def test_loopback_document_refused_by_a_production_fetcher(
     url = host.base + "/clients/app.json"
     host.publish("/clients/app.json", app_document(url))
     production = CIMDResolver(SafeFetcher(verify=tls.context), store)
-    with pytest.raises(InvalidClient, match=r"could not be fetched.*loopback"):
+    with pytest.raises(InvalidClient, match=r"could not be fetched.*loopback") as caught:
         await production.resolve(url)
     assert host.requests["/clients/app.json"] == 0
+    # The address it resolves to is for the logs: the client is told only that it failed.
+    assert caught.value.description == "the client metadata document could not be fetched"
+    with pytest.raises(InvalidClient, match="loopback") as remembered:
+        await production.resolve(url)
+    assert remembered.value.description == caught.value.description
 
 
 # -- caching ---------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class CIMDResolver:
         self.max_ttl = float(max_ttl)
         self.default_ttl = float(default_ttl)
         self.error_ttl = float(error_ttl)
-        self._failures: dict[str, tuple[float, str]] = {}
+        self._failures: dict[str, tuple[float, str, str]] = {}
         self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Client]]] = (
             weakref.WeakKeyDictionary()
         )
@@ -141,7 +141,7 @@ class CIMDResolver:
         failure = self._failures.get(client_id)
         if failure is not None:
             if self.clock() < failure[0]:
-                raise InvalidClient(failure[1])
+                raise InvalidClient(failure[1], detail=failure[2])
             del self._failures[client_id]
 
     async def _resolve_once(self, client_id: str) -> Client:
@@ -167,23 +167,26 @@ class CIMDResolver:
         try:
             fetched = await self.fetcher.get_json(client_id)
         except FetchError as exc:
-            raise self._failed(client_id, f"the client metadata document could not be fetched: {exc}") from None
+            # The fetch error names hosts and addresses: logged, never told the client.
+            fetched_not = "the client metadata document could not be fetched"
+            raise self._failed(client_id, fetched_not, f"{fetched_not}: {exc}") from None
         try:
             client = document_client(client_id, fetched.data)
         except OAuthError as exc:
-            raise self._failed(client_id, f"the client metadata document is not valid: {exc.description}") from None
+            invalid = "the client metadata document is not valid"
+            raise self._failed(client_id, f"{invalid}: {exc.description}", f"{invalid}: {exc}") from None
         ttl = self._ttl(fetched.cache_control)
         record = {"expires": self.clock() + ttl, "client": json.loads(client.to_json())}
         await self.store.put(CIMD_NAMESPACE, client_id, json.dumps(record, separators=(",", ":")).encode(), ttl)
         return client
 
-    def _failed(self, client_id: str, description: str) -> InvalidClient:
+    def _failed(self, client_id: str, description: str, detail: str) -> InvalidClient:
         """Remember a failure for ``error_ttl`` so a bad URL is not fetched on every request."""
         if self.error_ttl > 0:
             while len(self._failures) >= MAX_REMEMBERED_FAILURES:
                 del self._failures[next(iter(self._failures))]
-            self._failures[client_id] = (self.clock() + self.error_ttl, description)
-        return InvalidClient(description)
+            self._failures[client_id] = (self.clock() + self.error_ttl, description, detail)
+        return InvalidClient(description, detail=detail)
 
     def _ttl(self, cache_control: str | None) -> float:
         """The cache lifetime from ``Cache-Control`` (RFC 9111 section 5.2.2), bounded."""

@@ -91,7 +91,7 @@ def strict_json(raw: bytes | str) -> Any:
         data: dict[str, Any] = {}
         for key, value in items:
             if key in data:
-                raise ValueError(f"the member {key[:40]!r} appears more than once")
+                raise ValueError("a member appears more than once")
             data[key] = value
         return data
 

@@ -4,7 +4,9 @@ Each endpoint raises one of these; the endpoint's wrapper turns it into the JSON
 body of RFC 6749 section 5.2 (token, registration, revocation, introspection) or,
 for the authorization endpoint, into a redirect to the client or an error page
 (section 4.1.2.1). ``description`` is shown to the client: it never holds a
-token, a secret or a code.
+token, a secret, a code, an internal name or a value the client sent (a
+parameter's name defined by a specification may be named). What was refused
+goes in ``detail``, the error's ``str()`` for the logs, which is never sent.
 """
 
 from __future__ import annotations
@@ -50,14 +52,24 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class OAuthError(BastionError):
-    """An OAuth error response: ``error`` code, human ``description``, HTTP ``status``."""
+    """An OAuth error response: ``error`` code, human ``description``, HTTP ``status``.
+
+    Args:
+        description: The ``error_description`` sent to the client (or shown on the error
+            page): safe to show, it names no value the client sent.
+        detail: What exactly was refused, for the logs (``str(error)``); never sent.
+        headers: Extra response headers (``WWW-Authenticate``, ``Retry-After``).
+    """
 
     error: ClassVar[str] = "invalid_request"
     status: ClassVar[int] = 400
 
-    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(description or self.error)
+    def __init__(
+        self, description: str = "", *, detail: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail or description or self.error)
         self.description = description
+        self.detail = detail
         self.headers = dict(headers or {})
 
     def body(self) -> dict[str, str]:
@@ -165,8 +177,10 @@ class TemporarilyUnavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503
 
-    def __init__(self, description: str = "", *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": str(RETRY_AFTER), **(headers or {})})
+    def __init__(
+        self, description: str = "", *, detail: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(description, detail=detail, headers={"Retry-After": str(RETRY_AFTER), **(headers or {})})
 
 
 class ServerError(OAuthError):

@@ -25,6 +25,60 @@ MAX_PARAM = 8 * 1024
 
 _TOO_LARGE = "the request body is too large"
 
+#: The parameter names an error may name: those of the specifications this server follows
+#: (RFC 6749, 7009, 7521/7523, 7636, 7662, 8707, 8693, OpenID Connect) and of its own forms.
+#: Any other name is the client's raw input, and is not echoed back to it.
+_SPOKEN_NAMES = frozenset(
+    {
+        "assertion",
+        "audience",
+        "client_assertion",
+        "client_assertion_type",
+        "client_id",
+        "client_secret",
+        "code",
+        "code_challenge",
+        "code_challenge_method",
+        "code_verifier",
+        "error",
+        "error_description",
+        "error_uri",
+        "grant_type",
+        "id_token_hint",
+        "iss",
+        "login_hint",
+        "max_age",
+        "nonce",
+        "prompt",
+        "redirect_uri",
+        "refresh_token",
+        "request",
+        "request_uri",
+        "requested_token_type",
+        "resource",
+        "response_mode",
+        "response_type",
+        "scope",
+        "state",
+        "subject_token",
+        "subject_token_type",
+        "token",
+        "token_type_hint",
+        # the browser forms
+        "csrf",
+        "decision",
+        "flow",
+        "password",
+        "remember",
+        "username",
+    }
+)
+
+
+def _parameter(name: str) -> str:
+    """``the <name> parameter`` for a name of :data:`_SPOKEN_NAMES`, else ``a parameter``."""
+    return f"the {name} parameter" if name in _SPOKEN_NAMES else "a parameter"
+
 
 class Params:
     """Request parameters: each name at most once; empty values count as absent."""
@@ -33,11 +87,17 @@ class Params:
         values: dict[str, str] = {}
         for name, value in pairs:
             if name in values:
-                raise InvalidRequest(f"the {name[:40]} parameter is repeated")
+                raise InvalidRequest(
+                    f"{_parameter(name)} is repeated", detail=f"the parameter {name[:40]!r} is repeated"
+                )
             if len(value) > max_value:
-                raise InvalidRequest(f"the {name[:40]} parameter is too long")
+                raise InvalidRequest(
+                    f"{_parameter(name)} is too long", detail=f"the parameter {name[:40]!r} is too long"
+                )
             if "\x00" in value:
-                raise InvalidRequest(f"the {name[:40]} parameter holds a NUL character")
+                raise InvalidRequest(
+                    f"{_parameter(name)} holds a NUL character", detail=f"the parameter {name[:40]!r} holds a NUL"
+                )
             values[name] = value
         self._values = {name: value for name, value in values.items() if value != ""}
 

@@ -296,7 +296,7 @@ class AuthorizationServer:
         known = self.scopes.keys() | BUILTIN_SCOPES.keys()
         unknown = [s for s in scopes if s not in known]
         if unknown:
-            raise InvalidScope(f"unknown scope {unknown[0][:60]!r}")
+            raise InvalidScope("a requested scope is not known", detail=f"unknown scope {unknown[0][:60]!r}")
         allowed = client.allowed_scopes() if client is not None else None
         if allowed is not None:
             beyond = [s for s in scopes if s not in allowed and s not in BUILTIN_SCOPES]

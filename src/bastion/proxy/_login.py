@@ -226,7 +226,9 @@ class UpstreamLogin(LoginStep):
         flow = await take_flow(server, flow)
         error = params.get("error")
         if error is not None:
-            denied = AccessDeniedError(f"{self.proxy.upstream.name} did not sign the user in ({error[:40]})")
+            denied = AccessDeniedError(
+                f"{self.proxy.upstream.name} did not sign the user in", detail=f"the provider answered {error[:40]!r}"
+            )
             return error_redirect(server, flow.redirect_uri, flow.state, denied, posted=False)
         code = params.get("code")
         if code is None:

@@ -106,7 +106,7 @@ async def register_client(server: AuthorizationServer, metadata: dict[str, objec
         try:
             server.resolve_scopes(client.scope)
         except InvalidScope as exc:
-            raise InvalidClientMetadata(exc.description) from None
+            raise InvalidClientMetadata(exc.description, detail=exc.detail) from None
         client = dataclasses.replace(client, scope=None)
     await server.clients.save(client)
     return client, secret

@@ -62,7 +62,7 @@ async def token_request(server: AuthorizationServer, request: Request) -> TokenS
     grant_type = params.require("grant_type")
     grant = GRANTS.get(grant_type)
     if grant is None or (grant_type == JWT_BEARER and not server.identity_assertion_issuers):
-        raise UnsupportedGrantType(f"the grant type {grant_type[:80]!r} is not supported")
+        raise UnsupportedGrantType("the grant type is not supported", detail=f"grant type {grant_type[:80]!r}")
     client = await authenticate_client(server, request, params)
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")

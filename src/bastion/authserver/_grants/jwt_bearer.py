@@ -81,7 +81,7 @@ async def _verified_claims(server: AuthorizationServer, assertion: str) -> dict[
     except KeysUnavailable:
         raise TemporarilyUnavailable("the identity provider's keys cannot be fetched") from None
     except InvalidToken as exc:
-        raise InvalidGrant(f"the assertion is not valid: {str(exc)[:200]}") from None
+        raise InvalidGrant(f"the assertion is not valid: {exc.description}", detail=str(exc)[:200]) from None
     return dict(access.claims or {})
 
 
@@ -99,7 +99,9 @@ def _scopes(
     try:
         scopes = server.resolve_scopes(granted, client)
     except InvalidScope as exc:
-        raise InvalidGrant(f"the assertion's scope is not acceptable here: {exc.description}") from None
+        raise InvalidGrant(
+            f"the assertion's scope is not acceptable here: {exc.description}", detail=str(exc)
+        ) from None
     if requested is None:
         return scopes
     narrowed = tuple(scope for scope in as_scopes(requested) if scope in scopes)

@@ -330,5 +330,5 @@ def _narrow(granted: tuple[str, ...], requested: str | None) -> tuple[str, ...]:
     scopes = as_scopes(requested)
     beyond = [scope for scope in scopes if scope not in granted]
     if beyond:
-        raise InvalidScope(f"the scope {beyond[0][:60]!r} was not granted")
+        raise InvalidScope("a requested scope was not granted", detail=f"the scope {beyond[0][:60]!r} was not granted")
     return scopes
