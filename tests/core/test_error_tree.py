@@ -6,9 +6,12 @@ import importlib
 import inspect
 import pkgutil
 import re
+from collections.abc import Callable
+
+import pytest
 
 import bastion
-from bastion import BastionError
+from bastion import BastionError, ConfigurationError
 from bastion._core import errors
 
 
@@ -49,3 +52,32 @@ def test_a_refused_fetch_and_a_refused_browser_step_are_still_caught_as_before()
     assert (str(fetch), fetch.status, fetch.transient) == ("example.com answered HTTP 500", 500, True)
     assert "example.com" not in fetch.description
     assert isinstance(BodyTooLarge(), BastionError)
+
+
+def _mistakes() -> list[Callable[[], object]]:
+    from bastion import TokenCache, require_all, require_any, require_role, require_scopes
+    from bastion.authserver import User
+    from bastion.authserver._ratelimit import RateLimiter
+    from bastion.providers._env import ProviderEnv
+    from bastion.storage import MemoryStore
+    from bastion.testing import KeyPair
+
+    return [
+        lambda: require_scopes(),
+        lambda: require_scopes("two words"),
+        lambda: require_role(),
+        lambda: require_all(),
+        lambda: require_any(),
+        lambda: TokenCache(max_size=-1),
+        lambda: User(""),
+        lambda: RateLimiter(MemoryStore(), "register", limit=-1),
+        lambda: KeyPair.generate("HS1"),
+        lambda: ProviderEnv("Not-Lower", ()),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_mistakes())))
+def test_a_construction_mistake_is_a_configuration_error_and_still_a_value_error(case: int) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        _mistakes()[case]()
+    assert isinstance(caught.value, ValueError)

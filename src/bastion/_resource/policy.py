@@ -18,6 +18,7 @@ from typing import Literal, TypeAlias
 
 from starlette.requests import HTTPConnection
 
+from bastion._core.errors import ConfigurationError
 from bastion._resource.tokens import AccessToken
 
 __all__ = [
@@ -206,7 +207,7 @@ class _RequireScopes(Policy):
 def require_scopes(*scopes: str) -> Policy:
     """Allow a caller whose token grants every one of ``scopes`` (hierarchy included)."""
     if not scopes or not all(isinstance(s, str) and s and " " not in s for s in scopes):
-        raise ValueError("require_scopes needs one or more scope names without spaces")
+        raise ConfigurationError("require_scopes needs one or more scope names without spaces")
     return _RequireScopes(scopes)
 
 
@@ -227,7 +228,7 @@ class _RequireRole(Policy):
 def require_role(*roles: str) -> Policy:
     """Allow a caller whose token carries at least one of ``roles``."""
     if not roles or not all(isinstance(r, str) and r for r in roles):
-        raise ValueError("require_role needs one or more role names")
+        raise ConfigurationError("require_role needs one or more role names")
     return _RequireRole(frozenset(roles))
 
 
@@ -321,12 +322,12 @@ class _Any(Policy):
 def require_all(*policies: PolicyLike) -> Policy:
     """Allow only when every one of ``policies`` allows."""
     if not policies:
-        raise ValueError("require_all needs at least one policy")
+        raise ConfigurationError("require_all needs at least one policy")
     return _All(tuple(as_policy(p) for p in policies))
 
 
 def require_any(*policies: PolicyLike) -> Policy:
     """Allow when at least one of ``policies`` allows."""
     if not policies:
-        raise ValueError("require_any needs at least one policy")
+        raise ConfigurationError("require_any needs at least one policy")
     return _Any(tuple(as_policy(p) for p in policies))

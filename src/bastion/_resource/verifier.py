@@ -23,7 +23,13 @@ from collections.abc import Callable, Collection, Sequence
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from bastion._core.errors import AuthenticationError, AuthorizationError, InvalidToken, KeysUnavailable
+from bastion._core.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    InvalidToken,
+    KeysUnavailable,
+)
 from bastion._core.log import ThrottledLog
 from bastion._resource.tokens import AccessToken
 
@@ -51,7 +57,7 @@ class TokenCache:
 
     def __init__(self, max_size: int = 10_000, ttl: float = 300.0, clock: Clock = time.time) -> None:
         if max_size < 0 or ttl < 0:
-            raise ValueError("max_size and ttl must not be negative")
+            raise ConfigurationError("max_size and ttl must not be negative")
         self.max_size = max_size
         self.ttl = ttl
         self._clock = clock

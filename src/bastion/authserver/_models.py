@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bastion._core.errors import ConfigurationError
+
 __all__ = ["Client", "ClientKind", "User", "hash_secret", "secret_matches"]
 
 #: How the server knows a client: registered through RFC 7591, described by a
@@ -52,7 +54,7 @@ class User:
 
     def __post_init__(self) -> None:
         if not isinstance(self.subject, str) or not self.subject:
-            raise ValueError("a user needs a non-empty subject")
+            raise ConfigurationError("a user needs a non-empty subject")
         object.__setattr__(self, "roles", tuple(self.roles))
         object.__setattr__(self, "claims", dict(self.claims))
 

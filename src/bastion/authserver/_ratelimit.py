@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 
+from bastion._core.errors import ConfigurationError
 from bastion.storage import Store
 
 __all__ = ["RATE_NAMESPACE", "RateLimiter"]
@@ -37,7 +38,7 @@ class RateLimiter:
         self, store: Store, name: str, limit: int, window: float = 60.0, clock: Callable[[], float] = time.time
     ) -> None:
         if limit < 0 or not window > 0:
-            raise ValueError("a rate limit needs a non-negative limit and a positive window")
+            raise ConfigurationError("a rate limit needs a non-negative limit and a positive window")
         self.store = store
         self.name = name
         self.limit = limit

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from bastion._core.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from bastion.proxy._proxy import OAuthProxy
 
@@ -62,7 +64,7 @@ class ProviderEnv:
         aliases: Other ``BASTION_AUTH`` values meaning this provider (``entraid``).
 
     Raises:
-        ValueError: a name, suffix or argument is malformed or given twice.
+        ConfigurationError: a name, suffix or argument is malformed or given twice.
     """
 
     name: str
@@ -71,18 +73,18 @@ class ProviderEnv:
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
-            raise ValueError(f"provider name {self.name!r}: lower-case letters and digits only")
+            raise ConfigurationError(f"provider name {self.name!r}: lower-case letters and digits only")
         if not all(_ALIAS.fullmatch(alias) for alias in self.aliases):
-            raise ValueError(f"{self.name}: aliases are lower case")
+            raise ConfigurationError(f"{self.name}: aliases are lower case")
         for what, values in (
             ("argument", [s.argument for s in self.settings]),
             ("suffix", [s.suffix for s in self.settings]),
         ):
             if len(set(values)) != len(values):
-                raise ValueError(f"{self.name}: an {what} is declared twice")
+                raise ConfigurationError(f"{self.name}: an {what} is declared twice")
         bad = [s.suffix for s in self.settings if not _SUFFIX.fullmatch(s.suffix)]
         if bad:
-            raise ValueError(f"{self.name}: variable suffixes are upper case (got {bad})")
+            raise ConfigurationError(f"{self.name}: variable suffixes are upper case (got {bad})")
 
     def variable(self, setting: Setting) -> str:
         """The environment variable of ``setting``, e.g. ``BASTION_GOOGLE_CLIENT_ID``."""
@@ -122,7 +124,7 @@ def register(cls: _P) -> _P:
 
     Raises:
         TypeError: ``cls`` declares no ``env`` of its own.
-        ValueError: its name or an alias is already another provider's.
+        ConfigurationError: its name or an alias is already another provider's.
     """
     env = cls.__dict__.get("env")
     if not isinstance(env, ProviderEnv):
@@ -130,6 +132,6 @@ def register(cls: _P) -> _P:
     taken = {name for p in PROVIDERS.values() for name in (p.env.name, *p.env.aliases)}
     clash = taken.intersection((env.name, *env.aliases))
     if clash:
-        raise ValueError(f"BASTION_AUTH={min(clash)} is already another provider's")
+        raise ConfigurationError(f"BASTION_AUTH={min(clash)} is already another provider's")
     PROVIDERS[env.name] = Provider(env, cls)
     return cls

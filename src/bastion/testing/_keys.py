@@ -13,6 +13,8 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, serialize_compact
 
+from bastion._core.errors import ConfigurationError
+
 __all__ = ["KeyPair"]
 
 #: The key each supported algorithm is generated with.
@@ -42,7 +44,7 @@ class KeyPair:
 
     def __init__(self, key: RSAKey | ECKey | OKPKey, alg: str, kid: str) -> None:
         if not key.is_private:
-            raise ValueError("a KeyPair needs a private key")
+            raise ConfigurationError("a KeyPair needs a private key")
         self.key = key
         self.alg = alg
         self.kid = kid
@@ -54,7 +56,7 @@ class KeyPair:
         ``kid`` defaults to the key's RFC 7638 thumbprint.
         """
         if alg not in _GENERATORS:
-            raise ValueError(f"unsupported algorithm {alg!r}; choose one of {sorted(_GENERATORS)}")
+            raise ConfigurationError(f"unsupported algorithm {alg!r}; choose one of {sorted(_GENERATORS)}")
         key_class, size_or_curve = _GENERATORS[alg]
         key = key_class.generate_key(size_or_curve)  # type: ignore[arg-type]
         return cls(key, alg, kid if kid is not None else key.thumbprint())
