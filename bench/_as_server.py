@@ -31,7 +31,7 @@ REDIRECT_URI = "http://127.0.0.1/callback"
 def authorization_app(port: int, db: str, cimd_ca: str | None) -> Any:
     """The notes MCP server with its authorization server, as an ASGI app."""
     from bastion._cli.demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
-    from bastion.authserver import AuthorizationServer
+    from bastion.authserver import AuthorizationServer, Registration
     from bastion.authserver._fetch import SafeFetcher
     from bastion.storage import SQLiteStore
 
@@ -45,8 +45,7 @@ def authorization_app(port: int, db: str, cimd_ca: str | None) -> Any:
         users=demo_users({name: secrets.token_urlsafe(12) for name in DEMO_USERS}),
         scopes=DEMO_SCOPES,
         auto_approve=DEMO_USERS["alice"],
-        registration_rate_limit=0,
-        fetcher=fetcher,
+        registration=Registration(rate_limit=0, fetcher=fetcher),
     )
     mcp = notes_server(auth, resource_url=base + "/mcp")
     return mcp.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from bastion.authserver import AuthorizationServer, Client
+from bastion.authserver import AuthorizationServer, Client, Registration
 from bastion.authserver._client_auth import ASSERTION_TYPE
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import hash_secret
@@ -304,7 +304,7 @@ async def test_a_secret_client_cannot_use_an_assertion(base: str, http: httpx2.A
 async def test_private_key_jwt_with_a_jwks_uri(tmp_path: Path) -> None:
     clock = FakeClock()
     new_key = KeyPair.generate("ES256", kid="client-key-2")
-    server = make_server(tmp_path, clock=clock, fetcher=SafeFetcher(allow_private=True))
+    server = make_server(tmp_path, clock=clock, registration=Registration(fetcher=SafeFetcher(allow_private=True)))
     with JWKSServer(CLIENT_KEY) as jwks, serving(server) as base:
         remote = Client(
             client_id="jwt-client",

@@ -10,7 +10,7 @@ import pytest
 from joserfc.jws import JWSRegistry
 
 from bastion import ConfigurationError, MCPServer
-from bastion.authserver import AuthorizationServer, InvalidGrant, User
+from bastion.authserver import AuthorizationServer, InvalidGrant, Signing, TokenLifetimes, User
 from bastion.authserver._endpoints.metadata import metadata_document
 from bastion.authserver._grants.refresh_token import RefreshTokens
 from bastion.authserver._keyring import KEY_NAMESPACE
@@ -124,7 +124,11 @@ async def test_rotation_overlaps_then_retires_the_old_key() -> None:
     clock = FakeClock(1_800_000_000.0)
     store = MemoryStore(clock=clock)
     server = AuthorizationServer(
-        "http://127.0.0.1:1", store=store, resources=["http://127.0.0.1:1/mcp"], key_rotation=1000, clock=clock
+        "http://127.0.0.1:1",
+        store=store,
+        resources=["http://127.0.0.1:1/mcp"],
+        signing=Signing(rotation=1000),
+        clock=clock,
     )
     old_token, _ = await server.access_tokens.mint(
         client_id="c", subject="s", scopes=[], resource="http://127.0.0.1:1/mcp", grant_id=None
@@ -172,7 +176,7 @@ def test_an_mcp_server_with_a_resource_url_gives_the_issuer_its_origin(tmp_path:
 
 def test_signing_algorithms() -> None:
     with pytest.raises(ConfigurationError):
-        AuthorizationServer("http://127.0.0.1:1", store=MemoryStore(), signing_algorithm="HS256")
+        AuthorizationServer("http://127.0.0.1:1", store=MemoryStore(), signing=Signing(algorithm="HS256"))
     assert "ES256" in JWSRegistry.algorithms
 
 
@@ -200,7 +204,7 @@ async def test_a_grant_lives_as_long_as_its_rotating_refresh_tokens() -> None:
         "http://127.0.0.1:1",
         store=MemoryStore(clock=clock),
         resources=[resource],
-        refresh_token_ttl=100,
+        lifetimes=TokenLifetimes(refresh_token=100),
         clock=clock,
         clients=[PUBLIC_CLIENT],
     )

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from bastion.authserver import AuthorizationServer, Client, InvalidGrant, InvalidScope, InvalidTarget
+from bastion.authserver import AuthorizationServer, Client, InvalidGrant, InvalidScope, InvalidTarget, TokenLifetimes
 from bastion.authserver._grants.refresh_token import REFRESH_NAMESPACE, RefreshTokens
 from bastion.authserver._models import hash_secret
 from bastion.storage import SQLiteStore
@@ -143,7 +143,7 @@ async def test_unknown_and_expired_refresh_tokens(
 ) -> None:
     assert (await refresh(http, base, "unknown-token")).json()["error"] == "invalid_grant"
     first = await code_tokens(server, http, base)
-    clock.now += server.refresh_token_ttl + 1
+    clock.now += server.lifetimes.refresh_token + 1
     assert (await refresh(http, base, first["refresh_token"])).json()["error"] == "invalid_grant"
 
 
@@ -192,7 +192,7 @@ async def test_a_retry_after_the_access_token_expired_gets_it_counted_down_to_ze
     assert again["refresh_token"] == second["refresh_token"]
     assert again["expires_in"] == 0
     renewed = (await refresh(http, base, second["refresh_token"])).json()
-    assert renewed["expires_in"] == server.access_token_ttl
+    assert renewed["expires_in"] == server.lifetimes.access_token
     assert (await server.verifier.verify(renewed["access_token"])).subject == "alice"
 
 
@@ -232,7 +232,7 @@ async def test_past_refresh_grace_a_rotated_token_revokes_the_family(
     rotated_at = clock.now
     clock.now += 86400
     assert (await refresh(http, base, first["refresh_token"])).json()["refresh_token"] == second["refresh_token"]
-    clock.now = rotated_at + server.refresh_grace + 1
+    clock.now = rotated_at + server.lifetimes.refresh_grace + 1
     reuse = await refresh(http, base, first["refresh_token"])
     assert reuse.status_code == 400
     assert reuse.json()["error"] == "invalid_grant"
@@ -254,7 +254,7 @@ async def test_another_client_presenting_a_rotated_token_is_refused(
 
 async def test_a_zero_grace_window_revokes_on_any_later_reuse(tmp_path: Path, clock: FakeClock) -> None:
     store = SQLiteStore(tmp_path / "zero.db", clock=clock)
-    server = make_server(tmp_path, refresh_grace=0, clock=clock, store=store)
+    server = make_server(tmp_path, lifetimes=TokenLifetimes(refresh_grace=0), clock=clock, store=store)
     with serving(server) as base:
         async with httpx2.AsyncClient() as http:
             first = await code_tokens(server, http, base)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from bastion.authserver import Registration
 from bastion.authserver._clients import CLIENT_NAMESPACE
 from bastion.authserver._models import secret_matches
 from bastion.authserver._ratelimit import RateLimiter
@@ -39,7 +40,7 @@ PUBLIC_KEY = {
 @pytest.fixture(scope="module")
 def shared_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One server for the many refusal cases (no rate limit, so they cannot trip it)."""
-    server = make_server(tmp_path_factory.mktemp("register"), registration_rate_limit=0)
+    server = make_server(tmp_path_factory.mktemp("register"), registration=Registration(rate_limit=0))
     with serving(server) as url:
         yield url
 
@@ -444,7 +445,7 @@ async def test_other_methods_are_not_allowed(tmp_path: Path) -> None:
 
 
 async def test_disabled_registration_is_refused_with_a_reason(tmp_path: Path) -> None:
-    server = make_server(tmp_path, dynamic_registration=False)
+    server = make_server(tmp_path, registration=Registration(dynamic=False))
     with serving(server) as url:
         response = await post(url, NATIVE)
         async with httpx2.AsyncClient() as http:
@@ -458,7 +459,7 @@ async def test_disabled_registration_is_refused_with_a_reason(tmp_path: Path) ->
 
 async def test_registrations_per_minute_per_address_are_limited(tmp_path: Path) -> None:
     clock = FakeClock(1_800_000_000.0)
-    server = make_server(tmp_path, clock=clock, registration_rate_limit=3)
+    server = make_server(tmp_path, clock=clock, registration=Registration(rate_limit=3))
     with serving(server) as url:
         accepted = [await post(url, NATIVE) for _ in range(2)]
         invalid = await post(url, {"redirect_uris": "not a list"})
@@ -477,7 +478,7 @@ async def test_registrations_per_minute_per_address_are_limited(tmp_path: Path) 
 
 
 async def test_rate_limit_zero_means_unlimited(tmp_path: Path) -> None:
-    server = make_server(tmp_path, registration_rate_limit=0)
+    server = make_server(tmp_path, registration=Registration(rate_limit=0))
     with serving(server) as url:
         statuses = {(await post(url, NATIVE)).status_code for _ in range(25)}
     assert statuses == {201}

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from bastion import AuthorizationServer, MCPServer
 from bastion._cli.demo import DEMO_SCOPES, DEMO_USERS, notes_server
+from bastion.authserver import Registration
 from bastion.authserver._fetch import SafeFetcher
 from bastion.storage import SQLiteStore
 from bastion.testing import HeadlessBrowser, MemoryTokenStorage, oauth_client, serve
@@ -350,7 +351,7 @@ async def test_client_id_metadata_document_flow(tmp_path: Path) -> None:
     fetcher = SafeFetcher(allow_private=True, verify=tls.context)
     with (
         serve_https(Starlette(routes=[Route("/clients/notes.json", document)]), tls) as docs,
-        running(demo_server(tmp_path / "a.db", port, fetcher=fetcher), port) as url,
+        running(demo_server(tmp_path / "a.db", port, registration=Registration(fetcher=fetcher)), port) as url,
     ):
         client_id = docs + "/clients/notes.json"
         storage = MemoryTokenStorage()

@@ -3,6 +3,7 @@
 - :class:`AuthorizationServer`: the server; give it to ``bastion.MCPServer(auth=...)``.
 - :class:`User`, :class:`Client`: who signs in, and the clients it knows.
 - :class:`LoginStep`, :class:`PasswordLogin`, :func:`signed_in`: the pluggable sign-in step.
+- :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`: its grouped settings.
 - :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
 - :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
 - The OAuth errors, each rendering its RFC 6749 body.
@@ -26,6 +27,7 @@ from bastion.authserver._errors import (
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import Client, User
 from bastion.authserver._server import AuthorizationServer
+from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 
 __all__ = [
     "AccessDeniedError",
@@ -41,8 +43,11 @@ __all__ = [
     "LoginStep",
     "OAuthError",
     "PasswordLogin",
+    "Registration",
     "RememberedConsent",
     "SafeFetcher",
+    "Signing",
+    "TokenLifetimes",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "User",

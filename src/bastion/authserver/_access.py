@@ -63,7 +63,7 @@ class AccessTokenIssuer:
         """
         server = self.server
         now = int(server.clock())
-        lifetime = int(server.access_token_ttl)
+        lifetime = int(server.lifetimes.access_token)
         claims: dict[str, Any] = {}
         if user is not None:
             claims.update({k: v for k, v in user.claims.items() if k not in RESERVED_CLAIMS})

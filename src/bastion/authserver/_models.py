@@ -1,4 +1,4 @@
-"""The authorization server's records: users and clients, serialised to JSON bytes for a store."""
+"""The authorization server's records: users, clients and issued token sets, serialised to JSON for a store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bastion._core.errors import ConfigurationError
 
-__all__ = ["Client", "ClientKind", "User", "hash_secret", "secret_matches"]
+__all__ = ["Client", "ClientKind", "TokenSet", "User", "hash_secret", "secret_matches"]
 
 #: How the server knows a client: registered through RFC 7591, described by a
 #: Client ID Metadata Document at its URL, or configured in code or a file.
@@ -173,3 +173,57 @@ def as_scopes(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """Scopes from a space-separated string or a list, order kept, duplicates dropped."""
     items = value.split() if isinstance(value, str) else list(value or ())
     return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """What a successful token request returns (RFC 6749 section 5.1).
+
+    Attributes:
+        access_token: The access token (a JWT).
+        expires_in: Its lifetime in seconds when issued.
+        scopes: The access token's scopes.
+        refresh_token: The refresh token, when one is issued.
+        issued_at: When the access token was minted (to count ``expires_in`` down on a replay).
+    """
+
+    access_token: str
+    expires_in: int
+    scopes: tuple[str, ...]
+    refresh_token: str | None = None
+    issued_at: float = 0.0
+
+    def body(self, now: float | None = None) -> dict[str, Any]:
+        """The JSON response body; ``expires_in`` counted from ``now`` when given."""
+        expires_in = self.expires_in
+        if now is not None:
+            expires_in = max(0, self.expires_in - int(max(0.0, now - self.issued_at)))
+        body: dict[str, Any] = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": expires_in}
+        if self.scopes:
+            body["scope"] = " ".join(self.scopes)
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        return body
+
+    def to_json(self) -> bytes:
+        """The set as JSON bytes (to be sealed)."""
+        data = {
+            "access_token": self.access_token,
+            "expires_in": self.expires_in,
+            "scopes": list(self.scopes),
+            "refresh_token": self.refresh_token,
+            "issued_at": self.issued_at,
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> TokenSet:
+        """The inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        return cls(
+            access_token=data["access_token"],
+            expires_in=int(data["expires_in"]),
+            scopes=tuple(data["scopes"]),
+            refresh_token=data["refresh_token"],
+            issued_at=float(data["issued_at"]),
+        )

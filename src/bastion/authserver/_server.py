@@ -1,30 +1,24 @@
 """``AuthorizationServer``: bastion's own OAuth 2.1 authorization server.
 
-This module holds the configuration and the shared services (store, keys,
-clients, codes, tokens); each endpoint lives in its own module and receives the
-server. :meth:`AuthorizationServer.routes` gives the Starlette routes, which
+This module puts the server together: its configuration (the grouped settings
+of ``_settings``) and the shared services (store, keys, clients, codes, grants,
+tokens), each in a module of its own; each endpoint lives in its own module and
+receives the server. :meth:`AuthorizationServer.routes` gives the Starlette routes, which
 ``bastion.MCPServer`` mounts beside the MCP endpoint when ``auth=`` is an
 authorization server.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from os import PathLike
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
-
-if TYPE_CHECKING:
-    from bastion.authserver._browser.consent import RememberedConsent
-    from bastion.authserver._browser.login import LoginStep
 
 from bastion._core.errors import ConfigurationError, UpstreamUnavailable
 from bastion._core.log import ThrottledLog
@@ -32,14 +26,21 @@ from bastion._core.net import is_loopback_host
 from bastion._resource.metadata import canonical_resource
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
+from bastion.authserver._browser import consent as consent_step
+from bastion.authserver._browser.consent import RememberedConsent
+from bastion.authserver._browser.login import LoginStep
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
 from bastion.authserver._codes import CodeStore
+from bastion.authserver._edge import AuthServerEdge
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._grant_records import GrantStore
 from bastion.authserver._issuer import canonical_issuer, default_store_path, store_name
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
+from bastion.authserver._routes import build_routes
+from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 from bastion.storage import SQLiteStore, Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
@@ -51,16 +52,6 @@ UserCheck = Callable[[str, str], "Awaitable[User | str | None] | User | str | No
 
 #: Scopes the server always understands, whatever the configuration says.
 BUILTIN_SCOPES = {"offline_access": "Stay signed in (refresh tokens)"}
-
-REVOKED_NAMESPACE = "revoked-grant"
-GRANT_NAMESPACE = "grant"
-#: Which clients a user has grants with (secondary key: the subject), for the consents page.
-USER_CLIENT_NAMESPACE = "user-client"
-
-
-def grant_index(subject: str, client_id: str) -> str:
-    """The secondary key of the grants one user gave one client."""
-    return f"{subject}\x00{client_id}"
 
 
 class AuthorizationServer:
@@ -82,22 +73,12 @@ class AuthorizationServer:
             JSON file holding a list of client metadata objects.
         resources: The resource URLs tokens may be issued for; the ``MCPServer``
             adds its own.
-        access_token_ttl: Seconds an access token lives (default one hour).
-        refresh_token_ttl: Seconds a refresh token lives unused (default 30 days).
-        refresh_grace: The longest a rotated refresh token stays redeemable, in
-            seconds from its rotation (default 7 days). Presented again before
-            its successor was first used, it returns the same successor pair (a
-            client whose answer was lost retries safely, however long the server
-            was down); after the successor's first use, or past this bound, it
-            revokes the family (RFC 9700 section 4.14.2). ``0``: any later
-            presentation revokes.
-        code_ttl: Seconds an authorization code lives.
-        signing_algorithm: ``ES256`` (default), ``RS256`` or ``EdDSA``.
-        key_rotation: Seconds between signing key rotations.
-        dynamic_registration: Whether ``/register`` (RFC 7591) is open.
-        registration_rate_limit: Registrations per minute per client address (0: no limit).
-        client_metadata_documents: Whether URL client ids (CIMD) are accepted.
-        fetcher: The outbound HTTP policy for CIMD and ``jwks_uri`` fetches.
+        lifetimes: How long access tokens, refresh tokens (and the grace of a
+            rotated one) and codes live: a :class:`TokenLifetimes`.
+        registration: Whether ``/register`` is open and how often, whether URL
+            client ids are accepted, and the outbound HTTP policy for their
+            documents and ``jwks_uri``: a :class:`Registration`.
+        signing: The access tokens' signing algorithm and key rotation: a :class:`Signing`.
         identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
             -> its JWKS URL.
         auto_approve: Sign every authorization in as this user and approve it
@@ -116,16 +97,9 @@ class AuthorizationServer:
         default_scopes: Sequence[str] | None = None,
         clients: Iterable[Client] | str | PathLike[str] | None = None,
         resources: Sequence[str] = (),
-        access_token_ttl: float = 3600.0,
-        refresh_token_ttl: float = 30 * 86400.0,
-        refresh_grace: float = 7 * 86400.0,
-        code_ttl: float = 60.0,
-        signing_algorithm: str = "ES256",
-        key_rotation: float = 30 * 86400.0,
-        dynamic_registration: bool = True,
-        registration_rate_limit: int = 20,
-        client_metadata_documents: bool = True,
-        fetcher: SafeFetcher | None = None,
+        lifetimes: TokenLifetimes | None = None,
+        registration: Registration | None = None,
+        signing: Signing | None = None,
         identity_assertion_issuers: Mapping[str, str] | None = None,
         auto_approve: User | str | None = None,
         clock: Callable[[], float] = time.time,
@@ -150,25 +124,9 @@ class AuthorizationServer:
         if unknown:
             raise ConfigurationError(f"default_scopes names unknown scopes: {unknown}")
         self.resources: list[str] = [canonical_resource(r) for r in resources]
-        for name, value in (
-            ("access_token_ttl", access_token_ttl),
-            ("refresh_token_ttl", refresh_token_ttl),
-            ("code_ttl", code_ttl),
-            ("key_rotation", key_rotation),
-        ):
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
-        if refresh_grace < 0:
-            raise ConfigurationError("refresh_grace must not be negative")
-        self.access_token_ttl = float(access_token_ttl)
-        self.refresh_token_ttl = float(refresh_token_ttl)
-        self.refresh_grace = float(refresh_grace)
-        self.code_ttl = float(code_ttl)
-        self.signing_algorithm = signing_algorithm
-        self.key_rotation = float(key_rotation)
-        self.dynamic_registration = dynamic_registration
-        self.registration_rate_limit = registration_rate_limit
-        self.client_metadata_documents = client_metadata_documents
+        self.lifetimes = lifetimes if lifetimes is not None else TokenLifetimes()
+        self.registration = registration if registration is not None else Registration()
+        self.signing = signing if signing is not None else Signing()
         self.identity_assertion_issuers = dict(identity_assertion_issuers or {})
         if users is not None and login is not None:
             raise ConfigurationError("give users= or login=, not both")
@@ -177,19 +135,21 @@ class AuthorizationServer:
         if isinstance(auto_approve, str):
             auto_approve = User(subject=auto_approve, name=auto_approve)
         self.auto_approve = auto_approve
-        self.codes = CodeStore(self.store, ttl=self.code_ttl, revoke_grant=self.revoke_grant)
+        self.grants = GrantStore(self.store, self.lifetimes, clock)
+        self.codes = CodeStore(self.store, ttl=self.lifetimes.code, revoke_grant=self.revoke_grant)
+        fetcher = self.registration.fetcher
         self.fetcher = fetcher if fetcher is not None else SafeFetcher()
         self.cimd = CIMDResolver(self.fetcher, self.store, clock=clock)
         self.clients = ClientRegistry(
             self.store,
             () if clients is None else clients,
-            metadata_documents=self.cimd if client_metadata_documents else None,
+            metadata_documents=self.cimd if self.registration.metadata_documents else None,
         )
         self.keys = KeyRing(
             self.store,
-            algorithm=signing_algorithm,
-            rotation=self.key_rotation,
-            overlap=self.access_token_ttl + 300.0,
+            algorithm=self.signing.algorithm,
+            rotation=self.signing.rotation,
+            overlap=self.lifetimes.access_token + 300.0,
             clock=clock,
         )
         self.access_tokens = AccessTokenIssuer(self, self.keys)
@@ -312,16 +272,12 @@ class AuthorizationServer:
 
     async def revoke_grant(self, grant_id: str) -> None:
         """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on."""
-        from bastion.authserver._grants.refresh_token import REFRESH_NAMESPACE
-
-        await self.store.put(REVOKED_NAMESPACE, grant_id, b"1", self.refresh_token_ttl + self.access_token_ttl)
-        await self.store.delete_index(REFRESH_NAMESPACE, grant_id)
-        await self.store.delete(GRANT_NAMESPACE, grant_id)
+        await self.grants.revoke(grant_id)
         self.on_revocation()
 
     async def is_revoked(self, grant_id: str) -> bool:
         """Whether the grant was revoked."""
-        return await self.store.get(REVOKED_NAMESPACE, grant_id) is not None
+        return await self.grants.is_revoked(grant_id)
 
     def on_revocation(self) -> None:
         """Forget verified tokens in this process, so a revoked one is refused at once."""
@@ -334,21 +290,7 @@ class AuthorizationServer:
         Refresh tokens and access tokens carry the grant id, so revoking the grant
         (on code replay, refresh token reuse, or withdrawn consent) reaches them all.
         """
-        grant_id = secrets.token_urlsafe(16)
-        fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": int(self.clock())}
-        if isinstance(user.claims.get("uref"), str):
-            fields["uref"] = user.claims["uref"]  # the proxy's sealed upstream tokens behind this grant
-        record = json.dumps(fields)
-        await self.store.put(
-            GRANT_NAMESPACE,
-            grant_id,
-            record.encode(),
-            self.refresh_token_ttl if ttl is None else ttl,
-            index=grant_index(user.subject, client_id),
-        )
-        if user.subject != client_id:  # not a client acting for itself (client_credentials)
-            await self._note_user_client(user.subject, client_id, self.refresh_token_ttl if ttl is None else ttl)
-        return grant_id
+        return await self.grants.new(user, client_id, ttl=ttl)
 
     async def withdraw_consent(self, subject: str, client_id: str) -> bool:
         """Forget the consent ``subject`` gave ``client_id`` and revoke its grants.
@@ -356,53 +298,30 @@ class AuthorizationServer:
         The next authorization of that client asks the user again. ``True`` when
         there was a consent or a grant to withdraw.
         """
-        from bastion.authserver._browser.consent import withdraw_consent
-
-        return await withdraw_consent(self, subject, client_id)
+        return await consent_step.withdraw_consent(self, subject, client_id)
 
     async def consents(self, subject: str) -> list[RememberedConsent]:
         """The consents ``subject`` has given and not withdrawn (client, scopes, resources, when)."""
-        from bastion.authserver._browser.consent import consents
-
-        return await consents(self, subject)
+        return await consent_step.consents(self, subject)
 
     async def check_grant(self, user: User) -> None:
         """Called before a refresh is granted; a proxy refuses when the upstream session is gone."""
 
     async def extend_grant(self, grant_id: str) -> None:
         """Keep a grant's record as long as its refresh tokens live (called on each rotation)."""
-        raw = await self.store.get(GRANT_NAMESPACE, grant_id)
-        if raw is None:
-            return
-        record = json.loads(raw)
-        index = grant_index(record["subject"], record["client_id"])
-        await self.store.put(GRANT_NAMESPACE, grant_id, raw, self.refresh_token_ttl, index=index)
-        if record["subject"] != record["client_id"]:
-            await self._note_user_client(record["subject"], record["client_id"], self.refresh_token_ttl)
-
-    async def _note_user_client(self, subject: str, client_id: str, ttl: float) -> None:
-        key = grant_index(subject, client_id)
-        previous = await self.store.get(USER_CLIENT_NAMESPACE, key)
-        since = json.loads(previous)["since"] if previous is not None else int(self.clock())
-        record = json.dumps({"client_id": client_id, "since": since}).encode()
-        await self.store.put(USER_CLIENT_NAMESPACE, key, record, ttl, index=subject)
+        await self.grants.extend(grant_id)
 
     async def signed_in_clients(self, subject: str) -> list[tuple[str, int]]:
         """The clients ``subject`` has live grants with (remembered consent or not), and since when."""
-        found: list[tuple[str, int]] = []
-        for _, raw in await self.store.scan(USER_CLIENT_NAMESPACE, subject):
-            record = json.loads(raw)
-            if await self.store.scan(GRANT_NAMESPACE, grant_index(subject, record["client_id"])):
-                found.append((record["client_id"], int(record["since"])))
-        return sorted(found)
+        return await self.grants.by_user(subject)
 
     async def revoke_user_client(self, subject: str, client_id: str) -> int:
         """Revoke every grant ``subject`` gave ``client_id``; how many there were."""
-        grants = await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))
-        for grant_id, _ in grants:
+        grant_ids = await self.grants.by_client(subject, client_id)
+        for grant_id in grant_ids:
             await self.revoke_grant(grant_id)
-        await self.store.delete(USER_CLIENT_NAMESPACE, grant_index(subject, client_id))
-        return len(grants)
+        await self.grants.forget_user_client(subject, client_id)
+        return len(grant_ids)
 
     async def upstream_token(self, access: AccessToken) -> str:
         """The upstream identity provider's token behind ``access``: only an OAuth proxy has one.
@@ -436,8 +355,6 @@ class AuthorizationServer:
 
     def routes(self) -> list[BaseRoute]:
         """The Starlette routes of every endpoint, under the issuer's path."""
-        from bastion.authserver._routes import build_routes
-
         return build_routes(self)
 
     def mount(self, app: Starlette) -> None:
@@ -453,8 +370,6 @@ class AuthorizationServer:
 
     def mount_edge(self, app: Starlette) -> None:
         """Add the middleware the endpoints need (CORS, development issuer) to ``app``."""
-        from bastion.authserver._edge import AuthServerEdge
-
         app.add_middleware(AuthServerEdge, server=self)
 
     def __repr__(self) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import TypedDict
 
-from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import Client, User
+from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 from bastion.storage import Store
 
 __all__ = ["ProxyOptions", "ServerOptions"]
@@ -30,16 +30,9 @@ class ServerOptions(TypedDict, total=False):
     default_scopes: Sequence[str] | None
     clients: Iterable[Client] | str | PathLike[str] | None
     resources: Sequence[str]
-    access_token_ttl: float
-    refresh_token_ttl: float
-    refresh_grace: float
-    code_ttl: float
-    signing_algorithm: str
-    key_rotation: float
-    dynamic_registration: bool
-    registration_rate_limit: int
-    client_metadata_documents: bool
-    fetcher: SafeFetcher | None
+    lifetimes: TokenLifetimes | None
+    registration: Registration | None
+    signing: Signing | None
     identity_assertion_issuers: Mapping[str, str] | None
     auto_approve: User | str | None
     clock: Callable[[], float]

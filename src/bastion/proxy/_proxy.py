@@ -23,7 +23,6 @@ error.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -36,7 +35,7 @@ from bastion._core.http import DEFAULT_TIMEOUT, FetchError
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._errors import InvalidGrant, TemporarilyUnavailable
 from bastion.authserver._models import User
-from bastion.authserver._server import GRANT_NAMESPACE, AuthorizationServer
+from bastion.authserver._server import AuthorizationServer
 from bastion.authserver._vault import TokenVault
 from bastion.proxy._exchange import exchange_token
 from bastion.proxy._login import UpstreamLogin, proxy_user
@@ -137,7 +136,7 @@ class OAuthProxy(AuthorizationServer):
 
     def _upstream_ttl(self, tokens: UpstreamTokens) -> float:
         if tokens.refresh_token is not None or tokens.expires_at is None:
-            return self.refresh_token_ttl
+            return self.lifetimes.refresh_token
         return max(1.0, tokens.expires_at - self.clock())
 
     async def _save_upstream(self, ref: str, tokens: UpstreamTokens) -> None:
@@ -236,9 +235,9 @@ class OAuthProxy(AuthorizationServer):
 
     async def revoke_grant(self, grant_id: str) -> None:
         """Revoke the grant, and the provider's tokens behind it."""
-        raw = await self.store.get(GRANT_NAMESPACE, grant_id)
+        record = await self.grants.get(grant_id)
         await super().revoke_grant(grant_id)
-        ref = json.loads(raw).get("uref") if raw is not None else None
+        ref = record.get("uref") if record is not None else None
         if not isinstance(ref, str):
             return
         tokens = await self._load_upstream(ref)

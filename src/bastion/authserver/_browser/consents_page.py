@@ -109,7 +109,7 @@ async def _entries(server: AuthorizationServer, subject: str) -> list[ConsentEnt
     remembered = await consents(server, subject)
     entries = [await _entry(server, consent) for consent in remembered]
     known = {consent.client_id for consent in remembered}
-    for client_id, since in await server.signed_in_clients(subject):
+    for client_id, since in await server.grants.by_user(subject):
         if client_id not in known:
             entries.append(
                 ConsentEntry(

@@ -42,7 +42,7 @@ def metadata_document(server: AuthorizationServer) -> dict[str, Any]:
         "token_endpoint": server.url("/token"),
         "jwks_uri": server.url("/jwks"),
     }
-    if server.dynamic_registration:
+    if server.registration.dynamic:
         doc["registration_endpoint"] = server.url("/register")
     doc.update(
         {
@@ -58,7 +58,7 @@ def metadata_document(server: AuthorizationServer) -> dict[str, Any]:
             "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS[:3],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "client_id_metadata_document_supported": server.client_metadata_documents,
+            "client_id_metadata_document_supported": server.registration.metadata_documents,
         }
     )
     if server.identity_assertion_issuers:

@@ -115,11 +115,11 @@ async def register_client(server: AuthorizationServer, metadata: dict[str, objec
 def routes(server: AuthorizationServer) -> list[BaseRoute]:
     """``POST /register``."""
     limiter: RateLimiter | None = None
-    if server.registration_rate_limit > 0:
-        limiter = RateLimiter(server.store, "register", server.registration_rate_limit, RATE_WINDOW, server.clock)
+    if server.registration.rate_limit > 0:
+        limiter = RateLimiter(server.store, "register", server.registration.rate_limit, RATE_WINDOW, server.clock)
 
     async def handle(request: Request) -> Response:
-        if not server.dynamic_registration:
+        if not server.registration.dynamic:
             raise AccessDeniedError("dynamic client registration is not enabled on this server")
         address = request.client.host if request.client is not None else "unknown"
         if limiter is not None and not await limiter.hit(address):

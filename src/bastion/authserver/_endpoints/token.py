@@ -28,8 +28,8 @@ from bastion.authserver._forms import Params, form_params
 from bastion.authserver._grants.authorization_code import grant_authorization_code
 from bastion.authserver._grants.client_credentials import grant_client_credentials
 from bastion.authserver._grants.jwt_bearer import JWT_BEARER, grant_jwt_bearer
-from bastion.authserver._grants.refresh_token import RefreshTokens, TokenSet
-from bastion.authserver._models import Client
+from bastion.authserver._grants.refresh_token import RefreshTokens
+from bastion.authserver._models import Client, TokenSet
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer

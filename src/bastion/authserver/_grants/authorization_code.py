@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from bastion.authserver._codes import CodeGrant
 from bastion.authserver._errors import InvalidGrant, InvalidRequest, InvalidTarget
 from bastion.authserver._forms import Params
-from bastion.authserver._grants.refresh_token import RefreshTokens, TokenSet
-from bastion.authserver._models import Client
+from bastion.authserver._grants.refresh_token import RefreshTokens
+from bastion.authserver._models import Client, TokenSet
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer

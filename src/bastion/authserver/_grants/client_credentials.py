@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from bastion.authserver._errors import UnauthorizedClient
 from bastion.authserver._forms import Params
-from bastion.authserver._grants.refresh_token import TokenSet
-from bastion.authserver._models import Client, User
+from bastion.authserver._models import Client, TokenSet, User
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -34,7 +33,7 @@ async def grant_client_credentials(server: AuthorizationServer, client: Client, 
     scopes = server.resolve_scopes(params.get("scope"), client)
     audience = server.resolve_resource(params.get("resource"))
     now = server.clock()
-    grant_id = await server.new_grant(User(client.client_id), client.client_id, ttl=server.access_token_ttl)
+    grant_id = await server.new_grant(User(client.client_id), client.client_id, ttl=server.lifetimes.access_token)
     access_token, expires_in = await server.access_tokens.mint(
         client_id=client.client_id,
         subject=client.client_id,

@@ -29,8 +29,7 @@ from bastion._jose.compact import decode_claims
 from bastion._resource.jwt import JWTVerifier
 from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable
 from bastion.authserver._forms import Params
-from bastion.authserver._grants.refresh_token import TokenSet
-from bastion.authserver._models import Client, User, as_scopes, hash_secret
+from bastion.authserver._models import Client, TokenSet, User, as_scopes, hash_secret
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer

@@ -12,8 +12,8 @@ RFC 6749 section 6 and 10.4, OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2:
 - A rotated token presented again before its successor was first used is a
   retry (the answer was lost: the server stopped after the commit, the
   connection dropped; or requests raced): it gets the same successor pair,
-  however long the server took to come back, up to ``refresh_grace`` (days)
-  after the rotation. Presented after its successor was used, or past that
+  however long the server took to come back, up to ``TokenLifetimes.refresh_grace``
+  (days) after the rotation. Presented after its successor was used, or past that
   bound, it was copied: the whole family is revoked. A retried successor
   follows the same rule: A rotated to B, B to C, C unused: B gets C back; A
   revokes the family, B having been used.
@@ -33,7 +33,6 @@ import base64
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
@@ -42,71 +41,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget
-from bastion.authserver._models import Client, User, as_scopes, hash_secret
+from bastion.authserver._grant_records import REFRESH_NAMESPACE
+from bastion.authserver._models import Client, TokenSet, User, as_scopes, hash_secret
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
 __all__ = ["REFRESH_NAMESPACE", "RefreshTokens", "TokenSet"]
 
-REFRESH_NAMESPACE = "refresh"
-
 _HKDF_INFO = b"bastion refresh token successor v1"
 _NONCE_BYTES = 12
-
-
-@dataclass(frozen=True)
-class TokenSet:
-    """What a successful token request returns (RFC 6749 section 5.1).
-
-    Attributes:
-        access_token: The access token (a JWT).
-        expires_in: Its lifetime in seconds when issued.
-        scopes: The access token's scopes.
-        refresh_token: The refresh token, when one is issued.
-        issued_at: When the access token was minted (to count ``expires_in`` down on a replay).
-    """
-
-    access_token: str
-    expires_in: int
-    scopes: tuple[str, ...]
-    refresh_token: str | None = None
-    issued_at: float = 0.0
-
-    def body(self, now: float | None = None) -> dict[str, Any]:
-        """The JSON response body; ``expires_in`` counted from ``now`` when given."""
-        expires_in = self.expires_in
-        if now is not None:
-            expires_in = max(0, self.expires_in - int(max(0.0, now - self.issued_at)))
-        body: dict[str, Any] = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": expires_in}
-        if self.scopes:
-            body["scope"] = " ".join(self.scopes)
-        if self.refresh_token is not None:
-            body["refresh_token"] = self.refresh_token
-        return body
-
-    def to_json(self) -> bytes:
-        """The set as JSON bytes (to be sealed)."""
-        data = {
-            "access_token": self.access_token,
-            "expires_in": self.expires_in,
-            "scopes": list(self.scopes),
-            "refresh_token": self.refresh_token,
-            "issued_at": self.issued_at,
-        }
-        return json.dumps(data, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> TokenSet:
-        """The inverse of :meth:`to_json`."""
-        data = json.loads(raw)
-        return cls(
-            access_token=data["access_token"],
-            expires_in=int(data["expires_in"]),
-            scopes=tuple(data["scopes"]),
-            refresh_token=data["refresh_token"],
-            issued_at=float(data["issued_at"]),
-        )
 
 
 def _sealing_key(token: str, salt: bytes) -> bytes:
@@ -179,7 +123,7 @@ class RefreshTokens:
             "resources": list(resources),
             "grant_id": grant_id,
             "issued_at": now,
-            "expires_at": now + self.server.refresh_token_ttl,
+            "expires_at": now + self.server.lifetimes.refresh_token,
         }
         if parent is not None:
             record["parent"] = parent
@@ -190,7 +134,7 @@ class RefreshTokens:
             REFRESH_NAMESPACE,
             hash_secret(token),
             _dump(record),
-            self.server.refresh_token_ttl,
+            self.server.lifetimes.refresh_token,
             index=record["grant_id"],
         )
 
@@ -211,7 +155,7 @@ class RefreshTokens:
         Raises:
             InvalidGrant: the token is unknown, expired, another client's, revoked,
                 or was presented again after its successor was used or past
-                ``refresh_grace`` (then its family is revoked).
+                ``TokenLifetimes.refresh_grace`` (then its family is revoked).
             InvalidScope: ``requested_scope`` goes beyond the token's scope.
             InvalidTarget: ``resource`` is not one the grant was given.
         """
@@ -224,7 +168,7 @@ class RefreshTokens:
         if record["client_id"] != client.client_id:
             raise InvalidGrant("the refresh token was issued to another client")
         grant_id = record["grant_id"]
-        if await self.server.is_revoked(grant_id):
+        if await self.server.grants.is_revoked(grant_id):
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
         if record["state"] != "active":
             return await self._replay(token, key, record)
@@ -250,12 +194,12 @@ class RefreshTokens:
         await self._store(successor, successor_record)
         rotated = _dump({**record, "state": "rotated", "rotated_at": now, "sealed": seal(token, key, tokens)})
         if await store.swap(REFRESH_NAMESPACE, key, raw, rotated, self._remaining(record)):
-            if await self.server.is_revoked(grant_id):
+            if await self.server.grants.is_revoked(grant_id):
                 # A reuse elsewhere revoked the family between our checks and the swap.
                 await self.discard(successor)
                 raise InvalidGrant("the refresh token is invalid, expired or revoked")
             await self._forget_parent(record)
-            await self.server.extend_grant(grant_id)
+            await self.server.grants.extend(grant_id)
             return tokens
         # Another request rotated it first: answer as a retry does.
         await self.discard(successor)
@@ -270,13 +214,13 @@ class RefreshTokens:
         sealed = record.get("sealed")
         rotated_at = float(record.get("rotated_at", 0.0))
         tokens = None
-        if isinstance(sealed, str) and now - rotated_at <= self.server.refresh_grace:
+        if isinstance(sealed, str) and now - rotated_at <= self.server.lifetimes.refresh_grace:
             tokens = unseal(token, key, sealed)
         if tokens is None or not await self._unused(tokens):
             # RFC 9700 section 4.14.2: reuse of a rotated token revokes the whole family.
             await self.server.revoke_grant(record["grant_id"])
             raise InvalidGrant("the refresh token was already used")
-        if await self.server.is_revoked(record["grant_id"]):
+        if await self.server.grants.is_revoked(record["grant_id"]):
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
         return tokens
 

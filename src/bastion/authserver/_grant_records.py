@@ -1,0 +1,124 @@
+"""``GrantStore``: the grants (one user's approval for one client) in the store.
+
+A grant's id is carried by its refresh tokens and access tokens, so revoking the
+grant (on code replay, refresh token reuse, or withdrawn consent) reaches them
+all: its refresh token family is deleted and a revoked marker outlives every
+access token issued under it. Beside each grant the store keeps a note of which
+clients a user has grants with, for the consents page.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from bastion.authserver._models import User
+from bastion.authserver._settings import TokenLifetimes
+from bastion.storage import Store
+
+__all__ = [
+    "GRANT_NAMESPACE",
+    "REFRESH_NAMESPACE",
+    "REVOKED_NAMESPACE",
+    "USER_CLIENT_NAMESPACE",
+    "GrantStore",
+    "grant_index",
+]
+
+GRANT_NAMESPACE = "grant"
+REVOKED_NAMESPACE = "revoked-grant"
+#: The refresh tokens, each indexed by its grant id (the family a revocation deletes).
+REFRESH_NAMESPACE = "refresh"
+#: Which clients a user has grants with (secondary key: the subject), for the consents page.
+USER_CLIENT_NAMESPACE = "user-client"
+
+
+def grant_index(subject: str, client_id: str) -> str:
+    """The secondary key of the grants one user gave one client."""
+    return f"{subject}\x00{client_id}"
+
+
+class GrantStore:
+    """The grants of one authorization server, durable on ``store``.
+
+    Args:
+        store: Where the grants live.
+        lifetimes: A grant lives as long as a refresh token; a revoked marker as long
+            as a refresh token and an access token together.
+        clock: Seconds since the epoch.
+    """
+
+    def __init__(self, store: Store, lifetimes: TokenLifetimes, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.lifetimes = lifetimes
+        self._clock = clock
+
+    async def new(self, user: User, client_id: str, *, ttl: float | None = None) -> str:
+        """Record a new grant of ``user`` to ``client_id`` and return its id."""
+        grant_id = secrets.token_urlsafe(16)
+        ttl = self.lifetimes.refresh_token if ttl is None else ttl
+        fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": int(self._clock())}
+        if isinstance(user.claims.get("uref"), str):
+            fields["uref"] = user.claims["uref"]  # the proxy's sealed upstream tokens behind this grant
+        record = json.dumps(fields)
+        await self.store.put(
+            GRANT_NAMESPACE, grant_id, record.encode(), ttl, index=grant_index(user.subject, client_id)
+        )
+        if user.subject != client_id:  # not a client acting for itself (client_credentials)
+            await self._note_user_client(user.subject, client_id, ttl)
+        return grant_id
+
+    async def get(self, grant_id: str) -> dict[str, Any] | None:
+        """The grant's record (``subject``, ``client_id``, ``created``, the proxy's ``uref``), if it lives."""
+        raw = await self.store.get(GRANT_NAMESPACE, grant_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    async def extend(self, grant_id: str) -> None:
+        """Keep a grant's record as long as its refresh tokens live (called on each rotation)."""
+        raw = await self.store.get(GRANT_NAMESPACE, grant_id)
+        if raw is None:
+            return
+        record = json.loads(raw)
+        ttl = self.lifetimes.refresh_token
+        await self.store.put(
+            GRANT_NAMESPACE, grant_id, raw, ttl, index=grant_index(record["subject"], record["client_id"])
+        )
+        if record["subject"] != record["client_id"]:
+            await self._note_user_client(record["subject"], record["client_id"], ttl)
+
+    async def revoke(self, grant_id: str) -> None:
+        """Mark the grant revoked, and delete it and its refresh token family."""
+        marker_ttl = self.lifetimes.refresh_token + self.lifetimes.access_token
+        await self.store.put(REVOKED_NAMESPACE, grant_id, b"1", marker_ttl)
+        await self.store.delete_index(REFRESH_NAMESPACE, grant_id)
+        await self.store.delete(GRANT_NAMESPACE, grant_id)
+
+    async def is_revoked(self, grant_id: str) -> bool:
+        """Whether the grant was revoked."""
+        return await self.store.get(REVOKED_NAMESPACE, grant_id) is not None
+
+    async def by_user(self, subject: str) -> list[tuple[str, int]]:
+        """The clients ``subject`` has live grants with, and since when, sorted."""
+        found: list[tuple[str, int]] = []
+        for _, raw in await self.store.scan(USER_CLIENT_NAMESPACE, subject):
+            record = json.loads(raw)
+            if await self.by_client(subject, record["client_id"]):
+                found.append((record["client_id"], int(record["since"])))
+        return sorted(found)
+
+    async def by_client(self, subject: str, client_id: str) -> list[str]:
+        """The ids of the live grants ``subject`` gave ``client_id``."""
+        return [grant_id for grant_id, _ in await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))]
+
+    async def forget_user_client(self, subject: str, client_id: str) -> None:
+        """Drop the note that ``subject`` has grants with ``client_id`` (after they were revoked)."""
+        await self.store.delete(USER_CLIENT_NAMESPACE, grant_index(subject, client_id))
+
+    async def _note_user_client(self, subject: str, client_id: str, ttl: float) -> None:
+        key = grant_index(subject, client_id)
+        previous = await self.store.get(USER_CLIENT_NAMESPACE, key)
+        since = json.loads(previous)["since"] if previous is not None else int(self._clock())
+        record = json.dumps({"client_id": client_id, "since": since}).encode()
+        await self.store.put(USER_CLIENT_NAMESPACE, key, record, ttl, index=subject)

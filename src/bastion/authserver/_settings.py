@@ -1,0 +1,100 @@
+"""The grouped settings of an :class:`~bastion.AuthorizationServer`: lifetimes, registration, signing.
+
+Each is a small frozen dataclass, checked when it is made, so a wrong value is a
+:class:`~bastion.ConfigurationError` where it is written rather than on the first request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion._core.errors import ConfigurationError
+from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._keyring import SUPPORTED_ALGORITHMS
+
+__all__ = ["Registration", "Signing", "TokenLifetimes"]
+
+DAY = 86400.0
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class TokenLifetimes:
+    """How long what the server issues lives, in seconds.
+
+    Attributes:
+        access_token: An access token (default one hour).
+        refresh_token: A refresh token left unused (default 30 days); a grant lives as long.
+        refresh_grace: The longest a rotated refresh token stays redeemable, counted from
+            its rotation (default 7 days). Presented again before its successor was first
+            used, it returns the same successor pair (a client whose answer was lost retries
+            safely, however long the server was down); after the successor's first use, or
+            past this bound, it revokes the family (RFC 9700 section 4.14.2). ``0``: any
+            later presentation revokes.
+        code: An authorization code (default one minute).
+
+    Raises:
+        ConfigurationError: a lifetime is not positive, or the grace is negative.
+    """
+
+    access_token: float = 3600.0
+    refresh_token: float = 30 * DAY
+    refresh_grace: float = 7 * DAY
+    code: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive("TokenLifetimes.access_token", self.access_token)
+        _positive("TokenLifetimes.refresh_token", self.refresh_token)
+        _positive("TokenLifetimes.code", self.code)
+        if not self.refresh_grace >= 0:
+            raise ConfigurationError("TokenLifetimes.refresh_grace must not be negative")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How clients come to be known besides the pre-registered ones.
+
+    Attributes:
+        dynamic: Whether ``/register`` (RFC 7591) is open.
+        rate_limit: Registrations per minute per client address (``0``: no limit).
+        metadata_documents: Whether URL client ids (client ID metadata documents) are accepted.
+        fetcher: The outbound HTTP policy for those documents and clients' ``jwks_uri``
+            (default: a :class:`~bastion.authserver.SafeFetcher` refusing private addresses).
+
+    Raises:
+        ConfigurationError: the rate limit is negative.
+    """
+
+    dynamic: bool = True
+    rate_limit: int = 20
+    metadata_documents: bool = True
+    fetcher: SafeFetcher | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_limit < 0:
+            raise ConfigurationError("Registration.rate_limit must not be negative")
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How the server signs its access tokens.
+
+    Attributes:
+        algorithm: ``ES256`` (default), ``RS256`` or ``EdDSA``.
+        rotation: Seconds a signing key signs before a new one replaces it (default 30 days).
+
+    Raises:
+        ConfigurationError: an unsupported algorithm, or a rotation that is not positive.
+    """
+
+    algorithm: str = "ES256"
+    rotation: float = 30 * DAY
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in SUPPORTED_ALGORITHMS:
+            raise ConfigurationError(f"Signing.algorithm must be one of {sorted(SUPPORTED_ALGORITHMS)}")
+        _positive("Signing.rotation", self.rotation)
