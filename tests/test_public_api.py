@@ -13,7 +13,7 @@ EXPECTED = {
     "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User",
     "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
-    "InvalidSignature", "InvalidToken", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
+    "InvalidSignature", "InvalidToken", "JWKSOptions", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
     "NoAccessToken", "Policy", "PolicyRegistry", "RemoteAuthorization", "ScopeHierarchy", "ServerSettings",
     "StaticTokenVerifier", "TokenCache", "TokenExpired", "TokenInactive", "TokenNotYetValid", "UnsupportedAlgorithm",
     "UpstreamUnavailable", "Verifier",

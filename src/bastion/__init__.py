@@ -27,6 +27,7 @@ from bastion._core.errors import (
     UnsupportedAlgorithm,
     UpstreamUnavailable,
 )
+from bastion._jose.jwks import JWKSOptions
 from bastion._resource.apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
 from bastion._resource.callable import CallableVerifier
 from bastion._resource.introspection import IntrospectionVerifier
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidIssuer",
     "InvalidSignature",
     "InvalidToken",
+    "JWKSOptions",
     "JWTVerifier",
     "KeysUnavailable",
     "MCPServer",

@@ -20,6 +20,7 @@ import pytest
 from bastion import (
     ConfigurationError,
     InvalidSignature,
+    JWKSOptions,
     JWTVerifier,
     KeysUnavailable,
     MCPServer,
@@ -129,7 +130,7 @@ async def test_lifetime_from_cache_control(
 
 async def test_lifetime_bounds_are_settable(key: KeyPair, clock: FakeClock) -> None:
     with JWKSServer(key, cache_control="max-age=5") as server:
-        verifier = make_verifier(server, clock, jwks_min_ttl=1, jwks_refetch_interval=0)
+        verifier = make_verifier(server, clock, jwks=JWKSOptions(min_ttl=1, refetch_interval=0))
         token = key.create_token(audience=AUDIENCE)
         await verifier.check(token)
         clock.advance(6)
@@ -176,7 +177,7 @@ async def test_unknown_kid_refetches_at_most_once_per_interval(
 
 
 async def test_refetch_interval_is_settable(server: JWKSServer, key: KeyPair, clock: FakeClock) -> None:
-    verifier = make_verifier(server, clock, jwks_refetch_interval=5)
+    verifier = make_verifier(server, clock, jwks=JWKSOptions(refetch_interval=5))
     await verifier.check(key.create_token(audience=AUDIENCE))
     stranger = KeyPair.generate("RS256", kid="stranger")
     clock.advance(6)
@@ -305,7 +306,7 @@ async def test_failing_endpoint_without_a_good_set(
     with JWKSServer(key) as server:
         for attribute, value in failure.items():
             setattr(server, attribute, value)
-        verifier = make_verifier(server, clock, jwks_timeout=0.3)
+        verifier = make_verifier(server, clock, jwks=JWKSOptions(timeout=0.3))
         token = key.create_token(audience=AUDIENCE)
         with pytest.raises(KeysUnavailable) as refused:
             await verifier.check(token)
@@ -325,7 +326,7 @@ async def test_failing_endpoint_keeps_the_last_good_set(
     key: KeyPair, clock: FakeClock, name: str, failure: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with JWKSServer(key) as server:
-        verifier = make_verifier(server, clock, jwks_timeout=0.3)
+        verifier = make_verifier(server, clock, jwks=JWKSOptions(timeout=0.3))
         token = key.create_token(audience=AUDIENCE)
         await verifier.check(token)
         for attribute, value in failure.items():

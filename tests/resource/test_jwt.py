@@ -29,6 +29,7 @@ from bastion import (
     InvalidIssuer,
     InvalidSignature,
     InvalidToken,
+    JWKSOptions,
     JWTVerifier,
     TokenExpired,
     TokenNotYetValid,
@@ -180,7 +181,6 @@ async def test_hmac_secret() -> None:
         ({"jwks_uri": "https://as.example/jwks", "algorithms": ["HS256"]}, "HMAC"),
         ({"jwks_uri": "https://as.example/jwks", "algorithms": ["none", "RS256"]}, "none"),
         ({"jwks_uri": "ftp://as.example/jwks"}, "https"),
-        ({"jwks_uri": "https://as.example/jwks", "jwks_min_ttl": 600, "jwks_max_ttl": 60}, "ordered"),
         ({"public_key": "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n"}, "public_key"),
         ({"public_key": {"kty": "oct", "k": "c2VjcmV0"}}, "public_key"),
         ({"public_key": OctKey.import_key(SECRET.encode())}, "secret="),
@@ -190,6 +190,11 @@ async def test_hmac_secret() -> None:
 def test_refused_configurations(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         JWTVerifier(**{"audience": AUDIENCE, **options})
+
+
+def test_refused_key_set_options() -> None:
+    with pytest.raises(ConfigurationError, match="ordered"):
+        JWTVerifier(jwks_uri="https://as.example/jwks", audience=AUDIENCE, jwks=JWKSOptions(min_ttl=600, max_ttl=60))
 
 
 def test_algorithm_confusion_is_refused_when_configured(rsa_keys: KeyPair) -> None:

@@ -21,7 +21,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bastion import AccessToken, JWTVerifier, MCPServer, MultiVerifier, get_access_token, protect, require_auth
+from bastion import (
+    AccessToken,
+    JWKSOptions,
+    JWTVerifier,
+    MCPServer,
+    MultiVerifier,
+    get_access_token,
+    protect,
+    require_auth,
+)
 from bastion._resource.apikeys import APIKeyVerifier
 from bastion.fastapi import Bastion
 from bastion.testing import JWKSServer, KeyPair, serve
@@ -207,7 +216,7 @@ async def test_protect_and_fastapi_answer_503(key: KeyPair) -> None:
 async def test_the_sdk_protocol_refuses_and_logs_once(key: KeyPair, caplog: pytest.LogCaptureFixture) -> None:
     token = key.create_token(issuer=ISSUER, audience=RESOURCE)
     with outage(key, "404") as jwks:
-        checker = JWTVerifier(jwks_uri=jwks.url, issuer=ISSUER, audience=RESOURCE, jwks_refetch_interval=0)
+        checker = JWTVerifier(jwks_uri=jwks.url, issuer=ISSUER, audience=RESOURCE, jwks=JWKSOptions(refetch_interval=0))
         with caplog.at_level(logging.WARNING, logger="bastion"):
             for _ in range(3):
                 assert await checker.verify_token(token) is None

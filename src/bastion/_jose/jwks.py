@@ -12,9 +12,11 @@ Importing and checking the keys themselves is :mod:`bastion._jose.keys`' job.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc.jwa import JWSAlgModel
@@ -26,7 +28,7 @@ from bastion._core.net import is_loopback_url
 from bastion._core.remote_json import RemoteJSON, http_fetch, shown_url
 from bastion._jose.keys import fits, parse_key_set
 
-__all__ = ["JWKSCache", "shared_cache"]
+__all__ = ["JWKSCache", "JWKSOptions", "shared_cache"]
 
 logger = logging.getLogger("bastion")
 
@@ -61,6 +63,38 @@ _NO_KEYS = _KeyIndex(())
 def _log_failure(shown: str, reason: str, serving: bool) -> None:
     state = "serving the last good key set" if serving else "no key set yet"
     logger.warning("fetching JWKS %s failed: %s; %s", shown, reason, state)
+
+
+@dataclass(frozen=True)
+class JWKSOptions:
+    """How a :class:`~bastion.JWTVerifier` fetches and keeps its ``jwks_uri`` key set.
+
+    Attributes:
+        refetch_interval: The least seconds between two fetches, whatever triggers
+            them (an unknown ``kid``, an expired or failing set).
+        min_ttl, max_ttl: Bounds on the lifetime taken from ``Cache-Control: max-age``.
+        default_ttl: The lifetime when the response sets none.
+        timeout: Seconds for one fetch.
+
+    Raises:
+        ConfigurationError: a number is not finite and non-negative, the bounds are
+            not ordered, or the timeout is zero.
+    """
+
+    refetch_interval: float = 30.0
+    min_ttl: float = 60.0
+    max_ttl: float = 86400.0
+    default_ttl: float = 300.0
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        _check_numbers(self.min_ttl, self.max_ttl, self.default_ttl, self.refetch_interval, self.timeout)
+
+
+def _check_numbers(min_ttl: float, max_ttl: float, default_ttl: float, refetch_interval: float, timeout: float) -> None:
+    numbers = (min_ttl, max_ttl, default_ttl, refetch_interval, timeout)
+    if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl or timeout == 0:
+        raise ConfigurationError("JWKS cache lifetimes, interval and timeout must be finite, non-negative, ordered")
 
 
 class JWKSCache:
