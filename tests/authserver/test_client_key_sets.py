@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx2
 
-from bastion.authserver import Client
+from bastion.authserver import Client, Registration
 from bastion.authserver._client_auth import ASSERTION_TYPE, JWKS_REFETCH_AFTER
 from bastion.authserver._fetch import SafeFetcher
 from bastion.testing import JWKSServer, KeyPair
@@ -40,7 +40,7 @@ def assertion(base: str, key: KeyPair, now: float) -> str:
 
 async def test_a_failing_or_unmatched_jwks_uri_is_fetched_at_most_once_per_interval(tmp_path: Path) -> None:
     clock = FakeClock()
-    server = make_server(tmp_path, clock=clock, fetcher=SafeFetcher(allow_private=True))
+    server = make_server(tmp_path, clock=clock, registration=Registration(fetcher=SafeFetcher(allow_private=True)))
     with JWKSServer(KEY) as jwks, serving(server) as base:
         await server.clients.save(
             Client(

@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus, urlencode
 import httpx2
 import pytest
 
-from bastion.authserver import AuthorizationServer
+from bastion.authserver import AuthorizationServer, Registration
 
 from support.authserver import CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET, basic_auth, code_tokens
 from support.pages import Browser, browsing, callback_query, request_params
@@ -29,7 +29,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Browser, AuthorizationServer]]:
-    async with browsing(tmp_path, registration_rate_limit=0) as served:
+    async with browsing(tmp_path, registration=Registration(rate_limit=0)) as served:
         yield served
 
 
