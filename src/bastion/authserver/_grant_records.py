@@ -55,11 +55,22 @@ class GrantStore:
         self.lifetimes = lifetimes
         self._clock = clock
 
+    @property
+    def _slack(self) -> float:
+        """How long a grant's record may go without being extended: 1 % of a refresh token's life.
+
+        A record lives this much longer than a refresh token, so it outlives every refresh
+        token of its family while a rotation rewrites it at most once per this interval
+        instead of at every refresh.
+        """
+        return self.lifetimes.refresh_token / 100
+
     async def new(self, user: User, client_id: str, *, ttl: float | None = None) -> str:
         """Record a new grant of ``user`` to ``client_id`` and return its id."""
         grant_id = secrets.token_urlsafe(16)
-        ttl = self.lifetimes.refresh_token if ttl is None else ttl
-        fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": int(self._clock())}
+        ttl = self.lifetimes.refresh_token + self._slack if ttl is None else ttl
+        now = int(self._clock())
+        fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": now, "extended": now}
         if isinstance(user.claims.get("uref"), str):
             fields["uref"] = user.claims["uref"]  # the proxy's sealed upstream tokens behind this grant
         record = json.dumps(fields)
@@ -76,14 +87,25 @@ class GrantStore:
         return None if raw is None else dict(json.loads(raw))
 
     async def extend(self, grant_id: str) -> None:
-        """Keep a grant's record as long as its refresh tokens live (called on each rotation)."""
+        """Keep a grant's record as long as its refresh tokens live (called on each rotation).
+
+        The record is rewritten at most once per 1 % of a refresh token's life.
+        """
         raw = await self.store.get(GRANT_NAMESPACE, grant_id)
         if raw is None:
             return
         record = json.loads(raw)
-        ttl = self.lifetimes.refresh_token
+        now = self._clock()
+        if now - float(record.get("extended", 0.0)) < self._slack:
+            return  # it still outlives the refresh token just issued
+        record["extended"] = int(now)
+        ttl = self.lifetimes.refresh_token + self._slack
         await self.store.put(
-            GRANT_NAMESPACE, grant_id, raw, ttl, index=grant_index(record["subject"], record["client_id"])
+            GRANT_NAMESPACE,
+            grant_id,
+            json.dumps(record).encode(),
+            ttl,
+            index=grant_index(record["subject"], record["client_id"]),
         )
         if record["subject"] != record["client_id"]:
             await self._note_user_client(record["subject"], record["client_id"], ttl)
