@@ -149,12 +149,6 @@ class JWKSCache:
             on_failure=_log_failure,
         )
         self.uri = uri
-        self.min_ttl = min_ttl
-        self.max_ttl = max_ttl
-        self.default_ttl = default_ttl
-        self.refetch_interval = refetch_interval
-        self.timeout = timeout
-        self.max_bytes = max_bytes
         self._clock = clock
 
     @property

@@ -185,13 +185,6 @@ class DiscoveryCache:
             max_bytes=max_bytes,
             on_failure=_log_failure,
         )
-        self.min_ttl = min_ttl
-        self.max_ttl = max_ttl
-        self.default_ttl = default_ttl
-        self.refetch_interval = refetch_interval
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self._clock = clock
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._shown!r}, issuer={self.issuer!r})"
