@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from support.notes import notes_server, served
+from support.redis import RedisServer
 
 
 @pytest.fixture
@@ -19,3 +21,16 @@ def stateless_url() -> Iterator[str]:
 @pytest.fixture
 def make_served() -> Callable[..., Any]:
     return served
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the session; tests keep apart by key prefix (``redis_url``)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared server's URL with a key prefix of this test's own."""
+    return f"{redis_server.url}?prefix=test-{uuid.uuid4().hex}:"

@@ -1,0 +1,149 @@
+"""What :class:`RedisStore` adds to the store contract: Redis's own expiry, prefixes, passwords, outages.
+
+The contract suite (test_store_contract.py) runs against Redis too; these tests
+look at the Redis server itself, as an operator would with ``redis-cli``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from bastion import ConfigurationError
+from bastion.storage import RedisStore, StoreError, open_store
+
+from support.redis import RedisServer
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    made = RedisStore(redis_url)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def _keys(raw: redis.asyncio.Redis, store: RedisStore) -> list[bytes]:
+    return sorted(key if isinstance(key, bytes) else key.encode() for key in await raw.keys(store.prefix + "*"))
+
+
+async def test_redis_expires_records_itself(store: RedisStore, raw: redis.asyncio.Redis) -> None:
+    await store.put("codes", "c", b"v", ttl=30, index="fam")
+    await store.put("clients", "k", b"v")
+    ttls = {key: await raw.pttl(key) for key in await _keys(raw, store)}
+    expiring = [ttl for key, ttl in ttls.items() if b"codes" in key]
+    assert len(expiring) == 2  # the record and its index set
+    assert all(0 < ttl <= 30_000 for ttl in expiring)
+    assert [ttl for key, ttl in ttls.items() if b"clients" in key] == [-1]
+
+
+async def test_swap_sets_redis_expiry(store: RedisStore, raw: redis.asyncio.Redis) -> None:
+    await store.put("rt", "k", b"old", ttl=10, index="fam")
+    assert await store.swap("rt", "k", b"old", b"new", ttl=3600)
+    ttls = [await raw.pttl(key) for key in await _keys(raw, store)]
+    assert all(10_000 < ttl <= 3_600_000 for ttl in ttls)  # the index set lives as long as its member
+    assert await store.swap("rt", "k", b"new", b"newer")  # no ttl: it no longer expires
+    assert [await raw.pttl(key) for key in await _keys(raw, store)] == [-1, -1]
+
+
+async def test_scan_stays_right_as_redis_expires_records(store: RedisStore, raw: redis.asyncio.Redis) -> None:
+    await store.put("grants", "a", b"1", ttl=60, index="user")
+    await store.put("grants", "b", b"2", ttl=60, index="user")
+    # Redis expiring a record removes its hash and leaves its name in the index set.
+    [record_a] = [key for key in await _keys(raw, store) if key.endswith(b":a")]
+    await raw.delete(record_a)
+    assert await store.scan("grants", "user") == [("b", b"2")]
+    # ... and the scan dropped the stale name from the set.
+    [index_set] = [key for key in await _keys(raw, store) if key.endswith(b":user")]
+    assert await raw.smembers(index_set) == {b"b"}
+    assert await store.delete_index("grants", "user") == 1
+    assert await _keys(raw, store) == []
+
+
+async def test_a_record_moved_to_another_index_leaves_the_old_one(store: RedisStore) -> None:
+    await store.put("grants", "a", b"1", index="alice")
+    await store.put("grants", "a", b"2", index="bob")
+    await store.put("grants", "b", b"3", index="alice")
+    await store.take("grants", "b")
+    assert await store.scan("grants", "alice") == []
+    assert await store.delete_index("grants", "alice") == 0
+    assert await store.scan("grants", "bob") == [("a", b"2")]
+
+
+async def test_prefixes_keep_deployments_apart(redis_server: RedisServer) -> None:
+    one = RedisStore(f"{redis_server.url}?prefix=one:")
+    two = RedisStore(redis_server.url, prefix="two:")
+    again = open_store(f"{redis_server.url}?prefix=one:")
+    try:
+        await one.put("clients", "c", b"first")
+        assert await two.get("clients", "c") is None
+        assert await two.add("clients", "c", b"second")
+        assert await again.get("clients", "c") == b"first"
+        assert isinstance(again, RedisStore)
+        assert again.prefix == "one:"
+    finally:
+        for store in (one, two, again):
+            await store.delete("clients", "c")
+            await store.aclose()
+
+
+async def test_the_default_prefix(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    assert store.prefix == "bastion:"
+    await store.aclose()
+
+
+async def test_password_from_the_url() -> None:
+    with RedisServer(password="s3cret-pw") as server:
+        good = RedisStore(server.url)
+        bad = RedisStore(server.url.replace("s3cret-pw", "wrong-pw"))
+        try:
+            await good.put("ns", "k", b"v")
+            assert await good.get("ns", "k") == b"v"
+            with pytest.raises(StoreError) as refused:
+                await bad.get("ns", "k")
+            assert "wrong-pw" not in str(refused.value)
+            assert "s3cret-pw" not in repr(good)
+        finally:
+            await good.aclose()
+            await bad.aclose()
+
+
+async def test_an_outage_fails_fast_and_the_store_recovers() -> None:
+    with RedisServer(persist=True) as server:
+        store = RedisStore(server.url, connect_timeout=0.5, command_timeout=0.5)
+        try:
+            await store.put("rt", "k", b"before")
+            server.stop()
+            with pytest.raises(StoreError):
+                await store.get("rt", "k")
+            with pytest.raises(StoreError):
+                await store.swap("rt", "k", b"before", b"during")
+            server.start()
+            # The same object reconnects by itself; what was written before the outage is intact.
+            assert await store.get("rt", "k") == b"before"
+            assert await store.swap("rt", "k", b"before", b"after")
+        finally:
+            await store.aclose()
+
+
+async def test_closed_store_raises(store: RedisStore) -> None:
+    await store.aclose()
+    with pytest.raises(StoreError):
+        await store.get("ns", "k")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/notadb"]
+)
+def test_bad_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisStore(url)
