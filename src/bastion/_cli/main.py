@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     demo.add_argument(
-        "--store", help="sqlite:///PATH or memory:// (default: a SQLite file under the user's data directory)"
+        "--store",
+        help="sqlite:///PATH, redis://HOST:6379/0 (several replicas) or memory:// "
+        "(default: a SQLite file under the user's data directory)",
     )
     demo.add_argument("--public-url", help="the URL clients use, if not http(s)://HOST:PORT")
     demo.add_argument("--ssl-certfile", help="serve https with this certificate (PEM)")

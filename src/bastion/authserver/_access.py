@@ -181,6 +181,8 @@ class AuthServerVerifier(JWTVerifier):
             raise KeysUnavailable(f"the authorization server's store failed: {exc}") from None
 
     async def _check(self, token: str) -> AccessToken:
+        # Before any token is cached here, listen for the other replicas' revocations.
+        self.server.revocations.watch()
         access = await super().check(token)
         claims = access.claims or {}
         if claims.get("iss") != self.server.issuer:

@@ -39,6 +39,7 @@ from bastion.authserver._grant_records import GrantStore
 from bastion.authserver._issuer import canonical_issuer, default_store_path, store_name
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
+from bastion.authserver._revocations import RevocationFeed
 from bastion.authserver._routes import build_routes
 from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 from bastion.storage import SQLiteStore, Store
@@ -155,6 +156,7 @@ class AuthorizationServer:
         self.access_tokens = AccessTokenIssuer(self, self.keys)
         # Every verifier made, so a revocation clears every cache; weak, not to keep a dropped one alive.
         self._verifiers: weakref.WeakSet[AuthServerVerifier] = weakref.WeakSet()
+        self.revocations = RevocationFeed(self.store, self.on_revocation)
         self._verifier: AuthServerVerifier | None = None
         self._any_resource_verifier: AuthServerVerifier | None = None
         self._static_clients = clients
@@ -274,13 +276,17 @@ class AuthorizationServer:
         """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on."""
         await self.grants.revoke(grant_id)
         self.on_revocation()
+        await self.revocations.announce(grant_id)
 
     async def is_revoked(self, grant_id: str) -> bool:
         """Whether the grant was revoked."""
         return await self.grants.is_revoked(grant_id)
 
     def on_revocation(self) -> None:
-        """Forget verified tokens in this process, so a revoked one is refused at once."""
+        """Forget verified tokens in this process, so a revoked one is refused at once.
+
+        Other replicas do the same when the revocation reaches them (``RevocationFeed``).
+        """
         for verifier in list(getattr(self, "_verifiers", ())):
             verifier.cache.clear()
 

@@ -15,16 +15,19 @@ writes, so no background task is needed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Self
 
 from bastion._core.errors import BastionError
 
-__all__ = ["Clock", "Store", "StoreError"]
+__all__ = ["RESUBSCRIBED", "Clock", "Store", "StoreError"]
 
 #: Seconds since the epoch; injectable so tests move time instead of sleeping.
 Clock = Callable[[], float]
+
+#: What :meth:`Store.listen` yields when it (re)starts listening: messages may have been missed.
+RESUBSCRIBED = ""
 
 #: Expired records are purged after this many writes, so none pile up.
 PURGE_EVERY = 1000
@@ -90,6 +93,21 @@ class Store(ABC):
     @abstractmethod
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Tell every process sharing this store (:meth:`listen`); this store is shared by none, so no one."""
+        if not isinstance(channel, str) or not isinstance(message, str):
+            raise TypeError("a channel and a message are strings")
+
+    def listen(self, channel: str) -> AsyncIterator[str] | None:
+        """The messages :meth:`publish` sends on ``channel`` from any process, or ``None``.
+
+        ``None`` when the store cannot carry messages between processes (a SQLite file:
+        its readers learn of changes by reading). The iterator yields
+        :data:`RESUBSCRIBED` first and after every reconnection, when messages may have
+        been missed, and runs until cancelled.
+        """
+        return None
 
     @abstractmethod
     async def aclose(self) -> None:

@@ -17,17 +17,19 @@ The ``redis`` package is an optional extra: ``pip install "mcp-bastion[redis]"``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bastion._core.errors import ConfigurationError
 from bastion.storage import _redis_scripts as scripts
-from bastion.storage._protocol import Clock, Store, StoreError
+from bastion.storage._protocol import RESUBSCRIBED, Clock, Store, StoreError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,10 +44,18 @@ DEFAULT_PREFIX = "bastion:"
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
 
+#: Seconds between reconnection attempts of a lost subscription, growing from the first to the second.
+LISTEN_BACKOFF_MIN = 0.1
+LISTEN_BACKOFF_MAX = 5.0
+#: Seconds a subscription waits for a message before looking again (it notices a closed store).
+LISTEN_POLL = 1.0
+
 #: Keys read per round of :meth:`RedisStore.purge`.
 PURGE_BATCH = 500
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("bastion")
 
 
 def _import_redis() -> Any:
@@ -268,6 +278,44 @@ class RedisStore(Store):
         length, _, rest = rest.partition(b":")
         ns = rest[: int(length)]
         return [f"{self.prefix}i:{len(ns)}:".encode() + ns + b":", rest[int(length) + 1 :]]
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Send ``message`` to every process listening on ``channel`` under this prefix (Redis pub/sub)."""
+        client, _ = self._client()
+        await self._call(lambda: client.publish(self._channel(channel), message.encode()))
+
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        """The messages published on ``channel`` under this prefix, by any process, until cancelled.
+
+        Yields :data:`~bastion.storage._protocol.RESUBSCRIBED` once subscribed and again after
+        each reconnection (messages sent while disconnected are lost: Redis pub/sub keeps
+        none). A lost connection is retried with a backoff growing to ``LISTEN_BACKOFF_MAX``.
+        """
+        return self._listen(self._channel(channel))
+
+    async def _listen(self, name: bytes) -> AsyncIterator[str]:
+        backoff = LISTEN_BACKOFF_MIN
+        while True:
+            client, _ = self._client()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(name)
+                backoff = LISTEN_BACKOFF_MIN
+                yield RESUBSCRIBED
+                while True:
+                    message = await pubsub.get_message(timeout=LISTEN_POLL)
+                    if message is not None and message.get("type") == "message":
+                        yield _bytes(message["data"]).decode("utf-8", "replace")
+            except (self._redis.RedisError, OSError) as error:
+                logger.warning("lost the Redis subscription to %s (%s); retrying", name.decode(), type(error).__name__)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)  # a backoff before reconnecting, not synchronisation
+            backoff = min(LISTEN_BACKOFF_MAX, backoff * 2)
+
+    def _channel(self, channel: str) -> bytes:
+        return f"{self.prefix}channel:".encode() + channel.encode()
 
     async def ping(self) -> None:
         """Check that Redis answers; raises :class:`~bastion.storage.StoreError` when not."""

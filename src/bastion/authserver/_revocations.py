@@ -1,0 +1,84 @@
+"""Revocations told to every replica at once, so none keeps accepting a revoked grant's tokens.
+
+Each process caches the access tokens it verified (the hot path does no I/O), and
+the grant is checked when a token is first seen. A grant revoked on one replica
+is refused there at once (its caches are cleared), but the others would accept
+the cached tokens until their cache entries end. So the revoking replica also
+publishes the grant id through the store (:meth:`Store.publish`: Redis pub/sub),
+and every replica listening clears its caches when the message arrives, within
+milliseconds. When the subscription was lost and comes back, messages may have
+been missed, so the caches are cleared then too.
+
+A store that carries no messages (SQLite, shared by the workers of one host)
+leaves the bound on the cache's lifetime (``CACHE_SECONDS``) as the guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable
+
+from bastion.storage import Store, StoreError
+
+__all__ = ["CHANNEL", "RevocationFeed"]
+
+logger = logging.getLogger("bastion")
+
+#: The store channel revocations are published on.
+CHANNEL = "revocations"
+
+
+class RevocationFeed:
+    """Publishes this process's revocations and applies every process's.
+
+    Args:
+        store: The shared store.
+        forget: Clears this process's verified-token caches; called for each revocation
+            and whenever messages may have been missed.
+    """
+
+    def __init__(self, store: Store, forget: Callable[[], None]) -> None:
+        self.store = store
+        self.forget = forget
+        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
+        self._tasks = weakref.WeakKeyDictionary()
+
+    async def announce(self, grant_id: str) -> None:
+        """Tell the other replicas ``grant_id`` was revoked; an outage is logged, not raised.
+
+        The revocation itself is in the store already: a replica that misses the message
+        still refuses the grant's tokens once its cache entries end.
+        """
+        try:
+            await self.store.publish(CHANNEL, grant_id)
+        except StoreError as exc:
+            logger.warning("could not tell the other replicas of a revocation: %s", exc)
+
+    def watch(self) -> None:
+        """Listen on the running event loop, unless already listening there (cheap to call often)."""
+        loop = asyncio.get_running_loop()
+        task = self._tasks.get(loop)
+        if task is not None and not task.done():
+            return
+        messages = self.store.listen(CHANNEL)
+        if messages is None:
+            return
+        self._tasks[loop] = loop.create_task(self._apply(messages), name="bastion revocations")
+
+    async def _apply(self, messages: AsyncIterator[str]) -> None:
+        try:
+            async for _grant_id in messages:
+                self.forget()
+        except StoreError:
+            return  # the store was closed
+
+    async def aclose(self) -> None:
+        """Stop listening on the running event loop."""
+        task = self._tasks.pop(asyncio.get_running_loop(), None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,79 @@
+"""A revocation on one replica reaches the verified-token caches of the others through Redis.
+
+Two ``AuthorizationServer`` objects on one Redis stand for two replicas: each has its own
+caches, as two processes would. (tests/authserver/test_replicas.py runs real processes.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bastion import AccessToken
+from bastion._core.errors import TokenInactive
+from bastion.authserver import AuthorizationServer, User
+from bastion.storage import RedisStore
+
+from support.authserver import PUBLIC_CLIENT, SCOPES
+
+ISSUER = "https://auth.example"
+RESOURCE = "https://mcp.example/mcp"
+
+
+def replica(store: RedisStore) -> AuthorizationServer:
+    return AuthorizationServer(ISSUER, store=store, scopes=SCOPES, clients=[PUBLIC_CLIENT], resources=[RESOURCE])
+
+
+@pytest.fixture
+async def stores(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    one, two = RedisStore(redis_url), RedisStore(redis_url)
+    yield one, two
+    await one.aclose()
+    await two.aclose()
+
+
+async def _token(server: AuthorizationServer) -> tuple[str, str]:
+    grant_id = await server.new_grant(User("alice"), PUBLIC_CLIENT.client_id)
+    token, _ = await server.access_tokens.mint(
+        client_id=PUBLIC_CLIENT.client_id, subject="alice", scopes=("notes:read",), resource=RESOURCE, grant_id=grant_id
+    )
+    return token, grant_id
+
+
+async def _forgotten(server: AuthorizationServer) -> asyncio.Event:
+    """An event set when ``server`` next clears its caches for a revocation it was told of."""
+    event = asyncio.Event()
+    original = server.revocations.forget
+
+    def forget() -> None:
+        original()
+        event.set()
+
+    server.revocations.forget = forget
+    return event
+
+
+async def test_a_revocation_clears_the_other_replicas_cache(stores: tuple[RedisStore, RedisStore]) -> None:
+    first, second = replica(stores[0]), replica(stores[1])
+    token, grant_id = await _token(first)
+    told = await _forgotten(second)
+    second.revocations.watch()
+    await asyncio.wait_for(told.wait(), timeout=10)  # subscribed
+    told.clear()
+    verifier = second.resource_verifier(RESOURCE)
+    assert isinstance(await verifier.verify(token), AccessToken)  # now in the second replica's cache
+    await first.revoke_grant(grant_id)
+    await asyncio.wait_for(told.wait(), timeout=10)
+    with pytest.raises(TokenInactive):
+        await verifier.verify(token)
+
+
+async def test_a_seen_token_is_verified_without_redis(stores: tuple[RedisStore, RedisStore]) -> None:
+    server = replica(stores[0])
+    token, _ = await _token(server)
+    verifier = server.resource_verifier(RESOURCE)
+    first = await verifier.verify(token)
+    await stores[0].aclose()  # any call to Redis would fail now
+    assert await verifier.verify(token) is first
