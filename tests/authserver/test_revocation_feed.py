@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bastion import AccessToken
+from bastion import AccessToken, ConfigurationError
 from bastion._core.errors import TokenInactive
 from bastion.authserver import AuthorizationServer, User
 from bastion.storage import RedisStore
@@ -77,3 +77,16 @@ async def test_a_seen_token_is_verified_without_redis(stores: tuple[RedisStore, 
     first = await verifier.verify(token)
     await stores[0].aclose()  # any call to Redis would fail now
     assert await verifier.verify(token) is first
+
+
+async def test_bastion_store_names_the_store_of_a_server_given_none(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_STORE", redis_url)
+    server = AuthorizationServer(ISSUER)
+    assert isinstance(server.store, RedisStore)
+    assert server.store.prefix == redis_url.split("prefix=")[1]
+    await server.store.aclose()
+    monkeypatch.setenv("BASTION_STORE", "postgres://db/auth")
+    with pytest.raises(ConfigurationError, match="BASTION_STORE"):
+        AuthorizationServer(ISSUER)

@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from bastion._cli.main import main
+from bastion.storage import open_store
 from bastion.testing import MemoryTokenStorage, oauth_client
 
 from support.notes import MCP_HEADERS, rpc
@@ -32,35 +33,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    port = free_port()
-    db = tmp_path_factory.mktemp("demo") / "demo.db"
+@contextmanager
+def demo_process(*arguments: str) -> Iterator[str]:
+    """``bastion demo`` with ``arguments`` in a process of its own: its banner, once it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bastion._cli.main", "demo", "--port", str(port), "--store", f"sqlite://{db}",
-         "--auto-approve", "alice"],
+        [sys.executable, "-m", "bastion._cli.main", "demo", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     lines: list[str] = []
-    for line in process.stdout:  # the banner is printed once the server listens
-        lines.append(line)
-        if "Ctrl-C stops it" in line:
-            break
-    banner = "".join(lines)
     try:
+        for line in process.stdout:  # the banner is printed once the server listens
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        yield "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    db = tmp_path_factory.mktemp("demo") / "demo.db"
+    with demo_process("--port", str(free_port()), "--store", f"sqlite://{db}", "--auto-approve", "alice") as banner:
         url = re.search(r"MCP endpoint\s+(\S+)", banner)
         assert url is not None, banner
         assert re.search(r"^\s+alice\s+\S{12,}\s+role admin", banner, re.MULTILINE), banner
         assert re.search(r"^\s+bob\s+\S{12,}", banner, re.MULTILINE), banner
         assert str(db) in banner
         yield url.group(1), banner
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        process.stdout.close()
 
 
 async def test_demo_serves_the_whole_oauth_flow_to_the_sdk_client(demo: tuple[str, str]) -> None:
@@ -81,6 +86,28 @@ async def test_demo_serves_the_whole_oauth_flow_to_the_sdk_client(demo: tuple[st
         }  # fmt: skip
         added = await client.call_tool("add_note", {"text": "hello"})
         assert added.content[0].text == "saved note 1 for alice"  # type: ignore[union-attr]
+
+
+async def test_demo_keeps_its_state_in_redis(redis_url: str) -> None:
+    port = free_port()
+    with demo_process("--port", str(port), "--store", redis_url, "--auto-approve", "alice") as banner:
+        prefix = redis_url.split("prefix=")[1]
+        assert f"prefix={prefix!r}" in banner, banner
+        endpoint = f"http://127.0.0.1:{port}/mcp"
+        async with (
+            httpx2.AsyncClient(auth=oauth_client(endpoint)) as http,
+            Client(streamable_http_client(endpoint, http_client=http)) as client,
+        ):
+            me = (await client.call_tool("whoami", {})).structured_content
+            assert me is not None
+            assert me["name"] == "Alice"
+        store = open_store(redis_url)
+        try:
+            # The keys that signed, and alice's grant, are in Redis for every replica to read.
+            assert await store.get("signing-key", "ring") is not None
+            assert await store.scan("user-client", "alice") != []
+        finally:
+            await store.aclose()
 
 
 async def test_demo_challenges_a_request_without_a_token(demo: tuple[str, str]) -> None:

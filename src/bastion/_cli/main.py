@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--path", default="/mcp", help="the MCP endpoint's path (default /mcp)")
     serve.add_argument("--stateless", action="store_true", help="stateless HTTP (no sessions)")
     serve.add_argument("--json", action="store_true", help="JSON responses instead of SSE streams")
+    serve.add_argument(
+        "--store",
+        help="the authorization server's store when the module gives none: sqlite:///PATH, redis://HOST:6379/0 "
+        "or memory:// (sets BASTION_STORE)",
+    )
     return parser
 
 
@@ -180,8 +185,13 @@ def _store_name(auth: Verifier | AuthorizationServer) -> str | None:
 
     if not isinstance(auth, AuthorizationServer):
         return None
-    where = getattr(auth.store, "path", None)
-    return str(where) if where else "memory (nothing survives a restart)"
+    from bastion.storage import MemoryStore, SQLiteStore
+
+    if isinstance(auth.store, SQLiteStore):
+        return str(auth.store.path)
+    if isinstance(auth.store, MemoryStore):
+        return "memory (nothing survives a restart)"
+    return repr(auth.store)  # a RedisStore shows its host and prefix, never its password
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -232,6 +242,8 @@ Ctrl-C stops it.
 def _serve(args: argparse.Namespace) -> int:
     from bastion._adapters.mcpserver import MCPServer
 
+    if args.store:
+        os.environ["BASTION_STORE"] = args.store  # read when the module builds its server
     module_name, _, attribute = args.target.partition(":")
     try:
         module = importlib.import_module(module_name)

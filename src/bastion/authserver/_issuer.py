@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.net import is_loopback_host
+from bastion.storage import SQLiteStore, Store, open_store
 
-__all__ = ["canonical_issuer", "default_store_path", "store_name"]
+__all__ = ["canonical_issuer", "default_store", "default_store_path", "store_name"]
 
 
 def canonical_issuer(issuer: str) -> str:
@@ -41,6 +42,20 @@ def store_name(issuer: str) -> str:
     parts = urlsplit(issuer)
     text = f"{parts.netloc}{parts.path}".strip("/")
     return "".join(c if c.isalnum() or c in ".-" else "-" for c in text)[:100] or "bastion"
+
+
+def default_store(issuer: str | None) -> Store:
+    """The store of a server given none: ``BASTION_STORE`` when set, else a SQLite file of its own.
+
+    One file per issuer, so two servers on one machine never share clients or keys.
+    """
+    url = os.environ.get("BASTION_STORE")
+    if url:
+        try:
+            return open_store(url)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"BASTION_STORE: {exc}") from None
+    return SQLiteStore(default_store_path(store_name(issuer) if issuer else "bastion"))
 
 
 def default_store_path(name: str = "bastion") -> str:

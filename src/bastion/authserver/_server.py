@@ -36,13 +36,13 @@ from bastion.authserver._edge import AuthServerEdge
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._grant_records import GrantStore
-from bastion.authserver._issuer import canonical_issuer, default_store_path, store_name
+from bastion.authserver._issuer import canonical_issuer, default_store
 from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
 from bastion.authserver._revocations import RevocationFeed
 from bastion.authserver._routes import build_routes
 from bastion.authserver._settings import Registration, Signing, TokenLifetimes
-from bastion.storage import SQLiteStore, Store
+from bastion.storage import Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
 
@@ -61,8 +61,9 @@ class AuthorizationServer:
     Args:
         issuer: Its issuer URL (same origin as the MCP server, or its own). When
             omitted, the origin of the ``MCPServer``'s resource URL.
-        store: Where clients, codes, tokens, consents and keys live. Default: a
-            SQLite file under the user's data directory, named after the issuer
+        store: Where clients, codes, tokens, consents and keys live. Default: the
+            store ``BASTION_STORE`` names (``redis://host:6379/0`` for several replicas),
+            else a SQLite file under the user's data directory, named after the issuer
             (``~/.local/share/bastion/notes.example.com.db``).
         users: The username/password check of the built-in login page.
         login: A login step instead of ``users`` (the proxy plugs an upstream
@@ -106,10 +107,7 @@ class AuthorizationServer:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
-        if store is None:
-            # One file per issuer, so two servers on one machine never share clients or keys.
-            store = SQLiteStore(default_store_path(store_name(self.issuer) if self.issuer else "bastion"))
-        self.store: Store = store
+        self.store: Store = default_store(self.issuer) if store is None else store
         self.clock = clock
         #: Where the endpoints report a store outage: once a minute with a count, not per request.
         self.outages = ThrottledLog(logger, clock=clock)
