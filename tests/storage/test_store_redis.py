@@ -147,3 +147,26 @@ async def test_closed_store_raises(store: RedisStore) -> None:
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
         RedisStore(url)
+
+
+async def test_a_redis_that_may_evict_records_is_reported(
+    store: RedisStore, raw: redis.asyncio.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await raw.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level("WARNING", logger="bastion"):
+            await store.put("ns", "k", b"v")
+            await store.put("ns", "k2", b"v")
+    finally:
+        await raw.config_set("maxmemory-policy", "noeviction")
+    warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    assert warnings == [
+        "Redis's maxmemory-policy is allkeys-lru: under memory pressure it may evict bastion's records "
+        "(revocations, keys, grants); set maxmemory-policy noeviction"
+    ]
+
+
+async def test_a_redis_that_keeps_records_is_not_reported(store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="bastion"):
+        await store.put("ns", "k", b"v")
+    assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]

@@ -105,6 +105,7 @@ class RedisStore(Store):
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._closed = False
+        self._server_checked = False
         # One client per event loop: redis.asyncio connections belong to the loop that opened them.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Redis, dict[str, AsyncScript]]]
         self._clients = weakref.WeakKeyDictionary()
@@ -151,8 +152,29 @@ class RedisStore(Store):
         )
         return client
 
+    async def _check_server(self, client: Redis) -> None:
+        """Warn once when Redis may evict bastion's records (a revoked grant's marker, a signing key).
+
+        Eviction under memory pressure would silently undo revocations and sign users
+        out; ``maxmemory-policy noeviction`` makes Redis refuse writes instead, which
+        bastion answers with 503. Servers that forbid ``CONFIG`` are not checked.
+        """
+        self._server_checked = True
+        try:
+            policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
+        except (self._redis.RedisError, OSError):
+            return
+        if policy is not None and _text(policy) != "noeviction":
+            logger.warning(
+                "Redis's maxmemory-policy is %s: under memory pressure it may evict bastion's records "
+                "(revocations, keys, grants); set maxmemory-policy noeviction",
+                _text(policy),
+            )
+
     async def _script(self, name: str, keys: list[bytes], args: list[Any]) -> Any:
         client, registered = self._client()
+        if not self._server_checked:
+            await self._check_server(client)
         script = registered.get(name)
         if script is None:
             script = registered[name] = client.register_script(getattr(scripts, name))
@@ -331,6 +353,10 @@ class RedisStore(Store):
         for loop, (client, _) in clients:
             if loop is current:
                 await client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _bytes(value: Any) -> bytes:
