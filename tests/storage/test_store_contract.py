@@ -397,3 +397,22 @@ def test_swap_across_processes(shared_url: str) -> None:
     outcomes = _race(shared_url, "swap")
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
     assert asyncio.run(_get(shared_url, "rt", "k")) == f"p{outcomes.index('won')}".encode()
+
+
+# Listing a namespace (administration)
+
+
+async def test_iterate_lists_each_live_record_of_a_namespace_once(store: Store, clock: FakeClock) -> None:
+    for i in range(1234):
+        await store.put("clients", f"c{i:04}", str(i).encode(), ttl=10 if i % 100 == 0 else None)
+    await store.put("clients", "", b"empty key")
+    await store.put("clients2", "c0001", b"another namespace")
+    await store.put("client", "c0001", b"a prefix of the namespace")
+    clock.advance(11)
+    listed = [item async for item in store.iterate("clients")]
+    assert len(listed) == len({key for key, _ in listed})
+    assert dict(listed) == {
+        **{f"c{i:04}": str(i).encode() for i in range(1234) if i % 100},
+        "": b"empty key",
+    }
+    assert [item async for item in store.iterate("nothing here")] == []

@@ -9,6 +9,7 @@ when several workers must share it.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
@@ -132,6 +133,14 @@ class MemoryStore(Store):
             count += self._live(namespace, key) is not None
             self._remove(namespace, key)
         return count
+
+    async def iterate(self, namespace: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every live ``(key, value)`` of ``namespace`` (a snapshot of its keys, then each read)."""
+        self._check_open()
+        for ns, key in [k for k in self._records if k[0] == namespace]:
+            record = self._live(ns, key)
+            if record is not None:
+                yield key, record.value
 
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""

@@ -90,6 +90,15 @@ class Store(ABC):
     async def delete_index(self, namespace: str, index: str) -> int:
         """Delete every record with this secondary key (revoke a token family); the live count."""
 
+    def iterate(self, namespace: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every live ``(key, value)`` of ``namespace``, in no particular order, each once.
+
+        For administration (listing clients, grants), not for requests: it reads the
+        whole namespace. Records written or deleted while it runs may or may not be seen.
+        Stores written before this method existed raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its records")
+
     @abstractmethod
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""

@@ -272,6 +272,29 @@ class RedisStore(Store):
         ix = self._space("i", namespace) + index.encode()
         return int(await self._script("DELETE_INDEX", [ix], [self._now(), self._space("r", namespace), index.encode()]))
 
+    async def iterate(self, namespace: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every live ``(key, value)`` of ``namespace``, walking its keys with ``SCAN``.
+
+        ``SCAN`` may return a key twice; the keys already yielded are remembered, so each
+        record comes once (for a million records, some tens of megabytes while it runs).
+        """
+        client, _ = self._client()
+        space = self._space("r", namespace)
+        pattern = _glob_escape(space.decode("utf-8", "surrogateescape")) + b"*"
+        seen: set[bytes] = set()
+        cursor = 0
+        while True:
+            cursor, found = await self._call(partial(client.scan, cursor, match=pattern, count=PURGE_BATCH))
+            for rec in (_bytes(r) for r in found):
+                if rec in seen or not rec.startswith(space):
+                    continue
+                seen.add(rec)
+                value, expires_at = await self._call(partial(client.hmget, rec, ["v", "e"]))
+                if value is not None and not (expires_at and float(expires_at) <= self._clock()):
+                    yield rec[len(space) :].decode(), _bytes(value)
+            if cursor == 0:
+                return
+
     async def purge(self) -> int:
         """Remove the records expired in this store's clock that Redis has not yet expired itself.
 

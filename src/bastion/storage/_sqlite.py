@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,15 @@ __all__ = ["SQLiteStore"]
 #: Bytes of write-ahead log past which a write checkpoints and empties it (also its ``journal_size_limit``):
 #: about the 1,000 pages at which SQLite checkpoints by itself, so a checkpoint is no more frequent than SQLite's.
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
+#: Records read per query of :meth:`SQLiteStore.iterate`.
+ITERATE_PAGE = 500
+
+_ITERATE_NEXT = (
+    "SELECT key, value FROM records WHERE namespace = ? AND key > ? "
+    "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
+)
+_ITERATE_FIRST = _ITERATE_NEXT.replace("key > ?", "key >= ?")
 
 _T = TypeVar("_T")
 
@@ -227,6 +236,20 @@ class SQLiteStore(Store):
     def _count_live(self, rows: list[Any]) -> int:
         now = self._clock()
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+
+    async def iterate(self, namespace: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Every live ``(key, value)`` of ``namespace``, read in pages in key order (the primary key)."""
+        sql = _ITERATE_FIRST  # the empty string is a key too
+        after = ""
+        while True:
+            params = (namespace, after, self._clock(), ITERATE_PAGE)
+            rows = await self._run(partial(self._rows, sql=sql, params=params))
+            for key, value in rows:
+                yield str(key), bytes(value)
+            if len(rows) < ITERATE_PAGE:
+                return
+            after = str(rows[-1][0])
+            sql = _ITERATE_NEXT
 
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""
