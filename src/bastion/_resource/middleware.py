@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion._core.audit import enter_request, leave_request
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.jsonrpc import BodyTooLarge, read_body, replay, targets
 from bastion._resource.list_filter import UNRESTRICTED
@@ -78,6 +79,13 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        entered = enter_request(scope)  # the audit events of this request name its address and id
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            leave_request(entered)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         if path in self._metadata_paths:
             await self._serve_metadata(scope, receive, send)

@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion._core.audit import enter_request, leave_request
 from bastion._core.net import is_loopback_host
 
 if TYPE_CHECKING:
@@ -38,6 +39,13 @@ class AuthServerEdge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        entered = enter_request(scope)  # the audit events of this request name its address and id
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            leave_request(entered)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = self.server
         if server.issuer is None and not self._derive_issuer(scope):
             response = Response(
