@@ -5,6 +5,9 @@ notes MCP server with its own authorization server on ``http://127.0.0.1:P``: th
 SQLite store at PATH, the demo users and scopes, every authorization approved as
 alice without a page, registration without a rate limit. With ``--cimd-ca`` the
 server fetches Client ID Metadata Documents from loopback, trusting that CA.
+``--store URL`` names another store instead (``redis://127.0.0.1:6379/0``), and
+``--public-url URL`` the issuer and the MCP server's URL (default
+``http://127.0.0.1:P``): replicas sharing one store are given the same one.
 
 ``python bench/_as_server.py --port P --documents --cert CERT --key KEY`` serves
 client metadata documents over https: ``GET /clients/<n>`` answers a public
@@ -14,6 +17,7 @@ client's document whose ``client_id`` is that URL, cacheable for an hour.
 from __future__ import annotations
 
 import argparse
+import logging
 import secrets
 import ssl
 from typing import Any
@@ -24,30 +28,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.storage import SQLiteStore, Store, open_store
+
 #: The redirect URI of every client in the bench (a loopback one: any port is accepted).
 REDIRECT_URI = "http://127.0.0.1/callback"
 
 
-def authorization_app(port: int, db: str, cimd_ca: str | None) -> Any:
-    """The notes MCP server with its authorization server, as an ASGI app."""
+def authorization_app(base: str, store: Store, cimd_ca: str | None) -> Any:
+    """The notes MCP server with its authorization server at ``base``, as an ASGI app."""
     from bastion._cli.demo import DEMO_SCOPES, DEMO_USERS, demo_users, notes_server
     from bastion.authserver import AuthorizationServer, Registration
     from bastion.authserver._fetch import SafeFetcher
-    from bastion.storage import SQLiteStore
 
-    base = f"http://127.0.0.1:{port}"
     fetcher = None
     if cimd_ca is not None:
         fetcher = SafeFetcher(allow_private=True, verify=ssl.create_default_context(cafile=cimd_ca))
     auth = AuthorizationServer(
         issuer=base,
-        store=SQLiteStore(db),
+        store=store,
         users=demo_users({name: secrets.token_urlsafe(12) for name in DEMO_USERS}),
         scopes=DEMO_SCOPES,
         auto_approve=DEMO_USERS["alice"],
         registration=Registration(rate_limit=0, fetcher=fetcher),
     )
     mcp = notes_server(auth, resource_url=base + "/mcp")
+    # The stateless transport logs every request it ends; the bench's MCP requests would flood the output.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     return mcp.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")
 
 
@@ -66,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db")
+    parser.add_argument("--store")
+    parser.add_argument("--public-url")
     parser.add_argument("--cimd-ca")
     parser.add_argument("--documents", action="store_true")
     parser.add_argument("--cert")
@@ -75,7 +83,9 @@ def main() -> None:
         app: Any = documents_app(f"https://127.0.0.1:{args.port}")
         tls = {"ssl_certfile": args.cert, "ssl_keyfile": args.key}
     else:
-        app, tls = authorization_app(args.port, args.db, args.cimd_ca), {}
+        store = SQLiteStore(args.db) if args.store is None else open_store(args.store)
+        base = args.public_url or f"http://127.0.0.1:{args.port}"
+        app, tls = authorization_app(base, store, args.cimd_ca), {}
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, **tls)
 
 
