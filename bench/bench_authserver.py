@@ -75,6 +75,7 @@ from cryptography.x509.oid import NameOID
 from bastion.authserver._clients import CLIENT_NAMESPACE
 from bastion.authserver._models import Client
 from bastion.storage import RedisStore, SQLiteStore
+from bastion.storage import _redis_scripts as scripts
 
 HERE = Path(__file__).parent
 _TWO_CORES = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
@@ -516,11 +517,31 @@ class Trace:
     done: int
     sent: Counter[str] = field(default_factory=Counter)  # by the replicas: one round trip each
     scripted: Counter[str] = field(default_factory=Counter)  # run inside the store's Lua scripts
+    #: The store operations behind the round trips, as ``namespace operation`` (``client get``).
+    operations: Counter[str] = field(default_factory=Counter)
 
 
 # A MONITOR line: `1700000000.123456 [0 127.0.0.1:50000] "EVALSHA" "..."`, or `[0 lua]` for a script's command.
-MONITOR_LINE = re.compile(r'^\d+\.\d+ \[\d+ (?P<source>\S+)\] "(?P<command>[^"]+)"(?: "(?P<arg>[^"]*)")?')
+MONITOR_LINE = re.compile(r"^\d+\.\d+ \[\d+ (?P<source>[^\]]+)\] (?P<args>.*)$")
+MONITOR_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 MARK = "bench-mark"
+#: The store's operation of each script, by the SHA-1 that EVALSHA names it with.
+SCRIPTS = {hashlib.sha1(getattr(scripts, name).encode()).hexdigest(): name.lower() for name in scripts.__all__}
+#: A record's or index set's key: the namespace's length, then the namespace.
+STORE_KEY = re.compile(re.escape(REDIS_PREFIX) + r"[ri]:(?P<length>\d+):(?P<rest>.*)$", re.DOTALL)
+
+
+def store_operation(command: str, args: list[str]) -> str:
+    """``namespace operation`` for a command RedisStore sends: a script or the ``HMGET`` of a get."""
+    if command == "evalsha" and len(args) >= 3:
+        operation, key = SCRIPTS.get(args[0], "script"), args[2]
+    elif command == "hmget" and args:
+        operation, key = "get", args[0]
+    else:
+        return command
+    found = STORE_KEY.match(key)
+    namespace = found["rest"][: int(found["length"])] if found else "?"
+    return f"{namespace} {operation}"
 
 
 async def trace_round_trips(flows: Flows, documents: str, count: int, client: redis.Redis) -> dict[str, Trace]:
@@ -609,12 +630,16 @@ def parse_monitor(text: str) -> dict[str, Trace]:
         match = MONITOR_LINE.match(line)
         if match is None:
             continue
-        name = match["command"].lower()
-        if name == "echo" and (match["arg"] or "").startswith(MARK):
-            kind = (match["arg"] or "").removeprefix(MARK).strip()
+        command, *args = MONITOR_ARG.findall(match["args"]) or [""]
+        name = command.lower()
+        if name == "echo" and args and args[0].startswith(MARK):
+            kind = args[0].removeprefix(MARK).strip()
             current = None if kind == "end" else traces.setdefault(kind, Trace(done=TRACED))
+        elif current is not None and match["source"].endswith("lua"):
+            current.scripted[name] += 1
         elif current is not None:
-            (current.scripted if match["source"] == "lua" else current.sent)[name] += 1
+            current.sent[name] += 1
+            current.operations[store_operation(name, args)] += 1
     return traces
 
 
@@ -685,6 +710,10 @@ def report_redis_work(setup: Setup, phases: dict[str, Phase], traces: dict[str, 
         sent, scripted = sum(trace.sent.values()) / trace.done, sum(trace.scripted.values()) / trace.done
         by_command = ", ".join(f"{command.upper()} {n / trace.done:g}" for command, n in trace.sent.most_common())
         print(f"  {TRACE_LABELS[name]:{width}} {measured} {sent:12.1f} {scripted:11.1f}   {by_command or '-'}")
+    print("  the store operations behind those round trips, per operation (namespace, operation):")
+    for name, trace in traces.items():
+        operations = ", ".join(f"{op} {n / trace.done:g}" for op, n in trace.operations.items())
+        print(f"  {TRACE_LABELS[name]:{width}} {operations or '-'}")
 
 
 def run_setup(
