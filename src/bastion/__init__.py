@@ -6,7 +6,8 @@ the official Python SDK becomes an OAuth 2.1 protected resource.
 
 from bastion._adapters.mcpserver import MCPServer
 from bastion._adapters.protect import protect
-from bastion._config.settings import ServerSettings, from_env, server_settings
+from bastion._config.auth import from_env
+from bastion._config.settings import ServerSettings, server_settings
 from bastion._core.errors import (
     AccessDenied,
     AuthenticationError,

@@ -13,7 +13,7 @@ import pytest
 from typing_extensions import Unpack
 
 from bastion import ConfigurationError, from_env
-from bastion._config.settings import known_variables
+from bastion._config.auth import known_variables
 from bastion.authserver import AuthorizationServer
 from bastion.providers import Google
 from bastion.providers._checks import hostname

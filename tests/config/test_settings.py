@@ -25,7 +25,8 @@ from bastion import (
     TokenExpired,
     get_access_token,
 )
-from bastion._config.settings import ServerSettings, auth_from_env, from_env, server_settings
+from bastion._config.auth import auth_from_env, from_env
+from bastion._config.settings import ServerSettings, server_settings
 from bastion._resource.apikeys import APIKeyVerifier, hash_api_key
 from bastion._resource.introspection import IntrospectionVerifier
 from bastion._resource.jwt import JWTVerifier

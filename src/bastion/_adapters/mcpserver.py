@@ -15,7 +15,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bastion._config.settings import from_env, server_settings
+from bastion._config.auth import from_env
+from bastion._config.settings import server_settings
 from bastion._core.errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.list_filter import ListVisibility, PolicyEnforcement

@@ -155,7 +155,7 @@ def _demo_users_auth(args: argparse.Namespace, base: str) -> tuple[Authorization
 def _environment_auth(args: argparse.Namespace, base: str) -> tuple[Verifier | AuthorizationServer, str, str]:
     """What the ``BASTION_*`` variables configure, at the demo's URL and with its scopes."""
     from bastion._cli.demo import DEMO_SCOPES
-    from bastion._config.settings import auth_from_env
+    from bastion._config.auth import auth_from_env
     from bastion.authserver import AuthorizationServer
     from bastion.proxy import OAuthProxy
 
