@@ -18,7 +18,7 @@ import pytest
 from bastion import MCPServer, UpstreamUnavailable, get_access_token, require_auth
 from bastion.providers.github import GitHub, github_upstream
 from bastion.proxy import UpstreamTokens
-from bastion.proxy._upstream import UpstreamClient
+from bastion.proxy._upstream_client import UpstreamClient
 from bastion.storage import SQLiteStore
 from bastion.testing import MemoryTokenStorage, serve
 

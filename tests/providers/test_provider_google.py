@@ -17,7 +17,7 @@ import pytest
 from bastion._core.errors import ConfigurationError
 from bastion.providers.google import Google, google_upstream
 from bastion.proxy import Upstream, UpstreamError, UpstreamTokens
-from bastion.proxy._upstream import UpstreamClient
+from bastion.proxy._upstream_client import UpstreamClient
 from bastion.storage import MemoryStore
 from bastion.testing import JWKSServer, KeyPair, serve
 

@@ -31,7 +31,8 @@ from bastion.providers.keycloak import Keycloak
 from bastion.providers.okta import Okta
 from bastion.providers.workos import WorkOS
 from bastion.proxy import OAuthProxy, Upstream, UpstreamError, UpstreamTokens
-from bastion.proxy._upstream import Identity, UpstreamClient
+from bastion.proxy._upstream import Identity
+from bastion.proxy._upstream_client import UpstreamClient
 from bastion.storage import MemoryStore, SQLiteStore
 from bastion.testing import JWKSServer, KeyPair, serve
 

@@ -81,7 +81,8 @@ from bastion.authserver._browser.pages import error_page
 from bastion.authserver._errors import AccessDeniedError
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._models import User, hash_secret
-from bastion.proxy._upstream import UpstreamError, pkce_pair
+from bastion.proxy._upstream import UpstreamError
+from bastion.proxy._upstream_client import pkce_pair
 from bastion.storage import StoreError
 
 if TYPE_CHECKING:

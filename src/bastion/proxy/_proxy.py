@@ -40,7 +40,8 @@ from bastion.authserver._vault import TokenVault
 from bastion.proxy._exchange import exchange_token
 from bastion.proxy._login import UpstreamLogin, proxy_user
 from bastion.proxy._options import ServerOptions
-from bastion.proxy._upstream import Identity, Upstream, UpstreamClient, UpstreamError, UpstreamTokens
+from bastion.proxy._upstream import Identity, Upstream, UpstreamError, UpstreamTokens
+from bastion.proxy._upstream_client import UpstreamClient
 
 __all__ = ["UPSTREAM_NAMESPACE", "OAuthProxy", "UpstreamUnavailable"]
 
