@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import FetchError, cache_lifetime
-from bastion.authserver._clients import SECRET_METHODS, client_from_metadata
+from bastion.authserver._client_metadata import SECRET_METHODS, client_from_metadata
 from bastion.authserver._errors import InvalidClient, OAuthError
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import Client

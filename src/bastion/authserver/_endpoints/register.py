@@ -4,10 +4,10 @@
 registration is open, the caller's address is within the rate limit, the body
 is JSON (``application/json``, at most :data:`MAX_REGISTRATION_BODY` bytes, one
 object, no repeated member), every field is valid (the rules are in
-:mod:`._clients`), the scopes are known. The answer is ``201`` with the client's
-metadata, its new ``client_id`` and, for a client that authenticates with a
-secret, a ``client_secret`` of which only the hash is kept (RFC 7591 section
-3.2.1). Refusals are RFC 7591 section 3.2.2 bodies with status 400
+:mod:`bastion.authserver._client_metadata`), the scopes are known. The answer is
+``201`` with the client's metadata, its new ``client_id`` and, for a client that
+authenticates with a secret, a ``client_secret`` of which only the hash is kept
+(RFC 7591 section 3.2.1). Refusals are RFC 7591 section 3.2.2 bodies with status 400
 (``invalid_redirect_uri``, ``invalid_client_metadata``, ``invalid_request``).
 
 ``token_endpoint_auth_method`` defaults to ``client_secret_basic`` (RFC 7591
@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.authserver._clients import SECRET_METHODS, client_from_metadata, strict_json
+from bastion.authserver._client_metadata import SECRET_METHODS, client_from_metadata, strict_json
 from bastion.authserver._errors import (
     NO_STORE,
     AccessDeniedError,
