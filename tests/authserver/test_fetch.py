@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import FetchError
-from bastion.authserver._fetch import SafeFetcher, check_address
+from bastion.authserver._fetch import SafeFetcher
+from bastion.authserver._ssrf import check_address
 from bastion.testing import serve
 
 from support.tls import TLSFiles, self_signed, serve_https
