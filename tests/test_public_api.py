@@ -11,7 +11,7 @@ import bastion.testing
 EXPECTED = {
     "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "AuthenticationError",
     "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User",
-    "BastionError", "CallableVerifier", "ConfigurationError", "Decision",
+    "BastionError", "CallableVerifier", "ClaimNames", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
     "InvalidSignature", "InvalidToken", "JWKSOptions", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
     "NoAccessToken", "Policy", "PolicyRegistry", "RemoteAuthorization", "ScopeHierarchy", "ServerSettings",

@@ -32,7 +32,7 @@ from bastion._jose.jwks import JWKSOptions
 from bastion._resource.apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
 from bastion._resource.callable import CallableVerifier
 from bastion._resource.introspection import IntrospectionVerifier
-from bastion._resource.jwt import JWTVerifier
+from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion._resource.multi import MultiVerifier
 from bastion._resource.policy import (
     AccessContext,
@@ -65,6 +65,7 @@ __all__ = [
     "AuthorizationServer",
     "BastionError",
     "CallableVerifier",
+    "ClaimNames",
     "Client",
     "ConfigurationError",
     "Decision",

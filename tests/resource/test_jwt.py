@@ -22,6 +22,7 @@ from joserfc.util import int_to_base64
 
 from bastion import (
     AccessToken,
+    ClaimNames,
     ConfigurationError,
     InsufficientScope,
     InvalidAudience,
@@ -344,11 +345,13 @@ async def test_scopes(
 
 
 async def test_custom_scope_claim(rsa_keys: KeyPair, clock: FakeClock) -> None:
-    verifier = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, scope_claim="permissions")
+    claims = ClaimNames(scope="permissions")
+    verifier = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, claims=claims)
     access = await verifier.check(claims_of(rsa_keys, clock, permissions=["notes:read"], scope="ignored"))
     assert access.scopes == ["notes:read"]
     assert (await verifier.check(claims_of(rsa_keys, clock, scp=["ignored"]))).scopes == []
-    nested = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, scope_claim="authz.scopes")
+    nested_claims = ClaimNames(scope="authz.scopes")
+    nested = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, claims=nested_claims)
     assert (await nested.check(claims_of(rsa_keys, clock, authz={"scopes": "x y"}))).scopes == ["x", "y"]
 
 
@@ -365,17 +368,20 @@ async def test_roles(verifier: JWTVerifier, rsa_keys: KeyPair, clock: FakeClock)
     assert (await verifier.check(claims_of(rsa_keys, clock, roles=["admin", "ops"]))).roles == ["admin", "ops"]
     assert (await verifier.check(claims_of(rsa_keys, clock, roles="admin ops"))).roles == ["admin", "ops"]
     keycloak = JWTVerifier(
-        public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, roles_claim="realm_access.roles"
+        public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, claims=ClaimNames(roles="realm_access.roles")
     )
     access = await keycloak.check(claims_of(rsa_keys, clock, realm_access={"roles": ["admin"]}))
     assert access.roles == ["admin"]
     assert (await keycloak.check(claims_of(rsa_keys, clock, realm_access="none"))).roles == []
     # Auth0-style namespaced claims contain dots and are read as they are named.
     auth0 = JWTVerifier(
-        public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, roles_claim="https://example.com/roles"
+        public_key=rsa_keys.public_key,
+        audience=AUDIENCE,
+        clock=clock,
+        claims=ClaimNames(roles="https://example.com/roles"),
     )
     assert (await auth0.check(claims_of(rsa_keys, clock, **{"https://example.com/roles": ["x"]}))).roles == ["x"]
-    none = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, roles_claim=None)
+    none = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, claims=ClaimNames(roles=None))
     assert (await none.check(claims_of(rsa_keys, clock, roles=5))).roles == []
 
 
@@ -402,7 +408,9 @@ async def test_client_id_refusals_and_custom_claim(verifier: JWTVerifier, rsa_ke
             await verifier.check(claims_of(rsa_keys, clock, **bad))
     with pytest.raises(InvalidClaims):
         await verifier.check(claims_of(rsa_keys, clock, sub=5))
-    okta = JWTVerifier(public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, client_id_claim="cid")
+    okta = JWTVerifier(
+        public_key=rsa_keys.public_key, audience=AUDIENCE, clock=clock, claims=ClaimNames(client_id="cid")
+    )
     assert (await okta.check(claims_of(rsa_keys, clock, cid="okta-client"))).client_id == "okta-client"
 
 
@@ -495,7 +503,7 @@ async def test_rfc7515_examples(example: dict[str, Any]) -> None:
     clock = FakeClock()
     clock.now = 1300819380 - 600
     # The examples name no client, audience or subject: the issuer stands in for the client.
-    options: dict[str, Any] = {"issuer": "joe", "clock": clock, "client_id_claim": "iss"}
+    options: dict[str, Any] = {"issuer": "joe", "clock": clock, "claims": ClaimNames(client_id="iss")}
     if jwk["kty"] == "oct":
         verifier = JWTVerifier(secret=base64.urlsafe_b64decode(jwk["k"] + "=="), **options)
     else:

@@ -165,12 +165,13 @@ def _jwt(settings: _Settings) -> Verifier:
         "algorithms": _list(settings, "jwt_algorithms"),
         "leeway": settings.jwt_leeway,
         "required_scopes": _list(settings, "jwt_required_scopes"),
-        "scope_claim": settings.jwt_scope_claim,
-        "roles_claim": settings.jwt_roles_claim,
     }
     _check_seconds(settings, "jwt_leeway")
     options.update({name: value for name, value in optional.items() if value is not None})
-    from bastion._resource.jwt import JWTVerifier
+    from bastion._resource.jwt import ClaimNames, JWTVerifier
+
+    names = {"scope": settings.jwt_scope_claim, "roles": settings.jwt_roles_claim}
+    options["claims"] = ClaimNames(**{name: value for name, value in names.items() if value is not None})
 
     try:
         verifier: Verifier = JWTVerifier(**options)

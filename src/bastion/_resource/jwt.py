@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from joserfc.jwa import JWSAlgModel
@@ -50,7 +51,7 @@ from bastion._jose.keys import (
 from bastion._resource.tokens import AccessToken
 from bastion._resource.verifier import MAX_TOKEN_LENGTH, TokenCache, Verifier
 
-__all__ = ["JWTVerifier"]
+__all__ = ["ClaimNames", "JWTVerifier"]
 
 logger = logging.getLogger("bastion")
 
@@ -64,6 +65,26 @@ class KeySource(Protocol):
     async def keys_for(self, kid: str | None, alg: JWSAlgModel) -> Sequence[Key]:
         """The keys that may have signed such a token (possibly none)."""
         ...
+
+
+@dataclass(frozen=True)
+class ClaimNames:
+    """Which claims of an access token hold its scopes, roles and client id (for :class:`JWTVerifier`).
+
+    A dotted scope or roles claim reaches into objects (``realm_access.roles``) when no
+    claim has that very name (Auth0's ``https://example.com/roles`` is read as named).
+
+    Attributes:
+        scope: The claim holding the scopes, a space-separated string or a list; the
+            default ``scope`` also falls back to ``scp`` (Entra ID, Okta).
+        roles: The claim holding the roles, a string or a list; ``None`` reads no roles.
+        client_id: The claim(s) naming the client (RFC 9068 section 2.2), the first
+            present wins.
+    """
+
+    scope: str = "scope"
+    roles: str | None = "roles"
+    client_id: str | Sequence[str] = ("client_id", "azp", "sub")
 
 
 class JWTVerifier(Verifier):
@@ -88,11 +109,10 @@ class JWTVerifier(Verifier):
         leeway: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
         required_scopes: Scopes every token must carry; a valid token without them is
             refused with :class:`~bastion.InsufficientScope` (HTTP 403, step-up).
-        scope_claim: The claim holding the scopes; the default ``scope`` also
-            falls back to ``scp``. A space-separated string or a list.
-        roles_claim: The claim holding the roles (a dotted path reaches into
-            objects, e.g. ``realm_access.roles``); ``None`` reads no roles.
-        client_id_claim: The claim(s) naming the client, first present wins.
+        claims: Which claims hold scopes, roles and the client id: a :class:`ClaimNames`
+            (default: ``scope`` or else ``scp``, ``roles``, the first of ``client_id``,
+            ``azp`` and ``sub``). It replaces the ``scope_claim``, ``roles_claim`` and
+            ``client_id_claim`` arguments: ``claims=ClaimNames(roles="realm_access.roles")``.
         typ: The required ``typ`` header (e.g. ``at+jwt``, RFC 9068 section 2.1), compared
             case-insensitively and with or without ``application/``.
         clock: Seconds since the epoch; injectable for tests.
@@ -116,9 +136,7 @@ class JWTVerifier(Verifier):
         algorithms: Sequence[str] | None = None,
         leeway: float = 30.0,
         required_scopes: Sequence[str] | None = None,
-        scope_claim: str = "scope",
-        roles_claim: str | None = "roles",
-        client_id_claim: str | Sequence[str] = ("client_id", "azp", "sub"),
+        claims: ClaimNames | None = None,
         typ: str | None = None,
         clock: Callable[[], float] = time.time,
         cache: TokenCache | None = None,
@@ -136,11 +154,12 @@ class JWTVerifier(Verifier):
         self.typ = None if typ is None else normalize_typ(typ)
         self._issuer_set = frozenset(self.issuers)
         self._clock = clock
-        self._scope_claim = scope_claim
-        self._scope_path = claim_path(scope_claim)
-        self._roles_claim = roles_claim
-        self._roles_path = None if roles_claim is None else claim_path(roles_claim)
-        self._client_id_claims = (client_id_claim,) if isinstance(client_id_claim, str) else tuple(client_id_claim)
+        named = ClaimNames() if claims is None else claims
+        self._scope_claim = named.scope
+        self._scope_path = claim_path(named.scope)
+        self._roles_claim = named.roles
+        self._roles_path = None if named.roles is None else claim_path(named.roles)
+        self._client_id_claims = (named.client_id,) if isinstance(named.client_id, str) else tuple(named.client_id)
         self._headers: dict[bytes, Header] = {}
         self._jwks: KeySource | None = key_set
         self._keys: dict[str, tuple[Key, ...]] = {}

@@ -34,7 +34,7 @@ from bastion._resource.discovery import (
     same_issuer,
     shared_discovery,
 )
-from bastion._resource.jwt import JWTVerifier
+from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion._resource.tokens import AccessToken
 from bastion._resource.verifier import Verifier
 
@@ -122,7 +122,7 @@ class RemoteAuthorization(Verifier):
                 issuer=_issuer_spellings(issuer),
                 audience=audience,
                 algorithms=algorithms,
-                roles_claim=roles_claim,
+                claims=ClaimNames(roles=roles_claim),
                 clock=clock,
             )
         self.verifier: Verifier = verifier

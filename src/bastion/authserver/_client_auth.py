@@ -31,7 +31,7 @@ from bastion._core.http import FetchError
 from bastion._core.remote_json import RemoteJSON
 from bastion._jose.compact import decode_claims
 from bastion._jose.keys import fits, parse_key_set
-from bastion._resource.jwt import JWTVerifier
+from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion.authserver._errors import InvalidClient, InvalidRequest
 from bastion.authserver._forms import Params
 from bastion.authserver._models import Client, hash_secret, secret_matches
@@ -285,8 +285,7 @@ async def _check_assertion(server: AuthorizationServer, client: Client, assertio
         audience=_audiences(server),
         algorithms=ASSERTION_ALGORITHMS,
         leeway=LEEWAY,
-        client_id_claim="sub",
-        roles_claim=None,
+        claims=ClaimNames(roles=None, client_id="sub"),
         clock=server.clock,
     )
     try:

@@ -24,7 +24,7 @@ import httpx2
 
 from bastion._core.errors import InvalidToken
 from bastion._core.http import DEFAULT_TIMEOUT, FetchError, fetch_json, http_client
-from bastion._resource.jwt import JWTVerifier
+from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion.proxy._upstream import Identity, Upstream, UpstreamError, UpstreamTokens
 
 __all__ = ["UpstreamClient", "pkce_pair"]
@@ -202,7 +202,7 @@ class UpstreamClient:
                 # With a template the issuer depends on the token: checked below, once the signature is.
                 issuer=(up.issuer, *up.extra_issuers) if up.issuer_template is None and up.issuer else None,
                 audience=up.client_id,
-                roles_claim=None,
+                claims=ClaimNames(roles=None),
                 clock=self.clock,
             )
         try:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bastion._core.errors import InvalidToken, KeysUnavailable
 from bastion._jose.compact import decode_claims
-from bastion._resource.jwt import JWTVerifier
+from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget, TemporarilyUnavailable
 from bastion.authserver._forms import Params
 from bastion.authserver._models import Client, TokenSet, User, as_scopes, hash_secret
@@ -70,8 +70,7 @@ async def _verified_claims(server: AuthorizationServer, assertion: str) -> dict[
         issuer=issuer,
         audience=list(dict.fromkeys((ours, ours.rstrip("/")))),
         typ=ID_JAG_TYP,
-        client_id_claim="client_id",
-        roles_claim=None,
+        claims=ClaimNames(roles=None, client_id="client_id"),
         leeway=LEEWAY,
         clock=server.clock,
     )
