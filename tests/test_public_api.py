@@ -44,7 +44,14 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "UnsupportedGrantType", "User", "signed_in",
         "Registration", "Signing", "TokenLifetimes",
     }  # fmt: skip
-    assert set(bastion.storage.__all__) == {"MemoryStore", "SQLiteStore", "Store", "StoreError", "open_store"}
+    assert set(bastion.storage.__all__) == {
+        "MemoryStore",
+        "RedisStore",
+        "SQLiteStore",
+        "Store",
+        "StoreError",
+        "open_store",
+    }
 
 
 def test_every_public_name_has_a_docstring() -> None:

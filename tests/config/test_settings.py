@@ -43,7 +43,7 @@ from bastion.providers.keycloak import Keycloak
 from bastion.providers.okta import Okta
 from bastion.providers.workos import WorkOS
 from bastion.proxy import OAuthProxy
-from bastion.storage import MemoryStore, SQLiteStore
+from bastion.storage import MemoryStore, RedisStore, SQLiteStore
 from bastion.testing import serve
 
 from support.notes import MCP_HEADERS, rpc, served
@@ -551,8 +551,11 @@ async def test_store_url(tmp_path: Path) -> None:
     assert server.store.path == db
     await server.store.put("probe", "k", b"v")
     assert db.exists()
-    refused({"BASTION_AUTH": "github", "BASTION_BASE_URL": BASE, **PROXIES["github"], "BASTION_STORE": "redis://x"},
-            "BASTION_STORE", "redis")  # fmt: skip
+    redis = proxy("github", BASTION_STORE="redis://127.0.0.1:6379/0?prefix=app:")
+    assert isinstance(redis.store, RedisStore)
+    assert redis.store.prefix == "app:"
+    refused({"BASTION_AUTH": "github", "BASTION_BASE_URL": BASE, **PROXIES["github"], "BASTION_STORE": "postgres://x"},
+            "BASTION_STORE", "postgres")  # fmt: skip
 
 
 async def test_encryption_keys_seal_with_the_first_and_open_with_all() -> None:
