@@ -61,6 +61,11 @@ async def test_only_known_facts_are_accepted() -> None:
         await audit.emit("signin.failed", "failure", password="hunter2")
 
 
+async def test_only_known_events_are_accepted() -> None:
+    with pytest.raises(ValueError, match="no audit event"):
+        await Audit(log=False).emit("token.isued", "success")
+
+
 async def test_values_are_bounded() -> None:
     event = await Audit(log=False).emit("client.refused", "failure", client_id="x" * 10_000, reason="y" * 10_000)
     assert event.client_id is not None

@@ -35,6 +35,7 @@ __all__ = [
     "Audit",
     "AuditEvent",
     "AuditSink",
+    "EVENTS",
     "Outcome",
     "RequestInfo",
     "current_request",
@@ -47,6 +48,36 @@ __all__ = [
 AUDIT_LOGGER = "bastion.audit"
 
 Outcome = Literal["success", "failure", "refused", "error"]
+
+#: Every event name, so that a typo fails at once and a metric can count each; see docs/operations.md.
+EVENTS = frozenset(
+    {
+        "signin.succeeded",
+        "signin.failed",
+        "signin.throttled",
+        "consent.given",
+        "consent.remembered",
+        "consent.withdrawn",
+        "client.registered",  # method=dcr
+        "client.fetched",  # method=cimd
+        "client.refused",  # a registration or metadata document refused (reason)
+        "client.deleted",
+        "code.issued",
+        "code.redeemed",
+        "code.replayed",  # the grant is revoked
+        "token.issued",  # grant_type
+        "token.refused",  # a token request refused (grant_type, reason)
+        "refresh.rotated",
+        "refresh.replayed",  # a rotated token presented again within the rule: the same successor
+        "refresh.reuse_detected",  # the family is revoked
+        "grant.revoked",  # count, reason (revocation endpoint, consent withdrawn, admin, reuse)
+        "token.introspected",
+        "call.refused",  # kind, tool, reason, scopes (needed)
+        "upstream.signin_failed",  # provider, reason
+        "upstream.refresh_failed",  # provider, reason
+        "key.rotated",
+    }
+)
 
 #: Facts an event may carry beyond its fixed fields; anything else is refused at the emit site.
 FACTS = frozenset(
@@ -230,9 +261,11 @@ class Audit:
         """Record one event; the request's address and id come from :func:`enter_request`.
 
         Raises:
-            ValueError: a fact that is not one of ``FACTS`` (a programming error: a token
-                or secret must never reach an event).
+            ValueError: a name not in ``EVENTS``, or a fact that is not one of ``FACTS`` (a
+                programming error: a token or secret must never reach an event).
         """
+        if name not in EVENTS:
+            raise ValueError(f"no audit event is called {name!r}")
         unknown = set(facts) - FACTS
         if unknown:
             raise ValueError(f"audit events carry no {sorted(unknown)}")
