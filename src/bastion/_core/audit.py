@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 __all__ = [
     "AUDIT_LOGGER",
+    "EVENTS",
     "Audit",
     "AuditEvent",
     "AuditSink",
-    "EVENTS",
     "Outcome",
     "RequestInfo",
     "current_request",
