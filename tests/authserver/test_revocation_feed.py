@@ -1,20 +1,22 @@
-"""A revocation on one replica reaches the verified-token caches of the others through Redis.
+"""A revocation on one replica reaches the verified-token caches of the others through the store.
 
-Two ``AuthorizationServer`` objects on one Redis stand for two replicas: each has its own
-caches, as two processes would. (tests/authserver/test_replicas.py runs real processes.)
+Two ``AuthorizationServer`` objects on one Redis, or on one SQLite file, stand for two
+replicas or workers: each has its own caches and its own store handle, as two processes
+would. (tests/authserver/test_replicas.py runs real processes.)
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bastion import AccessToken, ConfigurationError
 from bastion._core.errors import TokenInactive
 from bastion.authserver import AuthorizationServer, User
-from bastion.storage import RedisStore
+from bastion.storage import RedisStore, Store, open_store
 
 from support.authserver import PUBLIC_CLIENT, SCOPES
 
@@ -22,13 +24,16 @@ ISSUER = "https://auth.example"
 RESOURCE = "https://mcp.example/mcp"
 
 
-def replica(store: RedisStore) -> AuthorizationServer:
+def replica(store: Store) -> AuthorizationServer:
     return AuthorizationServer(ISSUER, store=store, scopes=SCOPES, clients=[PUBLIC_CLIENT], resources=[RESOURCE])
 
 
-@pytest.fixture
-async def stores(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    one, two = RedisStore(redis_url), RedisStore(redis_url)
+@pytest.fixture(params=["redis", "sqlite"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
+    url = f"sqlite://{tmp_path / 'auth.db'}"
+    if request.param == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+    one, two = open_store(url), open_store(url)
     yield one, two
     await one.aclose()
     await two.aclose()
@@ -55,7 +60,7 @@ async def _forgotten(server: AuthorizationServer) -> asyncio.Event:
     return event
 
 
-async def test_a_revocation_clears_the_other_replicas_cache(stores: tuple[RedisStore, RedisStore]) -> None:
+async def test_a_revocation_clears_the_other_replicas_cache(stores: tuple[Store, Store]) -> None:
     first, second = replica(stores[0]), replica(stores[1])
     token, grant_id = await _token(first)
     told = await _forgotten(second)
@@ -70,12 +75,12 @@ async def test_a_revocation_clears_the_other_replicas_cache(stores: tuple[RedisS
         await verifier.verify(token)
 
 
-async def test_a_seen_token_is_verified_without_redis(stores: tuple[RedisStore, RedisStore]) -> None:
+async def test_a_seen_token_is_verified_without_redis(stores: tuple[Store, Store]) -> None:
     server = replica(stores[0])
     token, _ = await _token(server)
     verifier = server.resource_verifier(RESOURCE)
     first = await verifier.verify(token)
-    await stores[0].aclose()  # any call to Redis would fail now
+    await stores[0].aclose()  # any call to the store would fail now
     assert await verifier.verify(token) is first
 
 

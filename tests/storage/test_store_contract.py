@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bastion.storage import MemoryStore, RedisStore, SQLiteStore, Store, StoreError, open_store
-from bastion.storage._protocol import PURGE_EVERY
+from bastion.storage._protocol import PURGE_EVERY, RESUBSCRIBED
 
 from support.clock import FakeClock
 
@@ -416,3 +416,39 @@ async def test_iterate_lists_each_live_record_of_a_namespace_once(store: Store, 
         "": b"empty key",
     }
     assert [item async for item in store.iterate("nothing here")] == []
+
+
+# Messages between the processes sharing a store
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def two_handles(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
+    """Two handles on one store, as two processes have (one object for memory, which is per process)."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        yield memory, memory
+        await memory.aclose()
+        return
+    url = f"sqlite://{tmp_path / 'shared.db'}" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+    one, two = open_store(url), open_store(url)
+    yield one, two
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_a_message_reaches_the_listeners_of_its_channel(two_handles: tuple[Store, Store]) -> None:
+    sender, receiver = two_handles
+    messages = receiver.listen("revocations")
+    others = receiver.listen("something else")
+    assert messages is not None
+    assert others is not None
+    assert await anext(messages) == RESUBSCRIBED
+    assert await anext(others) == RESUBSCRIBED
+    await sender.publish("revocations", "grant-1")
+    await sender.publish("something else", "unrelated")
+    await sender.publish("revocations", "grant-2 ✓")
+    assert await asyncio.wait_for(anext(messages), 10) == "grant-1"
+    assert await asyncio.wait_for(anext(messages), 10) == "grant-2 ✓"
+    assert await asyncio.wait_for(anext(others), 10) == "unrelated"
+    await messages.aclose()  # type: ignore[attr-defined]
+    await others.aclose()  # type: ignore[attr-defined]

@@ -4,13 +4,14 @@ Each process caches the access tokens it verified (the hot path does no I/O), an
 the grant is checked when a token is first seen. A grant revoked on one replica
 is refused there at once (its caches are cleared), but the others would accept
 the cached tokens until their cache entries end. So the revoking replica also
-publishes the grant id through the store (:meth:`Store.publish`: Redis pub/sub),
-and every replica listening clears its caches when the message arrives, within
-milliseconds. When the subscription was lost and comes back, messages may have
-been missed, so the caches are cleared then too.
+publishes the grant id through the store (:meth:`Store.publish`: Redis pub/sub, or
+a table of the SQLite file that its other workers read four times a second), and
+every process listening clears its caches when the message arrives. When the
+subscription was lost and comes back, messages may have been missed, so the caches
+are cleared then too.
 
-A store that carries no messages (SQLite, shared by the workers of one host)
-leaves the bound on the cache's lifetime (``CACHE_SECONDS``) as the guarantee.
+A store that carries no messages (``Store.listen`` gives ``None``) leaves the bound
+on the cache's lifetime (``CACHE_SECONDS``) as the guarantee.
 """
 
 from __future__ import annotations

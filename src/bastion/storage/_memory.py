@@ -8,11 +8,12 @@ when several workers must share it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
+from bastion.storage._protocol import PURGE_EVERY, RESUBSCRIBED, Clock, Store, StoreError
 
 __all__ = ["MemoryStore"]
 
@@ -33,6 +34,7 @@ class MemoryStore(Store):
         self._indexes: dict[tuple[str, str], set[str]] = {}
         self._writes = 0
         self._closed = False
+        self._listeners: dict[str, list[asyncio.Queue[str | None]]] = {}
 
     def _live(self, namespace: str, key: str) -> _Record | None:
         self._check_open()
@@ -142,6 +144,29 @@ class MemoryStore(Store):
             if record is not None:
                 yield key, record.value
 
+    async def publish(self, channel: str, message: str) -> None:
+        """Hand ``message`` to every listener of ``channel`` in this process."""
+        self._check_open()
+        for queue in self._listeners.get(channel, ()):
+            queue.put_nowait(message)
+
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        """The messages published on ``channel`` in this process from now on; ends when the store closes."""
+        self._check_open()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._listeners.setdefault(channel, []).append(queue)
+        return self._listen(channel, queue)
+
+    async def _listen(self, channel: str, queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
+        try:
+            yield RESUBSCRIBED
+            while (message := await queue.get()) is not None:
+                yield message
+        finally:
+            listeners = self._listeners.get(channel, [])
+            if queue in listeners:
+                listeners.remove(queue)
+
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""
         self._check_open()
@@ -152,3 +177,6 @@ class MemoryStore(Store):
         self._records.clear()
         self._indexes.clear()
         self._closed = True
+        for queues in self._listeners.values():
+            for queue in queues:
+                queue.put_nowait(None)

@@ -104,15 +104,15 @@ class Store(ABC):
         """Remove the expired records; how many were removed."""
 
     async def publish(self, channel: str, message: str) -> None:
-        """Tell every process sharing this store (:meth:`listen`); this store is shared by none, so no one."""
+        """Tell every process sharing this store (:meth:`listen`); by default no one is told."""
         if not isinstance(channel, str) or not isinstance(message, str):
             raise TypeError("a channel and a message are strings")
 
     def listen(self, channel: str) -> AsyncIterator[str] | None:
         """The messages :meth:`publish` sends on ``channel`` from any process, or ``None``.
 
-        ``None`` when the store cannot carry messages between processes (a SQLite file:
-        its readers learn of changes by reading). The iterator yields
+        ``None`` when the store cannot carry messages between processes (a store written
+        before this method existed). The iterator yields
         :data:`RESUBSCRIBED` first and after every reconnection, when messages may have
         been missed, and runs until cancelled.
         """

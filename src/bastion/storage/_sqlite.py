@@ -26,9 +26,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 
-from bastion.storage._protocol import PURGE_EVERY, Clock, Store, StoreError
+from bastion.storage._protocol import PURGE_EVERY, RESUBSCRIBED, Clock, Store, StoreError
 
 __all__ = ["SQLiteStore"]
 
@@ -60,7 +61,19 @@ CREATE INDEX IF NOT EXISTS records_idx ON records (namespace, idx);
 -- The purge reads expired records from this index instead of scanning the whole table,
 -- which with a million clients would hold the write lock for a fifth of a second.
 CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at) WHERE expires_at IS NOT NULL;
+-- Messages between the processes sharing the file (publish / listen), kept for a minute.
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
+
+#: Seconds a published message is kept for listeners to read.
+MESSAGE_TTL = 60.0
+#: Seconds between two reads of new messages by a listener.
+LISTEN_POLL = 0.25
 
 
 class SQLiteStore(Store):
@@ -250,6 +263,43 @@ class SQLiteStore(Store):
                 return
             after = str(rows[-1][0])
             sql = _ITERATE_NEXT
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Send ``message`` to the processes listening on ``channel`` (they read it within ``LISTEN_POLL``)."""
+        now = self._clock()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO messages (channel, message, at) VALUES (?, ?, ?)", (channel, message, now))
+            conn.execute("DELETE FROM messages WHERE at < ?", (now - MESSAGE_TTL,))
+
+        await self._run(insert, write=True)
+
+    def listen(self, channel: str) -> AsyncIterator[str]:
+        """The messages published on ``channel`` from now on, by any process sharing the file.
+
+        Polls the file every ``LISTEN_POLL`` seconds; yields ``RESUBSCRIBED`` first. Ends
+        when the store is closed.
+        """
+        return self._listen(channel)
+
+    async def _listen(self, channel: str) -> AsyncIterator[str]:
+        rows = await self._run(partial(self._rows, sql="SELECT COALESCE(MAX(id), 0) FROM messages", params=()))
+        last = int(rows[0][0])
+        yield RESUBSCRIBED
+        sql = "SELECT id, message FROM messages WHERE id > ? AND channel = ? ORDER BY id"
+        while True:
+            await anyio.sleep(LISTEN_POLL)  # polling a file: no process can wake another
+            if self._conn is None:
+                return
+            try:
+                rows = await self._run(partial(self._rows, sql=sql, params=(last, channel)))
+            except StoreError:
+                if self._conn is None:
+                    return
+                continue  # busy or failing now: read again at the next poll
+            for message_id, message in rows:
+                last = int(message_id)
+                yield str(message)
 
     async def purge(self) -> int:
         """Remove the expired records; how many were removed."""
