@@ -166,6 +166,17 @@ async def test_swap_sets_a_new_ttl(store: Store, clock: FakeClock) -> None:
     assert await store.get("rt", "k") is None
 
 
+async def test_swap_with_ttl_zero_deletes_only_the_expected_value(store: Store) -> None:
+    # How a lease is released: only by its holder, with nothing left that blocks the next ``add``.
+    await store.add("lease", "k", b"mine", ttl=30)
+    assert await store.swap("lease", "k", b"theirs", b"", ttl=0) is False
+    assert await store.get("lease", "k") == b"mine"
+    assert await store.swap("lease", "k", b"mine", b"", ttl=0) is True
+    assert await store.get("lease", "k") is None
+    assert await store.swap("lease", "k", b"", b"", ttl=0) is False
+    assert await store.add("lease", "k", b"next", ttl=30) is True
+
+
 async def test_expired_records_leave_scan_and_delete_index(store: Store, clock: FakeClock) -> None:
     await store.put("rt", "short", b"s", ttl=1, index="fam")
     await store.put("rt", "long", b"l", ttl=100, index="fam")

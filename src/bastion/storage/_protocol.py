@@ -75,7 +75,8 @@ class Store(ABC):
 
         Of concurrent swaps from the same ``expected`` exactly one wins, so a
         refresh token rotates once. The record keeps its ``index``; ``ttl``
-        replaces its expiry (``None``: it no longer expires).
+        replaces its expiry (``None``: it no longer expires; ``0``: it is expired
+        at once, as if deleted: a compare-and-delete).
         """
 
     @abstractmethod
