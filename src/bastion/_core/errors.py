@@ -28,6 +28,8 @@
      +-- BodyTooLarge                   _resource/jsonrpc.py: an MCP request body past the limit (413)
      +-- StoreError                     bastion.storage: the store is closed or its backend failed
      +-- VaultError                     authserver/_vault.py: a sealed blob cannot be opened
+     +-- LeaseTimeout                   authserver/_lease.py: another process held a store lease past
+     |                                  the wait's deadline
      +-- FlowRefused                    authserver/_browser/flows.py: a browser step that cannot go
      |                                  on; its message is the page shown
      +-- UpstreamError                  bastion.proxy: the identity provider failed or refused
