@@ -6,6 +6,8 @@ look at the Redis server itself, as an operator would with ``redis-cli``.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -133,6 +135,26 @@ async def test_an_outage_fails_fast_and_the_store_recovers() -> None:
             assert await store.swap("rt", "k", b"before", b"after")
         finally:
             await store.aclose()
+
+
+async def test_closing_closes_the_connections_of_a_server_loop_in_another_thread(
+    redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    # A served app uses the store on its own loop, in its own thread, while the caller uses it on its own.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    store = RedisStore(redis_url)
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(store.put("ns", "k", b"there"), loop))
+        assert await store.get("ns", "k") == b"there"
+        before = len(await raw.client_list())
+        await store.aclose()
+        assert len(await raw.client_list()) == before - 2
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 async def test_closed_store_raises(store: RedisStore) -> None:

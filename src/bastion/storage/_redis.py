@@ -368,7 +368,12 @@ class RedisStore(Store):
         await self._call(client.ping)
 
     async def aclose(self) -> None:
-        """Close the connections; later calls raise :class:`~bastion.storage.StoreError`. Idempotent."""
+        """Close the connections; later calls raise :class:`~bastion.storage.StoreError`. Idempotent.
+
+        Connections opened on another event loop that still runs (a server's, in its own
+        thread) are closed on that loop; those of a loop that has ended cannot be, so close
+        the store before the loops that used it end.
+        """
         self._closed = True
         clients = list(self._clients.items())
         self._clients.clear()
@@ -376,6 +381,9 @@ class RedisStore(Store):
         for loop, (client, _) in clients:
             if loop is current:
                 await client.aclose()
+            elif loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+                await asyncio.wait_for(asyncio.wrap_future(closing), self._command_timeout)
 
 
 def _text(value: Any) -> str:
