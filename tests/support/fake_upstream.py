@@ -65,7 +65,14 @@ class FakeUpstream:
     revoked: set[str] = field(default_factory=set)
     #: Whether it refuses every refresh token (the user revoked the proxy's access at the provider, say).
     refuse_refresh: bool = False
+    #: Whether a refresh token is good for one refresh: presented again, it is taken for stolen
+    #: (RFC 9700 section 4.14.2) and every token issued is revoked, as GitHub or Auth0 do.
+    rotate_refresh: bool = False
     token_requests: int = 0
+    #: Refresh requests answered (any outcome), and refresh tokens presented a second time.
+    refreshes: int = 0
+    reuses: int = 0
+    used_refresh: set[str] = field(default_factory=set)
     release: threading.Event = field(default_factory=threading.Event)
 
     def upstream(self, name: str = "Fake ID") -> Upstream:
@@ -138,7 +145,12 @@ class FakeUpstream:
         if mode == "garbage":
             return Response(b"\x00\xff{not json", media_type="application/json")
         if form.get("grant_type") == "refresh_token":
+            self.refreshes += 1
             token = str(form.get("refresh_token"))
+            if self.rotate_refresh and token in self.used_refresh:
+                self.reuses += 1
+                self.revoked.update(self.issued)
+            self.used_refresh.add(token)
             if self.refuse_refresh or token in self.revoked:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
             return JSONResponse(self._tokens(None))

@@ -14,10 +14,23 @@ verified (bad signature, wrong nonce, no subject) are revoked at the provider
 and never stored. A refresh of the proxy's own tokens asks whether the
 provider's session still stands: gone, expired without a refresh token, or
 expired and not renewable at the provider (its refresh token refused or
-revoked, or the provider failing) answers ``invalid_grant``. A tool asking
-for the provider's token when it cannot be had gets
+revoked, or the provider failing) answers ``invalid_grant``, while a provider
+that cannot be reached answers ``temporarily_unavailable`` (503) and signs
+nobody out. A tool asking for the provider's token when it cannot be had gets
 :class:`~bastion.UpstreamUnavailable`, which reaches the client as the tool's
 error.
+
+One refresh per sign-in at a time, across every replica and worker process
+that shares the store: a provider that rotates refresh tokens takes a second
+use of one for theft and revokes the session (RFC 9700 section 4.14.2).
+Callers in one process share one refresh; across processes, the refresher
+holds a lease in the store (``authserver/_lease.py``), and the others read
+the sealed tokens again, with a short backoff, until they change. A holder
+that fails or crashes leaves the tokens as they were; its lease runs out
+(after twice ``upstream_timeout`` and a second, while a refresh takes at most
+``upstream_timeout`` as a whole) and a waiter refreshes instead. A lease still
+held when the wait ends counts as a provider that cannot be reached: 503, or
+the tool's error.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ from bastion._core.errors import BastionError, UpstreamUnavailable
 from bastion._core.http import DEFAULT_TIMEOUT, FetchError
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._errors import InvalidGrant, TemporarilyUnavailable
+from bastion.authserver._lease import LeaseTimeout, StoreLease
 from bastion.authserver._models import User
 from bastion.authserver._server import AuthorizationServer
 from bastion.authserver._vault import TokenVault
@@ -50,6 +64,11 @@ logger = logging.getLogger("bastion")
 UPSTREAM_NAMESPACE = "upstream"
 #: A tool asking for the provider's token gets one valid for at least this long.
 MIN_VALIDITY = 60.0
+#: Seconds the refresh lock outlives its two parts (the provider's answer and the save, each
+#: given ``upstream_timeout``), so that it ends after its holder, not before.
+REFRESH_LOCK_SLACK = 1.0
+#: The refresh lease of sign-in ``ref`` is ``REFRESH_LEASE_PREFIX + ref`` (in ``LEASE_NAMESPACE``).
+REFRESH_LEASE_PREFIX = "upstream-refresh:"
 
 
 class OAuthProxy(AuthorizationServer):
@@ -175,19 +194,51 @@ class OAuthProxy(AuthorizationServer):
             raise UpstreamUnavailable(f"the upstream refresh failed: {exc}") from None
 
     async def _renewed(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
-        """The provider's tokens refreshed; one refresh per sign-in at a time in this process.
+        """The provider's tokens refreshed; one refresh per sign-in at a time, in every process.
 
-        The provider may rotate refresh tokens, so concurrent callers share one refresh.
+        The provider may rotate refresh tokens and take a second use of one for theft,
+        so concurrent callers share one refresh: in this process one future, across the
+        processes sharing the store a lease (``_refresh_once``).
         """
         pending = self._refreshing.get(ref)
         if pending is None:
-            pending = asyncio.ensure_future(self._refresh_upstream(ref, tokens))
+            pending = asyncio.ensure_future(self._refresh_once(ref, tokens))
             self._refreshing[ref] = pending
             pending.add_done_callback(lambda _: self._refreshing.pop(ref, None))
         return await asyncio.shield(pending)
 
+    def _refresh_lease(self, ref: str) -> StoreLease:
+        """The lease that one process at a time holds to refresh the tokens of sign-in ``ref``."""
+        ttl = 2 * self.upstream_client.timeout + REFRESH_LOCK_SLACK
+        return StoreLease(self.store, REFRESH_LEASE_PREFIX + ref, ttl=ttl)
+
+    async def _refresh_once(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
+        """Refresh under the sign-in's lease, or take the tokens another process's refresh saved.
+
+        The tokens in the store changed: someone refreshed them. They did not and the
+        lease is free: its holder failed or crashed, and this process refreshes.
+        """
+
+        async def refreshed_elsewhere() -> UpstreamTokens | None:
+            current = await self._load_upstream(ref)
+            if current is None:
+                raise UpstreamError(f"the sign-in at {self.upstream.name} is gone")
+            return None if current == tokens else current
+
+        try:
+            return await self._refresh_lease(ref).run(lambda: self._refresh_upstream(ref, tokens), refreshed_elsewhere)
+        except LeaseTimeout:
+            message = f"{self.upstream.name}'s tokens are being refreshed elsewhere and were not ready in time"
+            raise UpstreamError(message, transient=True) from None
+
     async def _refresh_upstream(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
-        fresh = await self.upstream_client.refresh(tokens)
+        # The provider's deadline bounds the whole refresh, not each of its reads, so the lease outlives it.
+        try:
+            async with asyncio.timeout(self.upstream_client.timeout):
+                fresh = await self.upstream_client.refresh(tokens)
+        except TimeoutError:
+            message = f"{self.upstream.name}'s token endpoint did not answer in time"
+            raise UpstreamError(message, transient=True) from None
         await self._save_upstream(ref, fresh)
         return fresh
 
