@@ -52,7 +52,16 @@ def app(db: Path, port: int, offset: float) -> MCPServer:
 async def seed(db: Path, port: int, sessions: int) -> dict[str, str]:
     """``sessions`` users signed in to the public client: subject -> refresh token."""
     server = authorization_server(db, port, 0.0)
-    resource = f"http://127.0.0.1:{port}/mcp"
+    issued = await sign_in(server, f"http://127.0.0.1:{port}/mcp", sessions)
+    await server.store.aclose()
+    return issued
+
+
+async def sign_in(server: AuthorizationServer, resource: str, sessions: int) -> dict[str, str]:
+    """``sessions`` users signed in to the public client for ``resource``: subject -> refresh token.
+
+    One grant and one refresh token each, through the server's Python API.
+    """
     server.add_resource(resource)
     # The signing key exists before the first refreshes race.
     await server.access_tokens.mint(
@@ -70,7 +79,6 @@ async def seed(db: Path, port: int, sessions: int) -> dict[str, str]:
             resources=(resource,),
             grant_id=grant_id,
         )
-    await server.store.aclose()
     return issued
 
 
