@@ -11,10 +11,12 @@ import threading
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 import redis.asyncio
 
 from bastion import ConfigurationError
 from bastion.storage import RedisStore, StoreError, open_store
+from bastion.storage._protocol import RESUBSCRIBED
 
 from support.redis import RedisServer
 
@@ -155,6 +157,29 @@ async def test_closing_closes_the_connections_of_a_server_loop_in_another_thread
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def test_a_listener_says_it_is_subscribed_only_once_redis_has_the_subscription(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    # Then whatever is published is received: a subscriber clears what it may have missed on
+    # RESUBSCRIBED, and would miss what is published after it if Redis did not listen yet.
+    await store.ping()  # an open connection in the pool
+    with redis.Redis.from_url(redis_server.url) as admin:
+        # Closed by Redis while the event loop is blocked: the pool hands it out, thinking it open.
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        messages = store.listen("news")
+        try:
+            assert await anext(messages) == RESUBSCRIBED
+            channel = store.prefix + "channel:news"
+            assert admin.pubsub_numsub(channel) == [(channel.encode(), 1)]
+            # A connection dropped under the subscription: it is confirmed again, and said so.
+            admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            assert await anext(messages) == RESUBSCRIBED
+            admin.publish(channel, "hello")
+            assert await anext(messages) == "hello"
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]
 
 
 async def test_closed_store_raises(store: RedisStore) -> None:

@@ -332,9 +332,11 @@ class RedisStore(Store):
     def listen(self, channel: str) -> AsyncIterator[str]:
         """The messages published on ``channel`` under this prefix, by any process, until cancelled.
 
-        Yields :data:`~bastion.storage._protocol.RESUBSCRIBED` once subscribed and again after
-        each reconnection (messages sent while disconnected are lost: Redis pub/sub keeps
-        none). A lost connection is retried with a backoff growing to ``LISTEN_BACKOFF_MAX``.
+        Yields :data:`~bastion.storage._protocol.RESUBSCRIBED` each time Redis confirms the
+        subscription: the first time, and after each reconnection, whether this store
+        reconnected or the Redis client did by itself (messages sent while disconnected are
+        lost: Redis pub/sub keeps none). A lost connection is retried with a backoff growing
+        to ``LISTEN_BACKOFF_MAX``.
         """
         return self._listen(self._channel(channel))
 
@@ -342,14 +344,20 @@ class RedisStore(Store):
         backoff = LISTEN_BACKOFF_MIN
         while True:
             client, _ = self._client()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            # Confirmations are read, not ignored: SUBSCRIBE written to a connection Redis has
+            # closed (a pooled one, in an outage) is no subscription, and the client's own
+            # reconnection subscribes again without telling anyone else.
+            pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(name)
-                backoff = LISTEN_BACKOFF_MIN
-                yield RESUBSCRIBED
                 while True:
                     message = await pubsub.get_message(timeout=LISTEN_POLL)
-                    if message is not None and message.get("type") == "message":
+                    if message is None:
+                        continue
+                    if message.get("type") == "subscribe":
+                        backoff = LISTEN_BACKOFF_MIN
+                        yield RESUBSCRIBED
+                    elif message.get("type") == "message":
                         yield _bytes(message["data"]).decode("utf-8", "replace")
             except (self._redis.RedisError, OSError) as error:
                 logger.warning("lost the Redis subscription to %s (%s); retrying", name.decode(), type(error).__name__)
