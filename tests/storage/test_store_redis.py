@@ -159,6 +159,19 @@ async def test_closing_closes_the_connections_of_a_server_loop_in_another_thread
         loop.close()
 
 
+async def test_a_connection_redis_dropped_is_reopened_not_a_failed_call(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    # Redis closes connections (a restart, its idle timeout, CLIENT KILL, a failover); the next
+    # call on a pooled connection it closed is retried on a new one, not answered with an error.
+    await store.put("rt", "k", b"v")
+    with redis.Redis.from_url(redis_server.url) as admin:
+        for _ in range(5):
+            # Blocking the event loop, so the client has not yet noticed the close when it calls.
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            assert await store.get("rt", "k") == b"v"
+
+
 async def test_a_listener_says_it_is_subscribed_only_once_redis_has_the_subscription(
     store: RedisStore, redis_server: RedisServer
 ) -> None:

@@ -140,14 +140,19 @@ class RedisStore(Store):
         return found
 
     def _connect(self) -> Redis:
+        from redis.asyncio.retry import Retry  # not redis.retry: that one returns the coroutine, retrying nothing
         from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
+        from redis.exceptions import ConnectionError as LostConnection
 
+        # A connection Redis closed (a restart, its idle timeout, a failover) is reopened and
+        # the call retried. A timeout is not retried: the script may have run (a second TAKE
+        # would lose the record), and a frozen Redis would cost the timeout three times.
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2, supported_errors=(LostConnection,))
         client: Redis = self._redis.Redis.from_url(
             self.url,
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry=retry,
             health_check_interval=30,
         )
         return client
