@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+
+
 from collections.abc import AsyncIterator
 
 import pytest
@@ -193,6 +195,13 @@ async def test_a_listener_says_it_is_subscribed_only_once_redis_has_the_subscrip
             assert await anext(messages) == "hello"
         finally:
             await messages.aclose()  # type: ignore[attr-defined]
+
+
+async def test_more_concurrent_calls_than_connections_wait_for_one(store: RedisStore) -> None:
+    # A busy replica has hundreds of requests in flight: they share the pool, none is refused.
+    await store.put("rt", "k", b"v")
+    assert await asyncio.gather(*(store.get("rt", "k") for _ in range(500))) == [b"v"] * 500
+    assert await asyncio.gather(*(store.swap("rt", "k", b"v", b"v") for _ in range(500))) == [True] * 500
 
 
 async def test_closed_store_raises(store: RedisStore) -> None:

@@ -44,6 +44,9 @@ DEFAULT_PREFIX = "bastion:"
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
 
+#: Connections per event loop; further concurrent calls wait for one, up to the command timeout.
+MAX_CONNECTIONS = 50
+
 #: Seconds between reconnection attempts of a lost subscription, growing from the first to the second.
 LISTEN_BACKOFF_MIN = 0.1
 LISTEN_BACKOFF_MAX = 5.0
@@ -79,9 +82,10 @@ class RedisStore(Store):
         command_timeout: Seconds to wait for an answer before the call raises
             :class:`~bastion.storage.StoreError` (and a request gets a 503).
 
-    Connections are pooled per event loop and reopened after a failure, with a
-    short backoff between retries; a call that cannot reach Redis raises
-    :class:`~bastion.storage.StoreError` within about the two timeouts.
+    Connections are pooled per event loop (at most ``MAX_CONNECTIONS``; more concurrent
+    calls wait for a free one) and reopened after a failure, with a short backoff between
+    retries; a call that cannot reach Redis raises :class:`~bastion.storage.StoreError`
+    within about the two timeouts.
     """
 
     def __init__(
@@ -148,13 +152,18 @@ class RedisStore(Store):
         # the call retried. A timeout is not retried: the script may have run (a second TAKE
         # would lose the record), and a frozen Redis would cost the timeout three times.
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2, supported_errors=(LostConnection,))
-        client: Redis = self._redis.Redis.from_url(
+        # A call waits for a free connection rather than fail: the plain pool refuses the
+        # 101st concurrent call with MaxConnectionsError, which a busy replica reaches.
+        pool = self._redis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self._command_timeout,
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
             retry=retry,
             health_check_interval=30,
         )
+        client: Redis = self._redis.Redis.from_pool(pool)
         return client
 
     async def _check_server(self, client: Redis) -> None:
