@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
         return
     port, public = int(argv[2]), argv[3]
     starlette = app(redis_url, public).streamable_http_app(stateless_http=True, json_response=True)
-    uvicorn.run(starlette, host="127.0.0.1", port=port, log_level="warning")
+    # Idle connections are kept a minute: longer than any client under test keeps one.
+    uvicorn.run(starlette, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=60)
 
 
 if __name__ == "__main__":
