@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-
-
 from collections.abc import AsyncIterator
 
 import pytest
