@@ -182,7 +182,7 @@ class AuthServerVerifier(JWTVerifier):
 
     async def _check(self, token: str) -> AccessToken:
         # Before any token is cached here, listen for the other replicas' revocations.
-        self.server.revocations.watch()
+        await self.server.revocations.watch()
         access = await super().check(token)
         claims = access.claims or {}
         if claims.get("iss") != self.server.issuer:

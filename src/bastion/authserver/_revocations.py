@@ -23,6 +23,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 
 from bastion.storage import Store, StoreError
+from bastion.storage._protocol import RESUBSCRIBED
 
 __all__ = ["CHANNEL", "RevocationFeed"]
 
@@ -30,6 +31,9 @@ logger = logging.getLogger("bastion")
 
 #: The store channel revocations are published on.
 CHANNEL = "revocations"
+
+#: Seconds the first check waits for the subscription before going ahead without it.
+SUBSCRIBE_WAIT = 2.0
 
 
 class RevocationFeed:
@@ -44,8 +48,8 @@ class RevocationFeed:
     def __init__(self, store: Store, forget: Callable[[], None]) -> None:
         self.store = store
         self.forget = forget
-        self._tasks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]]
-        self._tasks = weakref.WeakKeyDictionary()
+        self._listening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listening]
+        self._listening = weakref.WeakKeyDictionary()
 
     async def announce(self, grant_id: str) -> None:
         """Tell the other replicas ``grant_id`` was revoked; an outage is logged, not raised.
@@ -58,28 +62,55 @@ class RevocationFeed:
         except StoreError as exc:
             logger.warning("could not tell the other replicas of a revocation: %s", exc)
 
-    def watch(self) -> None:
-        """Listen on the running event loop, unless already listening there (cheap to call often)."""
-        loop = asyncio.get_running_loop()
-        task = self._tasks.get(loop)
-        if task is not None and not task.done():
-            return
-        messages = self.store.listen(CHANNEL)
-        if messages is None:
-            return
-        self._tasks[loop] = loop.create_task(self._apply(messages), name="bastion revocations")
+    async def watch(self) -> None:
+        """Listen on the running event loop, unless already listening there (cheap to call often).
 
-    async def _apply(self, messages: AsyncIterator[str]) -> None:
+        The first call waits (at most ``SUBSCRIBE_WAIT`` seconds) until the subscription is
+        confirmed, so that no token is cached before a revocation could be heard. A token
+        cached without it (the store down) makes the confirmation, when it comes, clear the
+        caches; so does every later one, after a reconnection.
+        """
+        loop = asyncio.get_running_loop()
+        listening = self._listening.get(loop)
+        if listening is None or listening.task.done():
+            messages = self.store.listen(CHANNEL)
+            if messages is None:
+                return
+            listening = _Listening()
+            listening.task = loop.create_task(self._apply(messages, listening), name="bastion revocations")
+            self._listening[loop] = listening
+        if not listening.subscribed.is_set() and not listening.unheard:
+            try:
+                await asyncio.wait_for(listening.subscribed.wait(), SUBSCRIBE_WAIT)
+            except TimeoutError:
+                listening.unheard = True
+
+    async def _apply(self, messages: AsyncIterator[str], listening: _Listening) -> None:
         try:
-            async for _grant_id in messages:
+            async for message in messages:
+                if message == RESUBSCRIBED and not listening.subscribed.is_set():
+                    listening.subscribed.set()
+                    if not listening.unheard:
+                        continue  # nothing was cached before this first subscription
                 self.forget()
         except StoreError:
             return  # the store was closed
 
     async def aclose(self) -> None:
         """Stop listening on the running event loop."""
-        task = self._tasks.pop(asyncio.get_running_loop(), None)
-        if task is not None:
-            task.cancel()
+        listening = self._listening.pop(asyncio.get_running_loop(), None)
+        if listening is not None:
+            listening.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await listening.task
+
+
+class _Listening:
+    """The subscription of one event loop."""
+
+    task: asyncio.Task[None]
+
+    def __init__(self) -> None:
+        self.subscribed = asyncio.Event()
+        #: A check went ahead before the subscription was confirmed.
+        self.unheard = False

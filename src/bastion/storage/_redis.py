@@ -364,7 +364,7 @@ class RedisStore(Store):
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(name)
-                while True:
+                while not self._closed:
                     message = await pubsub.get_message(timeout=LISTEN_POLL)
                     if message is None:
                         continue
@@ -377,7 +377,10 @@ class RedisStore(Store):
                 logger.warning("lost the Redis subscription to %s (%s); retrying", name.decode(), type(error).__name__)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # Bounded: on a pool already closed, releasing the connection may never end.
+                    await asyncio.wait_for(pubsub.aclose(), self._command_timeout)  # type: ignore[no-untyped-call]
+            if self._closed:
+                return
             await asyncio.sleep(backoff)  # a backoff before reconnecting, not synchronisation
             backoff = min(LISTEN_BACKOFF_MAX, backoff * 2)
 
