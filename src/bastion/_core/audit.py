@@ -58,6 +58,7 @@ EVENTS = frozenset(
         "consent.given",
         "consent.remembered",
         "consent.withdrawn",
+        "consent.denied",  # the user pressed Deny
         "client.registered",  # method=dcr
         "client.fetched",  # method=cimd
         "client.refused",  # a registration or metadata document refused (reason)
@@ -92,6 +93,7 @@ FACTS = frozenset(
         "provider",  # the upstream identity provider's name
         "count",  # how many (revoked grants, ...)
         "status",  # an HTTP status
+        "remember",  # consent.given: 1 when the user asked for the consent to be remembered
     }
 )
 
