@@ -26,9 +26,10 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from bastion._core.audit import Audit
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import FetchError, cache_lifetime
 from bastion.authserver._client_metadata import SECRET_METHODS, client_from_metadata
@@ -83,6 +84,9 @@ class CIMDResolver:
         min_ttl, max_ttl: Bounds for the lifetime taken from ``Cache-Control``.
         default_ttl: The lifetime when the response gives none.
         error_ttl: How long a failure is remembered before the URL is tried again.
+        audit: Where a fetched or refused document is reported (``client.fetched``,
+            ``client.refused``); a remembered failure or a cached document is not
+            reported again.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class CIMDResolver:
         max_ttl: float = 86400.0,
         default_ttl: float = 3600.0,
         error_ttl: float = 60.0,
+        audit: Audit | None = None,
     ) -> None:
         numbers = (min_ttl, max_ttl, default_ttl, error_ttl)
         if not all(math.isfinite(n) and n >= 0 for n in numbers) or min_ttl > max_ttl:
@@ -106,6 +111,7 @@ class CIMDResolver:
         self.max_ttl = float(max_ttl)
         self.default_ttl = float(default_ttl)
         self.error_ttl = float(error_ttl)
+        self.audit = audit if audit is not None else Audit(clock=clock)
         self._failures: dict[str, tuple[float, str, str]] = {}
         self._inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Task[Client]]] = (
             weakref.WeakKeyDictionary()
@@ -124,6 +130,7 @@ class CIMDResolver:
                 description says which; it holds no secret).
         """
         if not is_metadata_document_url(client_id):
+            # Not reported: the value is not a URL we would fetch, and may be anything at all.
             raise InvalidClient("the client_id is not an acceptable client metadata document URL")
         self._check_failure(client_id)
         inflight = self._inflight.setdefault(asyncio.get_running_loop(), {})
@@ -169,16 +176,22 @@ class CIMDResolver:
         except FetchError as exc:
             # The fetch error names hosts and addresses: logged, never told the client.
             fetched_not = "the client metadata document could not be fetched"
+            await self._refused(client_id, "error", fetched_not)
             raise self._failed(client_id, fetched_not, f"{fetched_not}: {exc}") from None
         try:
             client = document_client(client_id, fetched.data)
         except OAuthError as exc:
             invalid = "the client metadata document is not valid"
+            await self._refused(client_id, "failure", invalid)
             raise self._failed(client_id, f"{invalid}: {exc.description}", f"{invalid}: {exc}") from None
         ttl = self._ttl(fetched.cache_control)
         record = {"expires": self.clock() + ttl, "client": json.loads(client.to_json())}
         await self.store.put(CIMD_NAMESPACE, client_id, json.dumps(record, separators=(",", ":")).encode(), ttl)
+        await self.audit.emit("client.fetched", "success", client_id=client_id, method="cimd")
         return client
+
+    async def _refused(self, client_id: str, outcome: Literal["failure", "error"], reason: str) -> None:
+        await self.audit.emit("client.refused", outcome, client_id=client_id, method="cimd", reason=reason)
 
     def _failed(self, client_id: str, description: str, detail: str) -> InvalidClient:
         """Remember a failure for ``error_ttl`` so a bad URL is not fetched on every request."""

@@ -80,13 +80,14 @@ class CodeStore:
     Args:
         store: Where code records live (only their SHA-256 is the key).
         ttl: The code's life in seconds (OAuth 2.1 recommends a short one; 60 by default).
-        revoke_grant: Called with the grant id when a used code is presented again.
+        on_replay: Called with the code's grant when a used code is presented again;
+            it revokes the grant (and reports the replay).
     """
 
-    def __init__(self, store: Store, *, ttl: float = 60.0, revoke_grant: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, store: Store, *, ttl: float = 60.0, on_replay: Callable[[CodeGrant], Awaitable[None]]) -> None:
         self.store = store
         self.ttl = ttl
-        self._revoke_grant = revoke_grant
+        self._on_replay = on_replay
 
     async def issue(self, grant: CodeGrant) -> str:
         """A new code for ``grant``."""
@@ -113,7 +114,7 @@ class CodeStore:
                 # Not burnt: a client that is not the code's owner must not be able to spoil it.
                 raise InvalidGrant("the authorization code was issued to another client")
             if record["state"] == "used":
-                await self._revoke_grant(grant.grant_id)
+                await self._on_replay(grant)
                 raise InvalidGrant("the authorization code was already used")
             used = _dump({"state": "used", "grant": record["grant"]})
             if await self.store.swap(CODE_NAMESPACE, key, raw, used, REPLAY_WINDOW):

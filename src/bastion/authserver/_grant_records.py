@@ -110,12 +110,13 @@ class GrantStore:
         if record["subject"] != record["client_id"]:
             await self._note_user_client(record["subject"], record["client_id"], ttl)
 
-    async def revoke(self, grant_id: str) -> None:
-        """Mark the grant revoked, and delete it and its refresh token family."""
+    async def revoke(self, grant_id: str) -> dict[str, Any] | None:
+        """Mark the grant revoked, and delete it and its refresh token family; its record, if it lived."""
         marker_ttl = self.lifetimes.refresh_token + self.lifetimes.access_token
         await self.store.put(REVOKED_NAMESPACE, grant_id, b"1", marker_ttl)
         await self.store.delete_index(REFRESH_NAMESPACE, grant_id)
-        await self.store.delete(GRANT_NAMESPACE, grant_id)
+        raw = await self.store.take(GRANT_NAMESPACE, grant_id)
+        return None if raw is None else dict(json.loads(raw))
 
     async def is_revoked(self, grant_id: str) -> bool:
         """Whether the grant was revoked."""

@@ -185,6 +185,8 @@ class TokenSet:
         scopes: The access token's scopes.
         refresh_token: The refresh token, when one is issued.
         issued_at: When the access token was minted (to count ``expires_in`` down on a replay).
+        subject, grant_id, resource: Whom the tokens are for, under which grant, for which
+            audience: for the audit event of the token endpoint, never sent nor sealed.
     """
 
     access_token: str
@@ -192,6 +194,9 @@ class TokenSet:
     scopes: tuple[str, ...]
     refresh_token: str | None = None
     issued_at: float = 0.0
+    subject: str | None = None
+    grant_id: str | None = None
+    resource: str | None = None
 
     def body(self, now: float | None = None) -> dict[str, Any]:
         """The JSON response body; ``expires_in`` counted from ``now`` when given."""

@@ -20,18 +20,20 @@ from urllib.parse import urlsplit
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from bastion._core.audit import Audit
 from bastion._core.errors import ConfigurationError, UpstreamUnavailable
 from bastion._core.log import ThrottledLog
 from bastion._core.net import is_loopback_host
 from bastion._resource.metadata import canonical_resource
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
+from bastion.authserver._audit_log import DEFAULT_RETENTION, AuditStore, retention_from_env
 from bastion.authserver._browser import consent as consent_step
 from bastion.authserver._browser.consent import RememberedConsent
 from bastion.authserver._browser.login import LoginStep
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
-from bastion.authserver._codes import CodeStore
+from bastion.authserver._codes import CodeGrant, CodeStore
 from bastion.authserver._edge import AuthServerEdge
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._fetch import SafeFetcher
@@ -86,6 +88,12 @@ class AuthorizationServer:
         auto_approve: Sign every authorization in as this user and approve it
             without pages. Development only: refused unless the issuer is loopback.
         clock: Seconds since the epoch; injectable for tests.
+
+    Every security decision (sign-ins, consents, codes, tokens, revocations, refused
+    registrations...) is an event of :attr:`audit`, written to the ``bastion.audit``
+    logger; ``server.audit.add_sink(fn)`` sends them to ``fn`` too, and
+    :meth:`keep_audit` (or ``BASTION_AUDIT_RETENTION``) keeps them in the store for
+    ``bastion audit``.
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class AuthorizationServer:
         self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
         self.store: Store = default_store(self.issuer) if store is None else store
         self.clock = clock
+        self._audit = Audit(clock=clock)
         #: Where the endpoints report a store outage: once a minute with a count, not per request.
         self.outages = ThrottledLog(logger, clock=clock)
         if isinstance(scopes, Mapping):
@@ -135,10 +144,10 @@ class AuthorizationServer:
             auto_approve = User(subject=auto_approve, name=auto_approve)
         self.auto_approve = auto_approve
         self.grants = GrantStore(self.store, self.lifetimes, clock)
-        self.codes = CodeStore(self.store, ttl=self.lifetimes.code, revoke_grant=self.revoke_grant)
+        self.codes = CodeStore(self.store, ttl=self.lifetimes.code, on_replay=self._code_replayed)
         fetcher = self.registration.fetcher
         self.fetcher = fetcher if fetcher is not None else SafeFetcher()
-        self.cimd = CIMDResolver(self.fetcher, self.store, clock=clock)
+        self.cimd = CIMDResolver(self.fetcher, self.store, clock=clock, audit=self._audit)
         self.clients = ClientRegistry(
             self.store,
             () if clients is None else clients,
@@ -160,6 +169,33 @@ class AuthorizationServer:
         self._static_clients = clients
         self._started = False
         self._check_auto_approve()
+        retention = retention_from_env()
+        if retention is not None:
+            self.keep_audit(retention)
+
+    @property
+    def audit(self) -> Audit:
+        """Where this server's audit events go (the ``bastion.audit`` logger, and sinks).
+
+        Add a sink with ``server.audit.add_sink(fn)``, or assign an :class:`~bastion.Audit`
+        of your own before the server serves; an ``MCPServer`` serving this server
+        reports its refused calls here too.
+        """
+        return self._audit
+
+    @audit.setter
+    def audit(self, audit: Audit) -> None:
+        self._audit = audit
+        self.cimd.audit = audit
+
+    def keep_audit(self, retention: float = DEFAULT_RETENTION) -> AuditStore:
+        """Keep every audit event in the store for ``retention`` seconds (30 days by default).
+
+        ``bastion audit --store URL`` reads them back, by user, client and time.
+        """
+        kept = AuditStore(self.store, retention)
+        self.audit.add_sink(kept)
+        return kept
 
     @property
     def verifier(self) -> AuthServerVerifier:
@@ -270,11 +306,31 @@ class AuthorizationServer:
 
     # -- grants -------------------------------------------------------------------------------
 
-    async def revoke_grant(self, grant_id: str) -> None:
-        """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on."""
-        await self.grants.revoke(grant_id)
+    async def revoke_grant(self, grant_id: str, *, reason: str = "revoked") -> None:
+        """Revoke a grant: its refresh tokens go, and its access tokens are refused from now on.
+
+        ``reason``, a short fixed phrase, is the audit event's (``grant.revoked``).
+        """
+        record = await self.grants.revoke(grant_id)
         self.on_revocation()
         await self.revocations.announce(grant_id)
+        subject = record.get("subject") if record is not None else None
+        client_id = record.get("client_id") if record is not None else None
+        await self.audit.emit(
+            "grant.revoked", "success", subject=subject, client_id=client_id, grant_id=grant_id, reason=reason
+        )
+
+    async def _code_replayed(self, grant: CodeGrant) -> None:
+        """A used authorization code was presented again: an attack or a bug; its grant goes (RFC 6749 4.1.2)."""
+        await self.audit.emit(
+            "code.replayed",
+            "refused",
+            subject=grant.user.subject,
+            client_id=grant.client_id,
+            grant_id=grant.grant_id,
+            reason="a used code was presented again",
+        )
+        await self.revoke_grant(grant.grant_id, reason="authorization code replay")
 
     async def is_revoked(self, grant_id: str) -> bool:
         """Whether the grant was revoked."""
@@ -323,7 +379,7 @@ class AuthorizationServer:
         """Revoke every grant ``subject`` gave ``client_id``; how many there were."""
         grant_ids = await self.grants.by_client(subject, client_id)
         for grant_id in grant_ids:
-            await self.revoke_grant(grant_id)
+            await self.revoke_grant(grant_id, reason="access withdrawn")
         await self.grants.forget_user_client(subject, client_id)
         return len(grant_ids)
 

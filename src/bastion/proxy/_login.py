@@ -45,7 +45,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -56,6 +56,7 @@ from bastion._core.errors import BastionError
 from bastion._core.http import FetchError
 from bastion.authserver._browser.consent import (
     CONSENT_TTL,
+    audit_consent,
     consented,
     error_redirect,
     issue_code,
@@ -175,6 +176,7 @@ class UpstreamLogin(LoginStep):
             raise FlowRefused("Choose Allow or Deny.", 400)
         if decision == "deny":
             await take_flow(server, flow)
+            await audit_consent(server, "consent.denied", flow, None)  # before signing in: no user yet
             denied = AccessDeniedError("the user denied the request")
             return error_redirect(server, flow.redirect_uri, flow.state, denied, posted=True)
         return await self._to_upstream(server, flow, remember=params.get("remember") is not None, remembered_by=None)
@@ -225,10 +227,12 @@ class UpstreamLogin(LoginStep):
         record = json.loads(raw)
         flow = await load_flow(server, request, record["flow"])
         flow = await take_flow(server, flow)
+        provider = self.proxy.upstream.name
         error = params.get("error")
         if error is not None:
+            await self._signin_failed(server, flow, "refused", "the provider answered with an error")
             denied = AccessDeniedError(
-                f"{self.proxy.upstream.name} did not sign the user in", detail=f"the provider answered {error[:40]!r}"
+                f"{provider} did not sign the user in", detail=f"the provider answered {error[:40]!r}"
             )
             return error_redirect(server, flow.redirect_uri, flow.state, denied, posted=False)
         code = params.get("code")
@@ -239,12 +243,27 @@ class UpstreamLogin(LoginStep):
             identity, tokens = await self.proxy.authenticate(code, verifier, record.get("nonce"))
         except (UpstreamError, FetchError, BastionError) as exc:
             logger.warning("upstream sign-in failed: %s", exc)
+            if isinstance(exc, UpstreamError) and not exc.transient:
+                await self._signin_failed(server, flow, "failure", "the provider's answer was refused")
+            else:
+                await self._signin_failed(server, flow, "error", "the provider could not be reached")
             message = str(exc) if isinstance(exc, UpstreamError) else "The identity provider could not be reached."
             return page(error_page("The sign-in did not complete", message), 502)
         user = await self.proxy.keep(identity, tokens)
+        await server.audit.emit(
+            "signin.succeeded",
+            "success",
+            subject=user.subject,
+            client_id=flow.client_id,
+            method="upstream",
+            provider=provider,
+        )
         remembered_by = record.get("remembered_by")
         if remembered_by is not None and (user.subject != remembered_by or not await consented(server, user, flow)):
             # The page was skipped on the strength of this browser's cookie: it holds for its own user only.
+            await audit_consent(
+                server, "consent.remembered", flow, user.subject, outcome="refused", reason="it no longer holds"
+            )
             await self.proxy.discard(user)
             refused = AccessDeniedError("the consent remembered in this browser does not hold; try again")
             response = error_redirect(server, flow.redirect_uri, flow.state, refused, posted=False)
@@ -253,6 +272,10 @@ class UpstreamLogin(LoginStep):
         session_id, session = await start_session(server, user)
         if record.get("remember"):
             await remember_consent(server, user.subject, flow)
+        if remembered_by is not None:
+            await audit_consent(server, "consent.remembered", flow, user.subject)
+        else:
+            await audit_consent(server, "consent.given", flow, user.subject, remember=bool(record.get("remember")))
         response = await issue_code(server, flow, session, posted=False)
         # A session, so that the page of the applications the user allowed works for them.
         set_session_cookie(server, request, response, session_id)
@@ -345,6 +368,17 @@ class UpstreamLogin(LoginStep):
 
     def _clear_consent_cookie(self, server: AuthorizationServer, request: Request, response: Response) -> None:
         set_cookie(server, request, response, CONSENT_COOKIE, "", 0)
+
+    async def _signin_failed(
+        self, server: AuthorizationServer, flow: Flow, outcome: Literal["failure", "refused", "error"], reason: str
+    ) -> None:
+        await server.audit.emit(
+            "upstream.signin_failed",
+            outcome,
+            client_id=flow.client_id,
+            provider=self.proxy.upstream.name,
+            reason=reason,
+        )
 
 
 def identity_claims(claims: dict[str, Any]) -> dict[str, Any]:

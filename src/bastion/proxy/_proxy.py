@@ -191,6 +191,13 @@ class OAuthProxy(AuthorizationServer):
         try:
             return (await self._renewed(ref, tokens)).access_token
         except UpstreamError as exc:
+            grant_id = access.claim("gid")
+            await self._refresh_failed(
+                exc,
+                access.subject,
+                client_id=access.client_id,
+                grant_id=grant_id if isinstance(grant_id, str) else None,
+            )
             raise UpstreamUnavailable(f"the upstream refresh failed: {exc}") from None
 
     async def _renewed(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
@@ -230,6 +237,20 @@ class OAuthProxy(AuthorizationServer):
         except LeaseTimeout:
             message = f"{self.upstream.name}'s tokens are being refreshed elsewhere and were not ready in time"
             raise UpstreamError(message, transient=True) from None
+
+    async def _refresh_failed(
+        self, exc: UpstreamError, subject: str | None, *, client_id: str | None = None, grant_id: str | None = None
+    ) -> None:
+        """Report a refresh the provider did not complete: down (``error``) or refusing (``failure``)."""
+        await self.audit.emit(
+            "upstream.refresh_failed",
+            "error" if exc.transient else "failure",
+            subject=subject,
+            client_id=client_id,
+            grant_id=grant_id,
+            provider=self.upstream.name,
+            reason="the provider could not be reached" if exc.transient else "the provider refused the refresh",
+        )
 
     async def _refresh_upstream(self, ref: str, tokens: UpstreamTokens) -> UpstreamTokens:
         # The provider's deadline bounds the whole refresh, not each of its reads, so the lease outlives it.
@@ -280,15 +301,16 @@ class OAuthProxy(AuthorizationServer):
             await self._renewed(ref, tokens)
         except UpstreamError as exc:
             logger.warning("the upstream session could not be renewed: %s", exc)
+            await self._refresh_failed(exc, user.subject)
             if exc.transient:
                 # The provider is down, not refusing: the client may retry; the user stays signed in.
                 raise TemporarilyUnavailable(f"{self.upstream.name} cannot be reached; try again later") from None
             raise ended from None
 
-    async def revoke_grant(self, grant_id: str) -> None:
+    async def revoke_grant(self, grant_id: str, *, reason: str = "revoked") -> None:
         """Revoke the grant, and the provider's tokens behind it."""
         record = await self.grants.get(grant_id)
-        await super().revoke_grant(grant_id)
+        await super().revoke_grant(grant_id, reason=reason)
         ref = record.get("uref") if record is not None else None
         if not isinstance(ref, str):
             return

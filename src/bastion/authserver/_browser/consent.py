@@ -13,6 +13,9 @@
   and revokes the grants the user gave that client.
 - Every authorization response carries ``iss`` (RFC 9207) and the ``state``
   exactly as sent; the redirect URI's own query parameters are kept.
+- Each answer is an audit event: ``consent.given`` (on the page),
+  ``consent.remembered`` (a remembered consent stood in for the page),
+  ``consent.denied``, ``consent.withdrawn``; then ``code.issued``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion._core.audit import Outcome
 from bastion.authserver._browser.flows import (
     Flow,
     FlowRefused,
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONSENT_NAMESPACE",
     "RememberedConsent",
+    "audit_consent",
     "authorization_redirect",
     "consented",
     "consents",
@@ -141,7 +146,38 @@ async def withdraw_consent(server: AuthorizationServer, subject: str, client_id:
     """
     forgotten = await server.store.delete(CONSENT_NAMESPACE, _consent_key(subject, client_id))
     revoked = await server.revoke_user_client(subject, client_id)
-    return forgotten or revoked > 0
+    if forgotten or revoked > 0:
+        await server.audit.emit("consent.withdrawn", "success", subject=subject, client_id=client_id, count=revoked)
+        return True
+    return False
+
+
+async def audit_consent(
+    server: AuthorizationServer,
+    name: Literal["consent.given", "consent.remembered", "consent.denied"],
+    flow: Flow,
+    subject: str | None,
+    *,
+    outcome: Outcome | None = None,
+    remember: bool | None = None,
+    reason: str | None = None,
+) -> None:
+    """Report the user's decision on ``flow`` (``subject`` unknown before a proxy's sign-in).
+
+    The outcome is ``refused`` for a denial and ``success`` otherwise, unless given.
+    """
+    if outcome is None:
+        outcome = "refused" if name == "consent.denied" else "success"
+    await server.audit.emit(
+        name,
+        outcome,
+        subject=subject,
+        client_id=flow.client_id,
+        scopes=flow.scopes,
+        resource=flow.resource,
+        remember=remember,
+        reason=reason,
+    )
 
 
 async def consented(server: AuthorizationServer, user: User, flow: Flow) -> bool:
@@ -198,6 +234,15 @@ async def issue_code(server: AuthorizationServer, flow: Flow, session: Session, 
             auth_time=session.auth_time,
         )
     )
+    await server.audit.emit(
+        "code.issued",
+        "success",
+        subject=session.user.subject,
+        client_id=flow.client_id,
+        grant_id=grant_id,
+        scopes=flow.scopes,
+        resource=flow.resource,
+    )
     params = {"code": code}
     if flow.state is not None:
         params["state"] = flow.state
@@ -212,7 +257,9 @@ async def proceed(server: AuthorizationServer, request: Request, flow: Flow, ses
     """
     posted = request.method == "POST"
     if await consented(server, session.user, flow):
-        return await issue_code(server, await take_flow(server, flow), session, posted=posted)
+        flow = await take_flow(server, flow)
+        await audit_consent(server, "consent.remembered", flow, session.user.subject)
+        return await issue_code(server, flow, session, posted=posted)
     if posted:
         location = server.path("/authorize/consent") + "?" + urlencode({"flow": flow.id})
         return secure_headers(Response(status_code=303, headers={"Location": location}))
@@ -289,8 +336,11 @@ async def answer(server: AuthorizationServer, request: Request) -> Response:
         raise FlowRefused("You were signed out meanwhile. Go back to the application and start again.", 403)
     flow = await take_flow(server, flow)
     if decision == "deny":
+        await audit_consent(server, "consent.denied", flow, session.user.subject)
         denied = AccessDeniedError("the user denied the request")
         return error_redirect(server, flow.redirect_uri, flow.state, denied, posted=True)
-    if params.get("remember") is not None:
+    remember = params.get("remember") is not None
+    if remember:
         await remember_consent(server, session.user.subject, flow)
+    await audit_consent(server, "consent.given", flow, session.user.subject, remember=remember)
     return await issue_code(server, flow, session, posted=True)

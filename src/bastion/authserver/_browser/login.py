@@ -77,18 +77,24 @@ class LoginStep(ABC):
         return []
 
 
-async def signed_in(server: AuthorizationServer, request: Request, flow_id: str, user: User) -> Response:
+async def signed_in(
+    server: AuthorizationServer, request: Request, flow_id: str, user: User, *, method: str | None = None
+) -> Response:
     """The user of flow ``flow_id`` is ``user``: start this browser's session and go on to consent.
 
     A login step calls this once it knows who the user is. The response redirects
     back to the client (consent remembered, or not needed) or leads to the
-    consent page, and sets the session cookie.
+    consent page, and sets the session cookie. The sign-in is the audit event
+    ``signin.succeeded``; ``method`` names how the user signed in (``password``).
 
     Raises:
         FlowRefused: the flow is unknown, expired, or another browser's; render
             it with ``exc.response()``.
     """
     flow = await load_flow(server, request, flow_id)
+    await server.audit.emit(
+        "signin.succeeded", "success", subject=user.subject, client_id=flow.client_id, method=method
+    )
     session_id, session = await start_session(server, user)
     response = await proceed(server, request, flow, session)
     set_session_cookie(server, request, response, session_id)
@@ -114,7 +120,9 @@ class PasswordLogin(LoginStep):
 
     Args:
         users: ``(username, password) -> User | subject | None``, sync or async.
-            A wrong username and a wrong password look the same to the user.
+            A wrong username and a wrong password look the same to the user, and
+            to the audit trail (``signin.failed`` names the client, not the
+            username typed: people type their password there by mistake).
         max_attempts: Sign-in attempts allowed per username, and (five times as
             many) per client address, in each ``window`` of seconds; past that the
             form answers 429 without checking the password (against guessing).
@@ -173,11 +181,21 @@ class PasswordLogin(LoginStep):
         check_csrf(flow, params.get("csrf"))
         username = params.get("username") or ""
         password = params.get("password") or ""
+        audit = server.audit
         if not username or not password or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+            await audit.emit(
+                "signin.failed", "failure", client_id=flow.client_id, method="password", reason="incomplete"
+            )
             return self._form(server, flow, username[:MAX_USERNAME], FAILED)
         if not await self._within_limits(server, request, username):
+            await audit.emit(
+                "signin.throttled", "refused", client_id=flow.client_id, method="password", reason="too many attempts"
+            )
             return self._form(server, flow, username, TOO_MANY, status_code=429)
         user = await check_password(self.users, username, password)
         if user is None:
+            await audit.emit(
+                "signin.failed", "failure", client_id=flow.client_id, method="password", reason="wrong credentials"
+            )
             return self._form(server, flow, username, FAILED)
-        return await signed_in(server, request, flow.id, user)
+        return await signed_in(server, request, flow.id, user, method="password")

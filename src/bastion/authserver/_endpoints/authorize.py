@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 from bastion._core.errors import BastionError, ConfigurationError
 from bastion._core.http import FetchError
 from bastion.authserver._browser import consent as _consent
-from bastion.authserver._browser.consent import consented, error_redirect, issue_code, show_consent
+from bastion.authserver._browser.consent import audit_consent, consented, error_redirect, issue_code, show_consent
 from bastion.authserver._browser.flows import (
     Flow,
     FlowRefused,
@@ -263,10 +263,12 @@ async def begin(
     if server.auto_approve is not None:
         # Development only (refused unless the issuer is loopback): no page, no session.
         approver = Session(user=server.auto_approve, auth_time=int(server.clock()))
+        await audit_consent(server, "consent.given", flow, approver.user.subject, reason="auto_approve")
         return await issue_code(server, flow, approver, posted=posted)
     fresh = {"login", "select_account"} & set(flow.prompt) or (step is not None and not step.uses_sessions)
     session = None if fresh else await read_session(server, request)
     if session is not None and await consented(server, session.user, flow):
+        await audit_consent(server, "consent.remembered", flow, session.user.subject)
         return await issue_code(server, flow, session, posted=posted)
     if "none" in flow.prompt:
         raise LoginRequired("the user is not signed in") if session is None else ConsentRequired("consent is needed")

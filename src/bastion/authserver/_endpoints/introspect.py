@@ -10,6 +10,10 @@ Anything that is not a live token of this server is ``{"active": false}`` and
 nothing more. Access tokens are checked as the MCP server checks them
 (signature, expiry, revoked grant), for any of the server's resources; refresh
 tokens are introspectable too while they are active.
+
+Each answer is a ``token.introspected`` audit event: the caller, and for an active
+token its subject and grant (outcome ``success``); ``failure`` for a token that is
+not active, ``refused`` for another client's that the caller may not see.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ INACTIVE: dict[str, Any] = {"active": False}
 _ACCESS_MEMBERS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti")
 
 
-async def _access_token(server: AuthorizationServer, token: str) -> dict[str, Any] | None:
+#: An active token's answer, and its grant id (for the audit event only).
+_Found = tuple[dict[str, Any], str | None]
+
+
+async def _access_token(server: AuthorizationServer, token: str) -> _Found | None:
     if token.count(".") != 2:
         return None
     try:
@@ -50,10 +58,11 @@ async def _access_token(server: AuthorizationServer, token: str) -> dict[str, An
     answer.update({name: claims[name] for name in _ACCESS_MEMBERS if name in claims})
     if isinstance(claims.get("name"), str):
         answer["username"] = claims["name"]
-    return answer
+    grant_id = claims.get("gid")
+    return answer, grant_id if isinstance(grant_id, str) else None
 
 
-async def _refresh_token(server: AuthorizationServer, token: str) -> dict[str, Any] | None:
+async def _refresh_token(server: AuthorizationServer, token: str) -> _Found | None:
     record = await RefreshTokens(server).lookup(token)
     if record is None or record["state"] != "active" or await server.is_revoked(record["grant_id"]):
         return None
@@ -70,7 +79,7 @@ async def _refresh_token(server: AuthorizationServer, token: str) -> dict[str, A
         answer["scope"] = " ".join(record["scopes"])
     if record["resources"]:
         answer["aud"] = record["resources"][0] if len(record["resources"]) == 1 else record["resources"]
-    return answer
+    return answer, str(record["grant_id"])
 
 
 async def introspect_token(server: AuthorizationServer, caller: Client, token: str, hint: str | None) -> dict[str, Any]:
@@ -79,11 +88,25 @@ async def introspect_token(server: AuthorizationServer, caller: Client, token: s
     if hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:
-        answer = await lookup(server, token)
-        if answer is not None:
+        found = await lookup(server, token)
+        if found is not None:
+            answer, grant_id = found
             if caller.introspection or answer.get("client_id") == caller.client_id:
+                subject = answer.get("sub")
+                await server.audit.emit(
+                    "token.introspected",
+                    "success",
+                    subject=subject if isinstance(subject, str) else None,
+                    client_id=caller.client_id,
+                    grant_id=grant_id,
+                    reason="active",
+                )
                 return answer
-            break
+            await server.audit.emit(
+                "token.introspected", "refused", client_id=caller.client_id, reason="another client's token"
+            )
+            return dict(INACTIVE)
+    await server.audit.emit("token.introspected", "failure", client_id=caller.client_id, reason="not active")
     return dict(INACTIVE)
 
 

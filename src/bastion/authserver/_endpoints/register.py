@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bastion._core.audit import Outcome
 from bastion.authserver._client_metadata import SECRET_METHODS, client_from_metadata, strict_json
 from bastion.authserver._errors import (
     NO_STORE,
@@ -50,6 +51,7 @@ from bastion.authserver._errors import (
     InvalidClientMetadata,
     InvalidRequest,
     InvalidScope,
+    OAuthError,
     SlowDown,
     guarded,
 )
@@ -120,18 +122,28 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
 
     async def handle(request: Request) -> Response:
         if not server.registration.dynamic:
+            await refused("refused", "registration is disabled")
             raise AccessDeniedError("dynamic client registration is not enabled on this server")
         address = request.client.host if request.client is not None else "unknown"
         if limiter is not None and not await limiter.hit(address):
+            await refused("refused", "too many registrations from this address")
             raise SlowDown(
                 "too many registrations from this address, try again later",
                 headers={"Retry-After": str(limiter.retry_after())},
             )
-        client, secret = await register_client(server, await _read_metadata(request))
+        try:
+            client, secret = await register_client(server, await _read_metadata(request))
+        except OAuthError as exc:
+            await refused("failure", exc.error)  # invalid_redirect_uri, invalid_client_metadata, ...
+            raise
+        await server.audit.emit("client.registered", "success", client_id=client.client_id, method="dcr")
         body = client.public_metadata()
         if secret is not None:
             body["client_secret"] = secret
         return JSONResponse(body, status_code=201, headers=NO_STORE)
+
+    async def refused(outcome: Outcome, reason: str) -> None:
+        await server.audit.emit("client.refused", outcome, method="dcr", reason=reason)
 
     async def register(request: Request) -> Response:
         return await guarded(lambda: handle(request), server.outages)

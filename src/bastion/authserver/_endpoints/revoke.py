@@ -6,7 +6,9 @@ grant, so the whole family and the access tokens of the grant stop working
 (RFC 7009 section 2.1); revoking one of our access tokens revokes its grant
 too (the token's ``gid`` claim). A token that is unknown, invalid, expired or
 another client's is answered 200 all the same (RFC 7009 section 2.2): the
-answer never tells whether a token exists.
+answer never tells whether a token exists. The audit trail does: a revocation is a
+``grant.revoked`` event, and another client's token is one with the outcome
+``refused``; an unknown token is no event.
 """
 
 from __future__ import annotations
@@ -30,12 +32,24 @@ if TYPE_CHECKING:
 __all__ = ["revoke_token", "routes"]
 
 
+#: The reason of a revocation through the endpoint.
+REASON = "revocation endpoint"
+
+
+async def _revoke(server: AuthorizationServer, client: Client, owner: str | None, grant_id: str) -> None:
+    if owner == client.client_id:
+        await server.revoke_grant(grant_id, reason=REASON)
+        return
+    await server.audit.emit(
+        "grant.revoked", "refused", client_id=client.client_id, grant_id=grant_id, reason="another client's token"
+    )
+
+
 async def _revoke_refresh_token(server: AuthorizationServer, client: Client, token: str) -> bool:
     record = await RefreshTokens(server).lookup(token)
     if record is None:
         return False
-    if record["client_id"] == client.client_id:
-        await server.revoke_grant(record["grant_id"])
+    await _revoke(server, client, record["client_id"], record["grant_id"])
     return True
 
 
@@ -48,8 +62,8 @@ async def _revoke_access_token(server: AuthorizationServer, client: Client, toke
         return False
     claims = access.claims or {}
     grant_id = claims.get("gid")
-    if access.client_id == client.client_id and isinstance(grant_id, str):
-        await server.revoke_grant(grant_id)
+    if isinstance(grant_id, str):
+        await _revoke(server, client, access.client_id, grant_id)
     return True
 
 

@@ -5,21 +5,30 @@ the grant type is known, the client authenticates, the client may use the grant
 type; then the grant's own module decides. Answers are RFC 6749 section 5.1 and
 5.2 JSON bodies with ``Cache-Control: no-store``; a store outage is a 503
 ``temporarily_unavailable``, never a 500 with details.
+
+Every answer is an audit event: ``token.issued`` with the grant type, or
+``token.refused`` with the OAuth error code as its reason (the grant type when it
+is one the server knows, the client once it authenticated).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bastion._core.audit import Outcome
 from bastion.authserver._client_auth import authenticate_client
 from bastion.authserver._errors import (
     NO_STORE,
+    AccessDeniedError,
+    OAuthError,
+    SlowDown,
     UnauthorizedClient,
     UnsupportedGrantType,
     guarded,
@@ -34,7 +43,7 @@ from bastion.authserver._models import Client, TokenSet
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["GRANTS", "Grant", "routes", "token_request"]
+__all__ = ["GRANTS", "Attempt", "Grant", "refusal_outcome", "routes", "token_request"]
 
 logger = logging.getLogger("bastion")
 
@@ -56,17 +65,42 @@ GRANTS: dict[str, Grant] = {
 }
 
 
-async def token_request(server: AuthorizationServer, request: Request) -> TokenSet:
-    """Handle one token request; raises :class:`OAuthError` for every refusal."""
+@dataclass
+class Attempt:
+    """What a token request is known to be so far, for its audit event."""
+
+    #: The grant type, once it is one the server knows (an unknown one is not repeated).
+    grant_type: str | None = None
+    #: The client, once it authenticated.
+    client_id: str | None = None
+
+
+async def token_request(server: AuthorizationServer, request: Request, attempt: Attempt | None = None) -> TokenSet:
+    """Handle one token request; raises :class:`OAuthError` for every refusal.
+
+    ``attempt`` is filled in as the checks pass.
+    """
+    attempt = attempt if attempt is not None else Attempt()
     params = await form_params(request)
     grant_type = params.require("grant_type")
     grant = GRANTS.get(grant_type)
     if grant is None or (grant_type == JWT_BEARER and not server.identity_assertion_issuers):
         raise UnsupportedGrantType("the grant type is not supported", detail=f"grant type {grant_type[:80]!r}")
+    attempt.grant_type = grant_type
     client = await authenticate_client(server, request, params)
+    attempt.client_id = client.client_id
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")
     return await grant(server, client, params)
+
+
+def refusal_outcome(error: OAuthError) -> Outcome:
+    """An OAuth error's audit outcome: ``error`` on the server's side, ``refused`` by policy, else ``failure``."""
+    if error.status >= 500:
+        return "error"
+    if isinstance(error, (UnauthorizedClient, AccessDeniedError, SlowDown)):
+        return "refused"
+    return "failure"
 
 
 def routes(server: AuthorizationServer) -> list[BaseRoute]:
@@ -74,7 +108,28 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
 
     async def token(request: Request) -> Response:
         async def handle() -> Response:
-            tokens = await token_request(server, request)
+            attempt = Attempt()
+            try:
+                tokens = await token_request(server, request, attempt)
+            except OAuthError as exc:
+                await server.audit.emit(
+                    "token.refused",
+                    refusal_outcome(exc),
+                    client_id=attempt.client_id,
+                    grant_type=attempt.grant_type,
+                    reason=exc.error,
+                )
+                raise
+            await server.audit.emit(
+                "token.issued",
+                "success",
+                subject=tokens.subject,
+                client_id=attempt.client_id,
+                grant_id=tokens.grant_id,
+                grant_type=attempt.grant_type,
+                scopes=tokens.scopes,
+                resource=tokens.resource,
+            )
             return JSONResponse(tokens.body(server.clock()), headers=NO_STORE)
 
         return await guarded(handle, server.outages)

@@ -104,4 +104,22 @@ async def grant_authorization_code(server: AuthorizationServer, client: Client, 
             raise InvalidGrant("the authorization code was already used")
     elif await server.is_revoked(grant.grant_id):
         raise InvalidGrant("the authorization code was already used")
-    return TokenSet(access_token, expires_in, grant.scopes, refresh_token, now)
+    await server.audit.emit(
+        "code.redeemed",
+        "success",
+        subject=grant.user.subject,
+        client_id=client.client_id,
+        grant_id=grant.grant_id,
+        scopes=grant.scopes,
+        resource=audience,
+    )
+    return TokenSet(
+        access_token,
+        expires_in,
+        grant.scopes,
+        refresh_token,
+        now,
+        subject=grant.user.subject,
+        grant_id=grant.grant_id,
+        resource=audience,
+    )

@@ -41,4 +41,6 @@ async def grant_client_credentials(server: AuthorizationServer, client: Client, 
         resource=audience,
         grant_id=grant_id,
     )
-    return TokenSet(access_token, expires_in, scopes, None, now)
+    return TokenSet(
+        access_token, expires_in, scopes, None, now, subject=client.client_id, grant_id=grant_id, resource=audience
+    )

@@ -175,4 +175,4 @@ async def grant_jwt_bearer(server: AuthorizationServer, client: Client, params: 
         grant_id=grant_id,
         user=user,
     )
-    return TokenSet(access_token, expires_in, scopes, None, now)
+    return TokenSet(access_token, expires_in, scopes, None, now, subject=subject, grant_id=grant_id, resource=audience)

@@ -30,6 +30,7 @@ RFC 6749 section 6 and 10.4, OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import secrets
@@ -189,7 +190,9 @@ class RefreshTokens:
             grant_id=grant_id,
             user=user,
         )
-        tokens = TokenSet(access_token, expires_in, scopes, successor, now)
+        tokens = TokenSet(
+            access_token, expires_in, scopes, successor, now, subject=user.subject, grant_id=grant_id, resource=audience
+        )
         # The successor exists before the swap: whoever wins hands out a token that works.
         await self._store(successor, successor_record)
         rotated = _dump({**record, "state": "rotated", "rotated_at": now, "sealed": seal(token, key, tokens)})
@@ -200,6 +203,15 @@ class RefreshTokens:
                 raise InvalidGrant("the refresh token is invalid, expired or revoked")
             await self._forget_parent(record)
             await self.server.grants.extend(grant_id)
+            await self.server.audit.emit(
+                "refresh.rotated",
+                "success",
+                subject=user.subject,
+                client_id=client.client_id,
+                grant_id=grant_id,
+                scopes=scopes,
+                resource=audience,
+            )
             return tokens
         # Another request rotated it first: answer as a retry does.
         await self.discard(successor)
@@ -213,16 +225,25 @@ class RefreshTokens:
         now = self.server.clock()
         sealed = record.get("sealed")
         rotated_at = float(record.get("rotated_at", 0.0))
+        within_grace = now - rotated_at <= self.server.lifetimes.refresh_grace
         tokens = None
-        if isinstance(sealed, str) and now - rotated_at <= self.server.lifetimes.refresh_grace:
+        if isinstance(sealed, str) and within_grace:
             tokens = unseal(token, key, sealed)
+        grant_id = record["grant_id"]
+        who = {"subject": record["user"]["subject"], "client_id": record["client_id"], "grant_id": grant_id}
         if tokens is None or not await self._unused(tokens):
             # RFC 9700 section 4.14.2: reuse of a rotated token revokes the whole family.
-            await self.server.revoke_grant(record["grant_id"])
+            late = isinstance(sealed, str) and not within_grace
+            reason = "presented again past the retry period" if late else "presented again after its successor was used"
+            await self.server.audit.emit("refresh.reuse_detected", "refused", **who, reason=reason)
+            await self.server.revoke_grant(grant_id, reason="refresh token reuse")
             raise InvalidGrant("the refresh token was already used")
-        if await self.server.grants.is_revoked(record["grant_id"]):
+        if await self.server.grants.is_revoked(grant_id):
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
-        return tokens
+        await self.server.audit.emit(
+            "refresh.replayed", "success", **who, reason="a retry before the successor was used"
+        )
+        return dataclasses.replace(tokens, subject=who["subject"], grant_id=grant_id)
 
     async def _unused(self, tokens: TokenSet) -> bool:
         """Whether the successor refresh token of ``tokens`` was never redeemed.
