@@ -76,6 +76,8 @@ class Bastion:
             registry=PolicyRegistry(),
             initial_scopes=initial_scopes,
         )
+        if self.authorization_server is not None:
+            self.guard.audit = self.authorization_server.audit  # one audit trail for both
 
     def install(self, app: FastAPI) -> None:
         """Serve the API's protected resource metadata and close the verifier on shutdown."""
@@ -107,7 +109,7 @@ class Bastion:
                 raise _as_exception(result)
             decision = await self.guard.decide_policy(resolved, "route", request.url.path, result, request)
             if not decision.allowed:
-                raise _as_exception(self.guard.refusal(request, decision, granted=result.scopes))
+                raise _as_exception(await self.guard.refused(request, decision, "route", request.url.path, result))
             request.scope["user"] = authenticated_user(result)
             return result
 

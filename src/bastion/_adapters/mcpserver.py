@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from bastion._config.auth import from_env
 from bastion._config.settings import server_settings
+from bastion._core.audit import Audit
 from bastion._core.errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.list_filter import ListVisibility, PolicyEnforcement
@@ -67,6 +68,9 @@ class MCPServer(SDKMCPServer[Any]):
             (so a client can call it and step up); ``"strict"`` only what it may use now.
             What a role or a custom policy refuses is never listed.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
+
+    Refused calls are audit events (``call.refused``) of :attr:`audit`: the authorization
+    server's when ``auth=`` is one, so one trail holds both.
     """
 
     def __init__(
@@ -113,21 +117,46 @@ class MCPServer(SDKMCPServer[Any]):
             resource_name=resource_name or name,
             resource_documentation=resource_documentation,
         )
+        self._audit = self.authorization_server.audit if self.authorization_server is not None else Audit()
         self._guard: ResourceGuard | None = None
         if auth is not None:
             self._guard = self._make_guard(resource_path="/mcp")
-        self.middleware.append(
-            PolicyEnforcement(
-                self.registry,
-                enforce_default=auth is not None,
-                list_visibility=list_visibility,
-                known_scopes=self._known_scopes,
-            )
+        self._enforcement = PolicyEnforcement(
+            self.registry,
+            enforce_default=auth is not None,
+            list_visibility=list_visibility,
+            known_scopes=self._known_scopes,
         )
+        self._enforcement.audit = self._audit
+        self.middleware.append(self._enforcement)
+
+    @property
+    def audit(self) -> Audit:
+        """Where refused calls are reported; with an authorization server, the server's :attr:`audit`.
+
+        Add a sink (``mcp.audit.add_sink(fn)``) or assign another :class:`~bastion.Audit`
+        before serving: an assignment reaches the authorization server too.
+        """
+        if self.authorization_server is not None:
+            return self.authorization_server.audit
+        return self._audit
+
+    @audit.setter
+    def audit(self, audit: Audit) -> None:
+        self._audit = audit
+        if self.authorization_server is not None:
+            self.authorization_server.audit = audit
+        self._share_audit()
+
+    def _share_audit(self) -> None:
+        audit = self.audit
+        self._enforcement.audit = audit
+        if self._guard is not None:
+            self._guard.audit = audit
 
     def _make_guard(self, resource_path: str) -> ResourceGuard:
         assert self.verifier is not None
-        return ResourceGuard(
+        guard = ResourceGuard(
             self.verifier,
             resource_url=self._resource_url,
             resource_path=resource_path,
@@ -135,6 +164,8 @@ class MCPServer(SDKMCPServer[Any]):
             registry=self.registry,
             initial_scopes=self._initial_scopes,
         )
+        guard.audit = self.audit
+        return guard
 
     def _known_scopes(self) -> frozenset[str]:
         if self._guard is not None:
@@ -218,7 +249,7 @@ class MCPServer(SDKMCPServer[Any]):
                     return result
                 decision = await guard.decide_policy(policy, "route", path, result, request)
                 if not decision.allowed:
-                    return guard.refusal(request, decision, granted=result.scopes)
+                    return await guard.refused(request, decision, "route", path, result)
                 return await _call_as(result, fn, request, guard)
 
             register(guarded)
@@ -246,6 +277,7 @@ class MCPServer(SDKMCPServer[Any]):
         path = kwargs.get("streamable_http_path", "/mcp")
         guard = self._make_guard(resource_path=path)
         self._guard = guard
+        self._share_audit()  # the authorization server's audit may have been replaced since
         if self.authorization_server is not None:
             self.authorization_server.mount(app)
         app.add_middleware(
@@ -277,7 +309,7 @@ async def _call_as(token: AccessToken, fn: _Endpoint, request: Request, guard: R
     try:
         return await fn(request)
     except (AuthenticationError, AuthorizationError) as exc:
-        return guard.error_response(request, exc, granted=token.scopes)
+        return await guard.refused_error(request, exc, token, "route")
     except KeysUnavailable as exc:
         return guard.unavailable(exc)
     finally:

@@ -3,7 +3,8 @@
 :class:`ResourceGuard` authenticates a request, evaluates policies and builds the
 401/403 answers, and the 503 while tokens cannot be checked. The ASGI middleware, the
 guarded custom routes and the FastAPI dependencies all go through it, so every door
-answers the same way.
+answers the same way. Each refusal (403) is the audit event ``call.refused``; nothing
+is reported for a request that goes through.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
+from bastion._core.audit import Audit, enter_request, leave_request
 from bastion._core.errors import (
     RETRY_AFTER,
     AuthenticationError,
@@ -34,7 +36,7 @@ from bastion._resource.registry import PolicyRegistry
 from bastion._resource.tokens import AccessToken
 from bastion._resource.verifier import Verifier
 
-__all__ = ["FORBIDDEN_CODE", "ResourceGuard", "step_up_scopes"]
+__all__ = ["FORBIDDEN_CODE", "ResourceGuard", "report_refusal", "step_up_scopes"]
 
 logger = logging.getLogger("bastion")
 
@@ -54,6 +56,25 @@ def step_up_scopes(needed: Iterable[str], granted: Iterable[str], known: Iterabl
     return sorted({*needed, *(scope for scope in granted if scope in known_set)})
 
 
+async def report_refusal(
+    audit: Audit, decision: Decision, kind: TargetKind, name: str, token: AccessToken | None
+) -> None:
+    """The audit event of a denied access: ``call.refused`` with what was refused, why, and the scopes it needs."""
+    grant_id = token.claim("gid") if token is not None else None
+    step_up = decision.scopes is not None
+    await audit.emit(
+        "call.refused",
+        "refused",
+        subject=token.subject if token is not None else None,
+        client_id=token.client_id if token is not None else None,
+        grant_id=grant_id if isinstance(grant_id, str) else None,
+        kind=kind,
+        tool=name,
+        reason="insufficient scope" if step_up else "forbidden",
+        scopes=sorted(decision.scopes or ()) if step_up else None,
+    )
+
+
 class ResourceGuard:
     """Authentication and authorization of HTTP requests for one protected resource.
 
@@ -69,6 +90,9 @@ class ResourceGuard:
         initial_scopes: The scopes a first sign-in should ask for, named by the 401
             challenge besides what the default policy and the verifier require
             (default: when nothing is required, every scope the policies use).
+
+    Its refusals go to :attr:`audit` (the ``bastion.audit`` logger; add sinks there, or
+    assign the authorization server's ``audit``).
     """
 
     def __init__(
@@ -90,6 +114,8 @@ class ResourceGuard:
         self.metadata = metadata or ResourceMetadata()
         self.initial_scopes = None if initial_scopes is None else _initial_scopes(initial_scopes)
         self._outages = ThrottledLog(logger)
+        #: Where refusals are reported (``call.refused``).
+        self.audit = Audit()
 
     # -- where things are -------------------------------------------------
 
@@ -196,7 +222,7 @@ class ResourceGuard:
         except AuthorizationError as exc:
             # A valid token the verifier itself finds short (e.g. its required_scopes): 403.
             logger.info("authorization failed in the verifier: %s", exc.__class__.__name__)
-            return self.error_response(conn, exc)
+            return await self.refused_error(conn, exc, None)
         except KeysUnavailable as exc:
             return self.unavailable(exc)
         except Exception:
@@ -232,6 +258,46 @@ class ResourceGuard:
     ) -> Decision:
         """Evaluate a given policy with the server's scope hierarchy."""
         return await self.registry.evaluate(policy, kind, name, token, conn)
+
+    async def refused(
+        self,
+        conn: HTTPConnection,
+        decision: Decision,
+        kind: TargetKind,
+        name: str,
+        token: AccessToken | None,
+        *,
+        rpc_id: Any = None,
+        jsonrpc: bool = False,
+    ) -> Response:
+        """Report a denied access to ``name`` (``call.refused``) and answer it with :meth:`refusal`."""
+        await self.report(conn, decision, kind, name, token)
+        granted = token.scopes if token is not None else ()
+        return self.refusal(conn, decision, rpc_id, jsonrpc, granted=granted)
+
+    async def refused_error(
+        self,
+        conn: HTTPConnection,
+        exc: AuthenticationError | AuthorizationError,
+        token: AccessToken | None,
+        kind: TargetKind = "request",
+    ) -> Response:
+        """:meth:`error_response`, reporting a refusal (an :class:`AuthorizationError`) first."""
+        if isinstance(exc, AuthorizationError):
+            decision = Decision.deny(exc.scopes) if isinstance(exc, InsufficientScope) else Decision.deny()
+            await self.report(conn, decision, kind, conn.url.path, token)
+        return self.error_response(conn, exc, granted=token.scopes if token is not None else ())
+
+    async def report(
+        self, conn: HTTPConnection, decision: Decision, kind: TargetKind, name: str, token: AccessToken | None
+    ) -> None:
+        """The ``call.refused`` event of a denied access, naming the request's address and id."""
+        # The middleware has entered the request already; a FastAPI dependency has not.
+        entered = enter_request(conn.scope)
+        try:
+            await report_refusal(self.audit, decision, kind, name, token)
+        finally:
+            leave_request(entered)
 
     def refusal(
         self,

@@ -7,7 +7,8 @@ unlock: hosts call only what they have listed, so a tool hidden until its scope 
 granted could never trigger the step-up that grants it. What a role or a custom
 policy refuses stays hidden. ``tools/call``, ``resources/read`` and ``prompts/get``
 of something the caller may not use are refused even when no HTTP layer checked
-them first (an in-process client, another transport).
+them first (an in-process client, another transport), and reported as the audit
+event ``call.refused``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any, Literal, TypeAlias
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from bastion._core.audit import Audit
 from bastion._core.errors import ConfigurationError
-from bastion._resource.guard import FORBIDDEN_CODE, step_up_scopes
+from bastion._resource.guard import FORBIDDEN_CODE, report_refusal, step_up_scopes
 from bastion._resource.jsonrpc import TARGET_METHODS
 from bastion._resource.policy import Decision, TargetKind
 from bastion._resource.registry import PolicyRegistry
@@ -76,6 +78,8 @@ class PolicyEnforcement:
         self.enforce_default = enforce_default
         self.list_visibility: ListVisibility = list_visibility
         self.known_scopes = known_scopes
+        #: Where refused calls are reported (``call.refused``); ``MCPServer`` shares its own.
+        self.audit = Audit()
 
     async def _decide(self, kind: TargetKind, name: str, token: AccessToken | None) -> Decision:
         registry = self.registry
@@ -95,6 +99,7 @@ class PolicyEnforcement:
             if isinstance(name, str):
                 decision = await self._decide(target[0], name, token)
                 if not decision.allowed:
+                    await report_refusal(self.audit, decision, target[0], name, token)
                     raise self._refusal(decision, token)
             return await call_next(ctx)
         listing = _LISTS.get(method)

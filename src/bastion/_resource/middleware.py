@@ -103,7 +103,7 @@ class AuthMiddleware:
         if self.request_policy is not None:
             decision = await self.guard.decide_policy(self.request_policy, "request", path, token, conn)
             if not decision.allowed:
-                await self.guard.refusal(conn, decision, granted=token.scopes)(scope, receive, send)
+                await (await self.guard.refused(conn, decision, "request", path, token))(scope, receive, send)
                 return
 
         # When no policy can refuse this caller, neither this layer nor the SDK's need look
@@ -153,7 +153,7 @@ class AuthMiddleware:
         for kind, name, rpc_id in targets(body):
             decision = await self.guard.decide(kind, name, token, conn)
             if not decision.allowed:
-                return self.guard.refusal(conn, decision, rpc_id, jsonrpc=True, granted=token.scopes)
+                return await self.guard.refused(conn, decision, kind, name, token, rpc_id=rpc_id, jsonrpc=True)
         return None
 
     async def _serve_metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
