@@ -9,7 +9,8 @@ import bastion.storage
 import bastion.testing
 
 EXPECTED = {
-    "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "AuthenticationError",
+    "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "Audit", "AuditEvent",
+    "AuthenticationError",
     "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User",
     "BastionError", "CallableVerifier", "ClaimNames", "ConfigurationError", "Decision",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
@@ -38,7 +39,7 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
     }  # fmt: skip
     assert set(bastion.proxy.__all__) == {"Identity", "OAuthProxy", "Upstream", "UpstreamError", "UpstreamTokens"}
     assert set(bastion.authserver.__all__) == {
-        "AccessDeniedError", "AuthorizationServer", "Client", "InvalidClient", "InvalidClientMetadata",
+        "AccessDeniedError", "AuditStore", "AuthorizationServer", "Client", "InvalidClient", "InvalidClientMetadata",
         "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
         "OAuthError", "PasswordLogin", "RememberedConsent", "SafeFetcher", "UnauthorizedClient",
         "UnsupportedGrantType", "User", "signed_in",

@@ -8,6 +8,7 @@ from bastion._adapters.mcpserver import MCPServer
 from bastion._adapters.protect import protect
 from bastion._config.auth import from_env
 from bastion._config.settings import ServerSettings, server_settings
+from bastion._core.audit import Audit, AuditEvent
 from bastion._core.errors import (
     AccessDenied,
     AuthenticationError,
@@ -60,6 +61,8 @@ __all__ = [
     "AccessContext",
     "AccessDenied",
     "AccessToken",
+    "Audit",
+    "AuditEvent",
     "AuthenticationError",
     "AuthorizationError",
     "AuthorizationServer",

@@ -88,6 +88,8 @@ class _Settings(_EnvSettings):
     store: str | None = None
     encryption_keys: SecretStr | None = None
     mcp_scopes: str | None = None
+    # Read by every AuthorizationServer itself (authserver/_audit_log.py), like BASTION_STORE.
+    audit_retention: str | None = None
 
     # An identity provider MCP clients register with directly (RemoteAuthorization).
     remote_issuer: str | None = None

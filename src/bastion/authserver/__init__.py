@@ -6,9 +6,11 @@
 - :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`: its grouped settings.
 - :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
 - :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
+- :class:`AuditStore`: audit events kept in the store (:meth:`AuthorizationServer.keep_audit`).
 - The OAuth errors, each rendering its RFC 6749 body.
 """
 
+from bastion.authserver._audit_log import AuditStore
 from bastion.authserver._browser.consent import RememberedConsent
 from bastion.authserver._browser.login import LoginStep, PasswordLogin, signed_in
 from bastion.authserver._errors import (
@@ -31,6 +33,7 @@ from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 
 __all__ = [
     "AccessDeniedError",
+    "AuditStore",
     "AuthorizationServer",
     "Client",
     "InvalidClient",
