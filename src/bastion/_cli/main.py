@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from bastion._cli import audit
 from bastion._core.net import is_loopback_host
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the authorization server's store when the module gives none: sqlite:///PATH, redis://HOST:6379/0 "
         "or memory:// (sets BASTION_STORE)",
     )
+    audit.add_parser(commands)
     return parser
 
 
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("bastion").setLevel(logging.INFO)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "audit":
+        return audit.run(args)
     if args.command == "keys":
         from bastion.authserver._vault import TokenVault
 
