@@ -194,6 +194,9 @@ def test_bastion_audit_retention_keeps_every_servers_events(monkeypatch: pytest.
     assert isinstance(sink, AuditStore)
     assert sink.retention == 7 * 86400
     assert sink.store is server.store
+    assert server.keep_audit(retention=3600) is sink  # not kept twice
+    assert sink.retention == 3600
+    assert server.audit.sinks == [sink]
     monkeypatch.setenv("BASTION_AUDIT_RETENTION", "a month")
     with pytest.raises(ConfigurationError, match="BASTION_AUDIT_RETENTION"):
         AuthorizationServer(ISSUER, store=MemoryStore())

@@ -191,8 +191,15 @@ class AuthorizationServer:
     def keep_audit(self, retention: float = DEFAULT_RETENTION) -> AuditStore:
         """Keep every audit event in the store for ``retention`` seconds (30 days by default).
 
-        ``bastion audit --store URL`` reads them back, by user, client and time.
+        ``bastion audit --store URL`` reads them back, by user, client and time. Called
+        again (or after ``BASTION_AUDIT_RETENTION``), it changes the retention of the
+        events kept from then on rather than keeping each one twice.
         """
+        for sink in self.audit.sinks:
+            if isinstance(sink, AuditStore) and sink.store is self.store:
+                kept = AuditStore(self.store, retention)  # checks the retention
+                sink.retention = kept.retention
+                return sink
         kept = AuditStore(self.store, retention)
         self.audit.add_sink(kept)
         return kept
