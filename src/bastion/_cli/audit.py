@@ -32,10 +32,6 @@ PROG = "bastion audit"
 COLUMNS = ("time", "event", "outcome", "subject", "client", "address", "request", "facts")
 
 
-class UsageError(Exception):
-    """A mistake in the command line or the environment: one line, exit status 2."""
-
-
 def add_parser(commands: Any) -> None:
     """Add ``audit`` to the ``bastion`` command's subcommands."""
     audit = commands.add_parser(
@@ -58,7 +54,7 @@ def parse_since(text: str, now: float) -> float:
     """Seconds since the epoch from ``--since``: a duration before ``now``, or an ISO-8601 time (UTC if unzoned).
 
     Raises:
-        UsageError: neither.
+        ConfigurationError: neither.
     """
     # Imported here, as the other commands' modules are: ``bastion --help`` loads no server.
     from bastion.authserver._audit_log import parse_duration
@@ -71,7 +67,7 @@ def parse_since(text: str, now: float) -> float:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         expected = "a duration (90s, 15m, 1h, 7d) or an ISO-8601 time"
-        raise UsageError(f"--since takes {expected}, not {text[:40]!r}") from None
+        raise ConfigurationError(f"--since takes {expected}, not {text[:40]!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -82,17 +78,17 @@ def _open(url: str | None) -> Store:
 
     url = url or os.environ.get("BASTION_STORE") or None
     if url is None:
-        raise UsageError("no store: give --store sqlite:///PATH or redis://HOST:6379/0, or set BASTION_STORE")
+        raise ConfigurationError("no store: give --store sqlite:///PATH or redis://HOST:6379/0, or set BASTION_STORE")
     scheme, _, rest = url.partition("://")
     if scheme == "memory":
-        raise UsageError("memory:// keeps nothing between processes: give the server's own store")
+        raise ConfigurationError("memory:// keeps nothing between processes: give the server's own store")
     if scheme == "sqlite" and rest and not Path(rest).expanduser().is_file():
-        raise UsageError(f"no store file at {str(Path(rest).expanduser())!r}")
+        raise ConfigurationError(f"no store file at {str(Path(rest).expanduser())!r}")
     try:
         return open_store(url)
     except ConfigurationError:
         # The URL itself is not repeated: it may hold a password.
-        raise UsageError("the store is not a URL bastion knows: sqlite:///PATH, redis://HOST:6379/0") from None
+        raise ConfigurationError("the store is not a URL bastion knows: sqlite:///PATH, redis://HOST:6379/0") from None
 
 
 async def _query(store: Store, user: str | None, client: str | None, since: float | None) -> list[AuditEvent]:
@@ -135,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         since = None if args.since is None else parse_since(args.since, time.time())
         store = _open(args.store)
         events = asyncio.run(_query(store, args.user, args.client, since))
-    except UsageError as exc:
+    except ConfigurationError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except StoreError as exc:
