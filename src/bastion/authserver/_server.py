@@ -195,12 +195,11 @@ class AuthorizationServer:
         again (or after ``BASTION_AUDIT_RETENTION``), it changes the retention of the
         events kept from then on rather than keeping each one twice.
         """
+        kept = AuditStore(self.store, retention)  # checks the retention
         for sink in self.audit.sinks:
             if isinstance(sink, AuditStore) and sink.store is self.store:
-                kept = AuditStore(self.store, retention)  # checks the retention
                 sink.retention = kept.retention
                 return sink
-        kept = AuditStore(self.store, retention)
         self.audit.add_sink(kept)
         return kept
 
