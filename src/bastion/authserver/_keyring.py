@@ -26,7 +26,7 @@ from bastion._core.http import LoopLocks
 from bastion._jose.keys import fits
 from bastion.storage import Store
 
-__all__ = ["KEY_NAMESPACE", "SUPPORTED_ALGORITHMS", "KeyRing", "SigningKey"]
+__all__ = ["KEY_NAMESPACE", "SUPPORTED_ALGORITHMS", "KeyRing", "SigningKey", "stored_ring"]
 
 KEY_NAMESPACE = "signing-key"
 _RING = "ring"
@@ -132,14 +132,28 @@ class KeyRing:
             selected = self._select(kid, alg)
         return selected
 
+    async def rotate(self) -> SigningKey:
+        """Add a new signing key now, whatever the schedule; it signs from now on, and is returned.
+
+        The keys it replaces stay published for the overlap, as after a scheduled rotation.
+        Other workers sign with the new key once they re-read the ring (within
+        ``RELOAD_INTERVAL``), and verify its tokens at once (an unknown ``kid`` re-reads it).
+        """
+        await self._sync(force=True)
+        return self._keys[-1]
+
+    async def stored(self) -> list[SigningKey]:
+        """The ring as the store holds it now, oldest first; empty when no key was made yet (none is made)."""
+        return await stored_ring(self.store)
+
     def _select(self, kid: str | None, alg: JWSAlgModel) -> list[Key]:
         return [k.key for k in self._keys if (kid is None or k.kid == kid) and fits(k.key, alg)]
 
     def _due(self, now: float) -> bool:
         return bool(self._keys) and now - self._keys[-1].created >= self.rotation
 
-    async def _sync(self) -> None:
-        """Load the ring, creating or rotating it when needed; other workers may race, the store decides."""
+    async def _sync(self, *, force: bool = False) -> None:
+        """Load the ring, creating or rotating it when due (or ``force``); other workers may race, the store decides."""
         async with self._locks.lock():
             for _ in range(10):
                 now = self._clock()
@@ -151,7 +165,8 @@ class KeyRing:
                         return
                     continue
                 ring = _load(raw)
-                if ring and now - ring[-1].created < self.rotation and ring[-1].alg == self.algorithm:
+                fresh = bool(ring) and now - ring[-1].created < self.rotation and ring[-1].alg == self.algorithm
+                if fresh and not force:
                     self._install(ring, now)
                     return
                 # Rotate: add a new key, drop keys replaced longer ago than the overlap.
@@ -166,6 +181,15 @@ class KeyRing:
     def _install(self, ring: list[SigningKey], now: float) -> None:
         self._keys = ring
         self._loaded_at = now
+
+
+async def stored_ring(store: Store) -> list[SigningKey]:
+    """The signing key ring ``store`` holds, oldest first (empty when there is none yet).
+
+    For tools working on a server's store from outside it (its algorithm is the newest key's).
+    """
+    raw = await store.get(KEY_NAMESPACE, _RING)
+    return [] if raw is None else _load(raw)
 
 
 def _dump(ring: list[SigningKey]) -> bytes:
