@@ -201,6 +201,24 @@ class CIMDResolver:
             self._failures[client_id] = (self.clock() + self.error_ttl, description, detail)
         return InvalidClient(description, detail=detail)
 
+    async def cached_clients(self) -> list[Client]:
+        """The clients whose documents are cached now (fetched and not expired), for administration."""
+        clients: list[Client] = []
+        async for client_id, _ in self.store.iterate(CIMD_NAMESPACE):
+            client = await self.cached(client_id)
+            if client is not None:
+                clients.append(client)
+        return clients
+
+    async def cached(self, client_id: str) -> Client | None:
+        """The client of the cached document of ``client_id``, or ``None`` (nothing is fetched)."""
+        return await self._cached(client_id)
+
+    async def forget(self, client_id: str) -> bool:
+        """Drop the cached document of ``client_id``; the next request fetches it again. Whether one was cached."""
+        self._failures.pop(client_id, None)
+        return await self.store.delete(CIMD_NAMESPACE, client_id)
+
     def _ttl(self, cache_control: str | None) -> float:
         """The cache lifetime from ``Cache-Control`` (RFC 9111 section 5.2.2), bounded."""
         return cache_lifetime(cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl)

@@ -148,6 +148,10 @@ class ClientRegistry:
             raise ValueError("a registered client cannot take a static or URL client id")
         await self.store.put(CLIENT_NAMESPACE, client.client_id, client.to_json(), ttl)
 
+    async def registered(self) -> list[Client]:
+        """Every client registered in the store (through ``/register``), for administration."""
+        return [Client.from_json(raw) async for _, raw in self.store.iterate(CLIENT_NAMESPACE)]
+
     async def delete(self, client_id: str) -> bool:
         """Forget a registered client; ``True`` when there was one (static clients stay)."""
         if client_id in self.static:

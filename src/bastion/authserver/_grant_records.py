@@ -135,6 +135,32 @@ class GrantStore:
         """The ids of the live grants ``subject`` gave ``client_id``."""
         return [grant_id for grant_id, _ in await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))]
 
+    async def records(
+        self, subject: str | None = None, client_id: str | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The live grants (id and record), of ``subject`` and/or ``client_id`` when given, oldest first.
+
+        With both, one index lookup; otherwise every grant is read (:meth:`Store.iterate`): for
+        administration, not for requests.
+        """
+        if subject is not None and client_id is not None:
+            found = await self.store.scan(GRANT_NAMESPACE, grant_index(subject, client_id))
+        else:
+            found = [item async for item in self.store.iterate(GRANT_NAMESPACE)]
+        records: list[tuple[str, dict[str, Any]]] = []
+        for grant_id, raw in found:
+            record = dict(json.loads(raw))
+            if subject is not None and record.get("subject") != subject:
+                continue
+            if client_id is not None and record.get("client_id") != client_id:
+                continue
+            records.append((grant_id, record))
+        return sorted(records, key=lambda item: (int(item[1].get("created", 0)), item[0]))
+
+    async def refresh_records(self, grant_id: str) -> list[dict[str, Any]]:
+        """The live refresh token records of the grant's family (scopes, resources, state; hashes only)."""
+        return [dict(json.loads(raw)) for _, raw in await self.store.scan(REFRESH_NAMESPACE, grant_id)]
+
     async def forget_user_client(self, subject: str, client_id: str) -> None:
         """Drop the note that ``subject`` has grants with ``client_id`` (after they were revoked)."""
         await self.store.delete(USER_CLIENT_NAMESPACE, grant_index(subject, client_id))
