@@ -7,9 +7,12 @@
 - :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
 - :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
 - :class:`AuditStore`: audit events kept in the store (:meth:`AuthorizationServer.keep_audit`).
+- :class:`Admin` (``server.admin``), :class:`ClientInfo`, :class:`GrantInfo`, :class:`SigningKeyInfo`,
+  :class:`AdminError`: list, revoke and rotate on the server's store.
 - The OAuth errors, each rendering its RFC 6749 body.
 """
 
+from bastion.authserver._admin import Admin, AdminError, ClientInfo, GrantInfo, SigningKeyInfo
 from bastion.authserver._audit_log import AuditStore
 from bastion.authserver._browser.consent import RememberedConsent
 from bastion.authserver._browser.login import LoginStep, PasswordLogin, signed_in
@@ -33,9 +36,13 @@ from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 
 __all__ = [
     "AccessDeniedError",
+    "Admin",
+    "AdminError",
     "AuditStore",
     "AuthorizationServer",
     "Client",
+    "ClientInfo",
+    "GrantInfo",
     "InvalidClient",
     "InvalidClientMetadata",
     "InvalidGrant",
@@ -50,6 +57,7 @@ __all__ = [
     "RememberedConsent",
     "SafeFetcher",
     "Signing",
+    "SigningKeyInfo",
     "TokenLifetimes",
     "UnauthorizedClient",
     "UnsupportedGrantType",

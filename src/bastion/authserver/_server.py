@@ -27,6 +27,7 @@ from bastion._core.net import is_loopback_host
 from bastion._resource.metadata import canonical_resource
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
+from bastion.authserver._admin import Admin
 from bastion.authserver._audit_log import DEFAULT_RETENTION, AuditStore, retention_from_env
 from bastion.authserver._browser import consent as consent_step
 from bastion.authserver._browser.consent import RememberedConsent
@@ -167,6 +168,7 @@ class AuthorizationServer:
         self._verifier: AuthServerVerifier | None = None
         self._any_resource_verifier: AuthServerVerifier | None = None
         self._static_clients = clients
+        self._admin: Admin | None = None
         self._started = False
         self._check_auto_approve()
         retention = retention_from_env()
@@ -202,6 +204,13 @@ class AuthorizationServer:
                 return sink
         self.audit.add_sink(kept)
         return kept
+
+    @property
+    def admin(self) -> Admin:
+        """The administration of this server: its clients, grants, consents and signing keys (:class:`Admin`)."""
+        if self._admin is None:
+            self._admin = Admin(self)
+        return self._admin
 
     @property
     def verifier(self) -> AuthServerVerifier:
