@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from bastion._cli import audit
+from bastion._cli.admin import add_commands
 from bastion._core.net import is_loopback_host
 
 if TYPE_CHECKING:
@@ -46,9 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         help="sign in as USER and approve consent without pages (headless tests; loopback only)",
     )
 
-    commands.add_parser(
-        "keys", help="print a new encryption key for BASTION_ENCRYPTION_KEYS (the proxy's upstream tokens at rest)"
-    )
+    add_commands(commands)  # clients, grants, consents, keys, encryption-key, token
     serve = commands.add_parser("serve", help="serve an MCPServer from a module, e.g. notes.server:mcp")
     serve.add_argument("target", help="MODULE:ATTRIBUTE of a bastion.MCPServer")
     serve.add_argument("--host", default="127.0.0.1")
@@ -74,11 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "audit":
         return audit.run(args)
-    if args.command == "keys":
-        from bastion.authserver._vault import TokenVault
-
-        print(TokenVault.generate_key())
-        return 0
+    run = getattr(args, "run", None)
+    if run is not None:
+        return int(run(args))
     return _serve(args)
 
 
