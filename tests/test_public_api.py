@@ -39,8 +39,8 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
     }  # fmt: skip
     assert set(bastion.proxy.__all__) == {"Identity", "OAuthProxy", "Upstream", "UpstreamError", "UpstreamTokens"}
     assert set(bastion.authserver.__all__) == {
-        "AccessDeniedError", "Admin", "AdminError", "AuditStore", "AuthorizationServer", "Client", "ClientInfo", "GrantInfo",
-        "SigningKeyInfo", "InvalidClient", "InvalidClientMetadata",
+        "AccessDeniedError", "Admin", "AdminError", "AuditStore", "AuthorizationServer", "Client", "ClientInfo",
+        "GrantInfo", "SigningKeyInfo", "InvalidClient", "InvalidClientMetadata",
         "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
         "OAuthError", "PasswordLogin", "RememberedConsent", "SafeFetcher", "UnauthorizedClient",
         "UnsupportedGrantType", "User", "signed_in",

@@ -236,8 +236,8 @@ class Admin:
             await server.clients.delete(client_id)
         revoked = await self.revoke_client(client_id)
         for consent in await self.consents(client_id=client_id):
-            await server.withdraw_consent(consent.subject, client_id)  # audit: consent.withdrawn
-        # audit: client.deleted
+            await server.withdraw_consent(consent.subject, client_id)
+        await server.audit.emit("client.deleted", "success", client_id=client_id, count=revoked, reason="admin")
         return revoked
 
     # -- grants ------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class Admin:
         """
         if await self.server.grants.get(grant_id) is None:
             return False
-        await self.server.revoke_grant(grant_id)  # audit: grant.revoked (reason admin)
+        await self.server.revoke_grant(grant_id, reason="admin")
         return True
 
     async def revoke_user(self, subject: str) -> int:
@@ -296,7 +296,7 @@ class Admin:
 
     async def _revoke(self, grants: list[tuple[str, dict[str, Any]]]) -> None:
         for grant_id, _ in grants:
-            await self.server.revoke_grant(grant_id)  # audit: grant.revoked (reason admin)
+            await self.server.revoke_grant(grant_id, reason="admin")
         for subject, client_id in {(str(r["subject"]), str(r["client_id"])) for _, r in grants}:
             await self.server.grants.forget_user_client(subject, client_id)
 
@@ -314,7 +314,7 @@ class Admin:
 
     async def withdraw_consent(self, subject: str, client_id: str) -> bool:
         """Forget ``subject``'s consent for ``client_id`` and revoke the grants they gave it; whether there was any."""
-        return await self.server.withdraw_consent(subject, client_id)  # audit: consent.withdrawn
+        return await self.server.withdraw_consent(subject, client_id)
 
     # -- signing keys ------------------------------------------------------------------------
 
@@ -328,5 +328,6 @@ class Admin:
         Use it when a key may have leaked (then also revoke the grants whose tokens it
         signed), or to check that every verifier follows a rotation.
         """
-        key = await self.server.keys.rotate()  # audit: key.rotated
+        key = await self.server.keys.rotate()
+        await self.server.audit.emit("key.rotated", "success", reason="admin")
         return SigningKeyInfo(kid=key.kid, alg=key.alg, created_at=int(key.created), signing=True)
