@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from bastion._core.errors import BastionError
+
 if TYPE_CHECKING:
     from bastion.authserver import AuthorizationServer
 
@@ -35,7 +37,7 @@ TOKEN_CLIENT = "bastion-cli"
 Work = Callable[["AuthorizationServer"], Awaitable[int]]
 
 
-class _Refused(Exception):
+class CommandRefused(BastionError):
     """A command that cannot go on: its message is printed, with the exit status."""
 
     def __init__(self, message: str, status: int = 2) -> None:
@@ -139,10 +141,10 @@ def _on_store(args: argparse.Namespace, work: Work, *, issuer: str | None = None
     try:
         url = args.store or os.environ.get("BASTION_STORE")
         if not url:
-            raise _Refused("give the server's store with --store URL or BASTION_STORE")
+            raise CommandRefused("give the server's store with --store URL or BASTION_STORE")
         _check_store_url(url)
         return asyncio.run(_session(url, work, issuer, lifetime, args.clients_file))
-    except _Refused as exc:
+    except CommandRefused as exc:
         print(f"{_name(args)}: {exc}", file=sys.stderr)
         return exc.status
     except AdminError as exc:
@@ -160,9 +162,9 @@ def _check_store_url(url: str) -> None:
     """
     scheme, _, rest = url.partition("://")
     if scheme == "memory":
-        raise _Refused("memory:// holds nothing outside the process that made it: name the server's store")
+        raise CommandRefused("memory:// holds nothing outside the process that made it: name the server's store")
     if scheme == "sqlite" and rest and not Path(rest).expanduser().is_file():
-        raise _Refused(f"there is no store file at {Path(rest).expanduser()}")
+        raise CommandRefused(f"there is no store file at {Path(rest).expanduser()}")
 
 
 async def _session(url: str, work: Work, issuer: str | None, lifetime: float | None, clients: str | None) -> int:
@@ -252,7 +254,7 @@ def _clients_show(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         client = await server.admin.client(args.client_id)
         if client is None:
-            raise _Refused(f"no client {args.client_id!r} is known", 1)
+            raise CommandRefused(f"no client {args.client_id!r} is known", 1)
         data = {**client.to_dict(), "live_grants": len(await server.admin.grants(client_id=client.client_id))}
         if args.json:
             _print_json(data)
@@ -314,7 +316,7 @@ def _grants_revoke(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         if args.grant_id is not None:
             if not await server.admin.revoke_grant(args.grant_id):
-                raise _Refused(f"no live grant {args.grant_id!r}", 1)
+                raise CommandRefused(f"no live grant {args.grant_id!r}", 1)
             revoked = 1
         elif args.user is not None and args.client is not None:
             revoked = await server.revoke_user_client(args.user, args.client)
@@ -364,7 +366,7 @@ def _consents_list(args: argparse.Namespace) -> int:
 def _consents_withdraw(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         if not await server.admin.withdraw_consent(args.user, args.client):
-            raise _Refused(f"{args.user!r} has no consent or grant for {args.client!r}", 1)
+            raise CommandRefused(f"{args.user!r} has no consent or grant for {args.client!r}", 1)
         if args.json:
             _print_json({"subject": args.user, "client_id": args.client, "withdrawn": True})
         else:

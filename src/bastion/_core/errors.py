@@ -30,6 +30,10 @@
      +-- VaultError                     authserver/_vault.py: a sealed blob cannot be opened
      +-- LeaseTimeout                   authserver/_lease.py: another process held a store lease past
      |                                  the wait's deadline
+     +-- AdminError                     authserver/_admin.py: an administrative operation refused
+     |                                  (an unknown client, one configured in code)
+     +-- CommandRefused                 _cli/admin.py: a command that cannot go on (its message and
+     |                                  exit status are printed)
      +-- FlowRefused                    authserver/_browser/flows.py: a browser step that cannot go
      |                                  on; its message is the page shown
      +-- UpstreamError                  bastion.proxy: the identity provider failed or refused
