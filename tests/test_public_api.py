@@ -18,8 +18,8 @@ EXPECTED = {
     "NoAccessToken", "Policy", "PolicyRegistry", "RemoteAuthorization", "ScopeHierarchy", "ServerSettings",
     "StaticTokenVerifier", "TokenCache", "TokenExpired", "TokenInactive", "TokenNotYetValid", "UnsupportedAlgorithm",
     "UpstreamUnavailable", "Verifier",
-    "__version__", "from_env", "get_access_token", "hash_api_key", "protect", "require_all", "require_any",
-    "require_auth", "require_role", "require_scopes", "server_settings",
+    "__version__", "from_env", "get_access_token", "hash_api_key", "instrument", "protect", "require_all",
+    "require_any", "require_auth", "require_role", "require_scopes", "server_settings", "uninstrument",
 }  # fmt: skip
 
 
@@ -48,6 +48,7 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
     }  # fmt: skip
     assert set(bastion.storage.__all__) == {
         "MemoryStore",
+        "ObservedStore",
         "RedisStore",
         "SQLiteStore",
         "Store",

@@ -29,6 +29,7 @@ from bastion._core.errors import (
     UnsupportedAlgorithm,
     UpstreamUnavailable,
 )
+from bastion._core.telemetry import instrument, uninstrument
 from bastion._jose.jwks import JWKSOptions
 from bastion._resource.apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
 from bastion._resource.callable import CallableVerifier
@@ -106,6 +107,7 @@ __all__ = [
     "from_env",
     "get_access_token",
     "hash_api_key",
+    "instrument",
     "protect",
     "require_all",
     "require_any",
@@ -113,4 +115,5 @@ __all__ = [
     "require_role",
     "require_scopes",
     "server_settings",
+    "uninstrument",
 ]

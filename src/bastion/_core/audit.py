@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bastion._core import telemetry
+
 __all__ = [
     "AUDIT_LOGGER",
     "EVENTS",
@@ -292,6 +294,9 @@ class Audit:
                     await result
             except Exception:
                 self._errors.warning("an audit sink failed on %s", name, exc_info=True)
+        observer = telemetry.active  # counted by name and outcome, when metrics are on
+        if observer is not None:
+            observer.count_event(event)
         return event
 
 

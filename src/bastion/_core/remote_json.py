@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from bastion._core import telemetry
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, LoopLocks, cache_lifetime, fetch_json, http_client
 
@@ -70,7 +71,7 @@ class RemoteJSON(Generic[T]):
             exception, its message the reason) to refuse the document, which is
             then a failed fetch.
         fetch: How to fetch (default: :func:`http_fetch` with ``timeout`` and ``max_bytes``).
-        label: What the document is, for the configuration error message.
+        label: What the document is, for the configuration error message and the metrics.
         clock: Seconds since the epoch; injectable for tests.
         min_ttl, max_ttl: Bounds for the lifetime taken from ``Cache-Control``.
         default_ttl: The lifetime when the response sets none.
@@ -111,6 +112,7 @@ class RemoteJSON(Generic[T]):
             raise ConfigurationError(f"{label} cache stale_if_error must be non-negative, max_bytes positive")
         self.url = url
         self.shown = shown_url(url)
+        self.label = label
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
         self.default_ttl = default_ttl
@@ -157,6 +159,16 @@ class RemoteJSON(Generic[T]):
             return True
 
     async def _fetch(self) -> None:
+        observer = telemetry.active
+        if observer is None:
+            await self._attempt()
+        else:
+            await observer.fetch(self.label, self.shown, self._attempt)
+        self._last_attempt = self._clock()
+        self._generation += 1
+
+    async def _attempt(self) -> bool:
+        """Fetch and parse once; whether a good copy was had (a failure keeps the last one)."""
         try:
             if self.timeout is None:
                 document, cache_control = await self._fetch_document(self.url)
@@ -168,14 +180,13 @@ class RemoteJSON(Generic[T]):
             self.failure = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             self._drop_if_too_stale()
             self._on_failure(self.shown, self.failure, self.value is not None)
-        else:
-            now = self._clock()
-            self.value = value
-            self.expires = now + cache_lifetime(
-                cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl
-            )
-        self._last_attempt = self._clock()
-        self._generation += 1
+            return False
+        now = self._clock()
+        self.value = value
+        self.expires = now + cache_lifetime(
+            cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl
+        )
+        return True
 
     def _drop_if_too_stale(self) -> None:
         if self.value is not None and self._clock() >= self.expires + self.stale_if_error:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Sequence
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from bastion._core import telemetry
 from bastion._core.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -213,7 +214,11 @@ class Verifier(ABC):
             return cached
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long", description="The access token is too long")
-        access = await self.check(token)
+        observer = telemetry.active
+        if observer is None:
+            access = await self.check(token)
+        else:
+            access = await observer.verification(type(self).__name__, self.check, token)
         # Expiry (with the verifier's own leeway and clock) is the verifier's to judge; the
         # cache never serves a token past its exp.
         cache.put(token, access, self.cache_ttl(access))

@@ -45,7 +45,7 @@ from bastion.authserver._models import Client, User, as_scopes
 from bastion.authserver._revocations import RevocationFeed
 from bastion.authserver._routes import build_routes
 from bastion.authserver._settings import Registration, Signing, TokenLifetimes
-from bastion.storage import Store
+from bastion.storage import ObservedStore, Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
 
@@ -117,6 +117,7 @@ class AuthorizationServer:
     ) -> None:
         self.issuer: str | None = None if issuer is None else canonical_issuer(issuer)
         self.store: Store = default_store(self.issuer) if store is None else store
+        self.store = ObservedStore.when_instrumented(self.store)  # timed, when bastion.instrument() came first
         self.clock = clock
         self._audit = Audit(clock=clock)
         #: Where the endpoints report a store outage: once a minute with a count, not per request.

@@ -9,15 +9,18 @@ operations that need, and every implementation passes one contract test suite.
 - :class:`SQLiteStore`: a file on disk, safe across worker processes on one host.
 - :class:`RedisStore`: a Redis (or Valkey) server, shared by replicas on many hosts.
 
+:class:`ObservedStore` wraps any of them to time each operation (``bastion.instrument()``).
+
 :func:`open_store` builds one from a URL (``sqlite:///path/auth.db``, ``redis://host:6379/0``, ``memory://``).
 """
 
 from __future__ import annotations
 
 from bastion.storage._memory import MemoryStore
+from bastion.storage._observed import ObservedStore
 from bastion.storage._protocol import Store, StoreError
 from bastion.storage._redis import RedisStore
 from bastion.storage._sqlite import SQLiteStore
 from bastion.storage._url import open_store
 
-__all__ = ["MemoryStore", "RedisStore", "SQLiteStore", "Store", "StoreError", "open_store"]
+__all__ = ["MemoryStore", "ObservedStore", "RedisStore", "SQLiteStore", "Store", "StoreError", "open_store"]
