@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion._core import telemetry
 from bastion._core.audit import enter_request, leave_request
 from bastion._core.net import is_loopback_host
 
@@ -34,6 +35,7 @@ class AuthServerEdge:
     def __init__(self, app: ASGIApp, server: AuthorizationServer) -> None:
         self.app = app
         self.server = server
+        self._routes: tuple[str | None, frozenset[str]] | None = None  # (issuer, its routes), for metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,9 +43,22 @@ class AuthServerEdge:
             return
         entered = enter_request(scope)  # the audit events of this request name its address and id
         try:
-            await self._http(scope, receive, send)
+            observer = telemetry.active
+            route = None if observer is None else self._route(scope["path"])
+            if observer is None or route is None:
+                await self._http(scope, receive, send)
+            else:
+                await observer.serve(scope, receive, send, self._http, route)  # timed, in a span
         finally:
             leave_request(entered)
+
+    def _route(self, path: str) -> str | None:
+        """``path`` when it is one of the server's endpoints (the app serves others too)."""
+        issuer = self.server.issuer
+        if self._routes is None or self._routes[0] != issuer:
+            paths = (getattr(route, "path", None) for route in self.server.routes())
+            self._routes = (issuer, frozenset(p for p in paths if isinstance(p, str)))
+        return path if path in self._routes[1] else None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = self.server

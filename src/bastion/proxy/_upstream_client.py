@@ -17,17 +17,23 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import httpx2
 
+from bastion._core import telemetry
 from bastion._core.errors import InvalidToken
 from bastion._core.http import DEFAULT_TIMEOUT, FetchError, fetch_json, http_client
 from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion.proxy._upstream import Identity, Upstream, UpstreamError, UpstreamTokens
 
 __all__ = ["UpstreamClient", "pkce_pair"]
+
+_T = TypeVar("_T")
+
+#: The ``operation`` of a token request in the metrics and spans, by grant type (anything else: ``token``).
+_OPERATIONS = {"authorization_code": "code", "refresh_token": "refresh"}
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -61,8 +67,17 @@ class UpstreamClient:
             data["client_secret"] = up.client_secret
         return {"data": data}
 
+    def _observed(self, operation: str, call: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        """``call()``, timed and in a span when bastion is instrumented."""
+        observer = telemetry.active
+        return call() if observer is None else observer.upstream(self.upstream.name, operation, call)
+
     async def token_request(self, data: dict[str, str]) -> UpstreamTokens:
         """One request to the token endpoint (any grant), with the client authentication."""
+        operation = _OPERATIONS.get(data.get("grant_type", ""), "token")
+        return await self._observed(operation, lambda: self._token_request(data))
+
+    async def _token_request(self, data: dict[str, str]) -> UpstreamTokens:
         name = self.upstream.name
         try:
             async with self._client() as http:
@@ -123,6 +138,9 @@ class UpstreamClient:
         Best effort: a failure or a refusal is neither raised nor logged; the caller
         keeps no copy of the tokens, which expire at the provider in time.
         """
+        await self._observed("revoke", lambda: self._revoke(tokens))
+
+    async def _revoke(self, tokens: UpstreamTokens) -> None:
         endpoint = self.upstream.revocation_endpoint
         if endpoint is None:
             return
@@ -157,6 +175,9 @@ class UpstreamClient:
 
     async def identity(self, tokens: UpstreamTokens, nonce: str | None) -> Identity:
         """The signed-in user, from the source the provider is configured with."""
+        return await self._observed("identity", lambda: self._identity(tokens, nonce))
+
+    async def _identity(self, tokens: UpstreamTokens, nonce: str | None) -> Identity:
         up = self.upstream
         if up.identity == "id_token":
             claims = await self._id_token_claims(tokens, nonce)
