@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion._adapters.scrape import metrics_endpoint
 from bastion._config.auth import from_env
 from bastion._config.settings import server_settings
 from bastion._core.audit import Audit
@@ -28,6 +29,9 @@ from bastion._resource.registry import PolicyRegistry
 from bastion._resource.tokens import AccessToken, authenticated_user
 from bastion._resource.verifier import Verifier
 from bastion.authserver._server import AuthorizationServer
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["MCPServer"]
 
@@ -266,6 +270,20 @@ class MCPServer(SDKMCPServer[Any]):
         if self._guard is None:
             raise ConfigurationError("a route with auth= needs a verifier: pass auth= to MCPServer")
         return self._guard
+
+    # -- operations -----------------------------------------------------------
+
+    def serve_metrics(self, path: str = "/metrics", *, registry: CollectorRegistry | None = None) -> None:
+        """Serve bastion's metrics to Prometheus at ``path`` (call before running the server).
+
+        Without ``registry``, bastion's own Prometheus registry, turning on
+        ``bastion.instrument(prometheus=True)`` unless bastion is instrumented already
+        (needs ``mcp-bastion[prometheus]``); with it, that registry (the one your own
+        ``PrometheusMetricReader`` writes to). The endpoint takes no token: make it
+        reachable only from inside the deployment.
+        """
+        endpoint = metrics_endpoint(registry, self.authorization_server)
+        self.custom_route(path, ["GET"], include_in_schema=False)(endpoint)
 
     # -- serving ------------------------------------------------------------
 
