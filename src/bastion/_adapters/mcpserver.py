@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion._adapters.health import Readiness, liveness_response
 from bastion._adapters.scrape import metrics_endpoint
 from bastion._config.auth import from_env
 from bastion._config.settings import server_settings
@@ -284,6 +285,25 @@ class MCPServer(SDKMCPServer[Any]):
         """
         endpoint = metrics_endpoint(registry, self.authorization_server)
         self.custom_route(path, ["GET"], include_in_schema=False)(endpoint)
+
+    def serve_health(
+        self, *, healthz: str = "/healthz", readyz: str = "/readyz", timeout: float = 5.0, min_interval: float = 1.0
+    ) -> Readiness:
+        """Answer liveness at ``healthz`` and readiness at ``readyz``, without authentication (call before running).
+
+        ``readyz`` is 503 with ``Retry-After`` while the authorization server's store or
+        signing keys, or the verifier's key set or metadata document, cannot be had; the
+        response never says which (the log does). A check runs at most once per
+        ``min_interval`` seconds and within ``timeout``.
+        """
+        readiness = Readiness(self.verifier, self.authorization_server, timeout=timeout, min_interval=min_interval)
+
+        async def alive(request: Request) -> Response:
+            return liveness_response()
+
+        self.custom_route(healthz, ["GET"], include_in_schema=False)(alive)
+        self.custom_route(readyz, ["GET"], include_in_schema=False)(readiness.response)
+        return readiness
 
     # -- serving ------------------------------------------------------------
 

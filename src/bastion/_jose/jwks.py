@@ -184,6 +184,12 @@ class JWKSCache:
         """Fetch the key set now, unless a fetch happened within ``refetch_interval``."""
         await self._remote.refresh()
 
+    async def ready(self) -> bool:
+        """Whether a key set was had once (a stale copy counts); without one, a fetch is tried (bounded)."""
+        if self._remote.value is None:
+            await self._remote.refresh()
+        return self._remote.value is not None
+
 
 _shared: weakref.WeakValueDictionary[tuple[Any, ...], JWKSCache] = weakref.WeakValueDictionary()
 

@@ -207,6 +207,11 @@ class JWTVerifier(Verifier):
             self.audiences = (audience,)
             logger.info("JWTVerifier now requires the audience %s", audience)
 
+    async def ready(self) -> bool:
+        """Whether the key set (of a ``jwks_uri``, or a key source that says) was had at least once."""
+        probe = getattr(self._jwks, "ready", None)
+        return True if probe is None else bool(await probe())
+
     # -- verification ---------------------------------------------------------------------------
 
     async def check(self, token: str) -> AccessToken:

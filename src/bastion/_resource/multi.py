@@ -103,6 +103,13 @@ class MultiVerifier(Verifier):
         assert first_error is not None
         raise first_error
 
+    async def ready(self) -> bool:
+        """Whether every verifier is ready (each one configured is expected to work)."""
+        for verifier in self.verifiers:
+            if not await verifier.ready():
+                return False
+        return True
+
     def expect_audience(self, audience: str) -> None:
         """Pass the server's resource URL to every verifier."""
         for verifier in self.verifiers:

@@ -172,6 +172,14 @@ class RemoteAuthorization(Verifier):
         """Verify a bearer token with the inner verifier, bypassing its cache."""
         return await self.verifier.check(token)
 
+    async def ready(self) -> bool:
+        """Whether the provider's metadata was had (a cached copy counts), and the inner verifier is ready."""
+        try:
+            await self.metadata()
+        except DiscoveryUnavailable:
+            return False
+        return await self.verifier.ready()
+
     def expect_audience(self, audience: str) -> None:
         """Hand the server's resource URL to the inner verifier."""
         self.verifier.expect_audience(audience)
@@ -190,6 +198,17 @@ class _DiscoveredKeys:
         self._jwks: JWKSCache | None = None
 
     async def keys_for(self, kid: str | None, alg: JWSAlgModel) -> list[Key]:
+        return await (await self._cache()).keys_for(kid, alg)
+
+    async def ready(self) -> bool:
+        """Whether the key set at the discovered ``jwks_uri`` was had at least once."""
+        try:
+            jwks = await self._cache()
+        except KeysUnavailable:
+            return False
+        return await jwks.ready()
+
+    async def _cache(self) -> JWKSCache:
         try:
             document = await self._remote.metadata()
         except DiscoveryUnavailable as exc:
@@ -203,7 +222,7 @@ class _DiscoveredKeys:
                 jwks = self._jwks = shared_cache(uri, clock=self._clock)
             except ConfigurationError as exc:
                 raise KeysUnavailable(f"the issuer's jwks_uri is unusable: {exc}") from None
-        return await jwks.keys_for(kid, alg)
+        return jwks
 
 
 def _check_issuer(issuer: str) -> None:

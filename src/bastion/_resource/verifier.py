@@ -251,6 +251,15 @@ class Verifier(ABC):
             _outages.warning(f"a token cannot be verified now and is refused: {exc}")
             return None
 
+    async def ready(self) -> bool:
+        """Whether tokens can be verified now, for a readiness probe (``MCPServer.serve_health``).
+
+        ``True`` by default; a verifier that needs a remote key set or metadata document
+        answers whether it has one (a cached copy counts), fetching it at most as often as
+        its cache allows.
+        """
+        return True
+
     def expect_audience(self, audience: str) -> None:  # noqa: B027 - optional hook
         """Called by the server with its resource URL when the verifier has no audience of its own."""
 
