@@ -154,6 +154,13 @@ async def test_the_scrape_counts_every_endpoint_request_and_each_token_verified_
         frozenset({"verifier": "AuthServerVerifier", "outcome": "valid"}.items()): 3,
         frozenset({"verifier": "AuthServerVerifier", "outcome": "invalid"}.items()): 1,
     }
+    # The decisions the server made, counted from its audit events.
+    assert samples["bastion_tokens_issued_total"] == {
+        frozenset({"grant_type": "authorization_code"}.items()): 1,
+        frozenset({"grant_type": "refresh_token"}.items()): 1,
+        frozenset({"grant_type": "client_credentials"}.items()): 1,
+    }
+    assert samples["bastion_refreshes_total"] == {frozenset({"outcome": "rotated"}.items()): 1}
     # The store was timed operation by operation, and none failed.
     store = samples["bastion_store_duration_seconds_count"]
     operations = {dict(labels)["operation"] for labels in store}
