@@ -17,7 +17,6 @@ The ``redis`` package is an optional extra: ``pip install "mcp-bastion[redis]"``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -29,7 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bastion._core.errors import ConfigurationError
 from bastion.storage import _redis_scripts as scripts
-from bastion.storage._protocol import RESUBSCRIBED, Clock, Store, StoreError
+from bastion.storage._protocol import Clock, Store, StoreError
+from bastion.storage._redis_listen import subscription
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -47,11 +47,6 @@ COMMAND_TIMEOUT = 2.0
 #: Connections per event loop; further concurrent calls wait for one, up to the command timeout.
 MAX_CONNECTIONS = 50
 
-#: Seconds between reconnection attempts of a lost subscription, growing from the first to the second.
-LISTEN_BACKOFF_MIN = 0.1
-LISTEN_BACKOFF_MAX = 5.0
-#: Seconds a subscription waits for a message before looking again (it notices a closed store).
-LISTEN_POLL = 1.0
 
 #: Keys read per round of :meth:`RedisStore.purge`.
 PURGE_BATCH = 500
@@ -352,37 +347,7 @@ class RedisStore(Store):
         lost: Redis pub/sub keeps none). A lost connection is retried with a backoff growing
         to ``LISTEN_BACKOFF_MAX``.
         """
-        return self._listen(self._channel(channel))
-
-    async def _listen(self, name: bytes) -> AsyncIterator[str]:
-        backoff = LISTEN_BACKOFF_MIN
-        while True:
-            client, _ = self._client()
-            # Confirmations are read, not ignored: SUBSCRIBE written to a connection Redis has
-            # closed (a pooled one, in an outage) is no subscription, and the client's own
-            # reconnection subscribes again without telling anyone else.
-            pubsub = client.pubsub()
-            try:
-                await pubsub.subscribe(name)
-                while not self._closed:
-                    message = await pubsub.get_message(timeout=LISTEN_POLL)
-                    if message is None:
-                        continue
-                    if message.get("type") == "subscribe":
-                        backoff = LISTEN_BACKOFF_MIN
-                        yield RESUBSCRIBED
-                    elif message.get("type") == "message":
-                        yield _bytes(message["data"]).decode("utf-8", "replace")
-            except (self._redis.RedisError, OSError) as error:
-                logger.warning("lost the Redis subscription to %s (%s); retrying", name.decode(), type(error).__name__)
-            finally:
-                with contextlib.suppress(Exception):
-                    # Bounded: on a pool already closed, releasing the connection may never end.
-                    await asyncio.wait_for(pubsub.aclose(), self._command_timeout)  # type: ignore[no-untyped-call]
-            if self._closed:
-                return
-            await asyncio.sleep(backoff)  # a backoff before reconnecting, not synchronisation
-            backoff = min(LISTEN_BACKOFF_MAX, backoff * 2)
+        return subscription(self, self._channel(channel))
 
     def _channel(self, channel: str) -> bytes:
         return f"{self.prefix}channel:".encode() + channel.encode()
