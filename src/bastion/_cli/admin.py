@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from bastion._cli.printing import count, fields, first, print_json, table, when
 from bastion._core.errors import BastionError
 
 if TYPE_CHECKING:
@@ -134,7 +133,6 @@ def _name(args: argparse.Namespace) -> str:
 
 def _on_store(args: argparse.Namespace, work: Work, *, issuer: str | None = None, lifetime: float | None = None) -> int:
     """Run ``work`` on a bare server over the store the arguments name; errors as one line on stderr."""
-    from bastion._core.errors import BastionError
     from bastion.authserver import AdminError
     from bastion.storage import StoreError
 
@@ -187,43 +185,6 @@ async def _session(url: str, work: Work, issuer: str | None, lifetime: float | N
         await store.aclose()
 
 
-# -- printing ----------------------------------------------------------------------------------
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
-    """Aligned columns, two spaces apart; ``empty`` when there is no row."""
-    if not rows:
-        print(empty)
-        return
-    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
-def _when(seconds: float | None) -> str:
-    if not seconds:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(seconds))
-
-
-def _first(values: Sequence[str]) -> str:
-    if not values:
-        return "-"
-    return values[0] + (f" (+{len(values) - 1})" if len(values) > 1 else "")
-
-
-def _fields(data: dict[str, Any]) -> None:
-    """``name: value`` lines, aligned."""
-    width = max(len(name) for name in data)
-    for name, value in data.items():
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
-        print(f"{name + ':':<{width + 1}}  {'-' if shown in (None, '', []) else shown}")
-
-
 # -- clients -----------------------------------------------------------------------------------
 
 
@@ -231,7 +192,7 @@ def _clients_list(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         clients = await server.admin.clients()
         if args.json:
-            _print_json([c.to_dict() for c in clients])
+            print_json([c.to_dict() for c in clients])
             return 0
         rows = [
             [
@@ -239,12 +200,12 @@ def _clients_list(args: argparse.Namespace) -> int:
                 c.kind,
                 c.client_name or "-",
                 c.token_endpoint_auth_method,
-                _when(c.issued_at),
-                _first(c.redirect_uris),
+                when(c.issued_at),
+                first(c.redirect_uris),
             ]
             for c in clients
         ]
-        _table(["CLIENT ID", "KIND", "NAME", "AUTH", "REGISTERED", "REDIRECT URIS"], rows, "no clients")
+        table(["CLIENT ID", "KIND", "NAME", "AUTH", "REGISTERED", "REDIRECT URIS"], rows, "no clients")
         return 0
 
     return _on_store(args, work)
@@ -257,10 +218,10 @@ def _clients_show(args: argparse.Namespace) -> int:
             raise CommandRefused(f"no client {args.client_id!r} is known", 1)
         data = {**client.to_dict(), "live_grants": len(await server.admin.grants(client_id=client.client_id))}
         if args.json:
-            _print_json(data)
+            print_json(data)
         else:
-            data["issued_at"] = _when(client.issued_at)
-            _fields(data)
+            data["issued_at"] = when(client.issued_at)
+            fields(data)
         return 0
 
     return _on_store(args, work)
@@ -270,16 +231,12 @@ def _clients_delete(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         revoked = await server.admin.delete_client(args.client_id)
         if args.json:
-            _print_json({"client_id": args.client_id, "deleted": True, "grants_revoked": revoked})
+            print_json({"client_id": args.client_id, "deleted": True, "grants_revoked": revoked})
         else:
-            print(f"deleted client {args.client_id}; {_count(revoked, 'grant')} revoked")
+            print(f"deleted client {args.client_id}; {count(revoked, 'grant')} revoked")
         return 0
 
     return _on_store(args, work)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # -- grants ------------------------------------------------------------------------------------
@@ -289,7 +246,7 @@ def _grants_list(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         grants = await server.admin.grants(subject=args.user, client_id=args.client)
         if args.json:
-            _print_json([g.to_dict() for g in grants])
+            print_json([g.to_dict() for g in grants])
             return 0
         rows = [
             [
@@ -297,12 +254,12 @@ def _grants_list(args: argparse.Namespace) -> int:
                 g.subject,
                 g.client_id,
                 " ".join(g.scopes) or "-",
-                _when(g.created_at),
+                when(g.created_at),
                 "yes" if g.refreshable else "no",
             ]
             for g in grants
         ]
-        _table(["GRANT ID", "USER", "CLIENT", "SCOPES", "CREATED", "REFRESH"], rows, "no grants")
+        table(["GRANT ID", "USER", "CLIENT", "SCOPES", "CREATED", "REFRESH"], rows, "no grants")
         return 0
 
     return _on_store(args, work)
@@ -325,9 +282,9 @@ def _grants_revoke(args: argparse.Namespace) -> int:
         else:
             revoked = await server.admin.revoke_client(args.client)
         if args.json:
-            _print_json({"revoked": revoked})
+            print_json({"revoked": revoked})
         else:
-            print(f"revoked {_count(revoked, 'grant')}")
+            print(f"revoked {count(revoked, 'grant')}")
         return 0
 
     return _on_store(args, work)
@@ -340,7 +297,7 @@ def _consents_list(args: argparse.Namespace) -> int:
     async def work(server: AuthorizationServer) -> int:
         consents = await server.admin.consents(subject=args.user, client_id=args.client)
         if args.json:
-            _print_json(
+            print_json(
                 [
                     {
                         "subject": c.subject,
@@ -354,10 +311,10 @@ def _consents_list(args: argparse.Namespace) -> int:
             )
             return 0
         rows = [
-            [c.subject, c.client_id, " ".join(c.scopes) or "-", _first(c.resources), _when(c.granted_at)]
+            [c.subject, c.client_id, " ".join(c.scopes) or "-", first(c.resources), when(c.granted_at)]
             for c in consents
         ]
-        _table(["USER", "CLIENT", "SCOPES", "RESOURCES", "GIVEN"], rows, "no consents")
+        table(["USER", "CLIENT", "SCOPES", "RESOURCES", "GIVEN"], rows, "no consents")
         return 0
 
     return _on_store(args, work)
@@ -368,7 +325,7 @@ def _consents_withdraw(args: argparse.Namespace) -> int:
         if not await server.admin.withdraw_consent(args.user, args.client):
             raise CommandRefused(f"{args.user!r} has no consent or grant for {args.client!r}", 1)
         if args.json:
-            _print_json({"subject": args.user, "client_id": args.client, "withdrawn": True})
+            print_json({"subject": args.user, "client_id": args.client, "withdrawn": True})
         else:
             print(f"withdrew {args.user}'s consent for {args.client} and revoked its grants")
         return 0
@@ -397,10 +354,10 @@ def _keys_alone(args: argparse.Namespace) -> int:
 
 def _print_ring(args: argparse.Namespace, ring: Sequence[Any]) -> None:
     if args.json:
-        _print_json([k.to_dict() for k in ring])
+        print_json([k.to_dict() for k in ring])
         return
-    rows = [[k.kid, k.alg, _when(k.created_at), "signing" if k.signing else "published"] for k in ring]
-    _table(["KID", "ALG", "CREATED", "STATUS"], rows, "no signing key yet (the server makes one when it first signs)")
+    rows = [[k.kid, k.alg, when(k.created_at), "signing" if k.signing else "published"] for k in ring]
+    table(["KID", "ALG", "CREATED", "STATUS"], rows, "no signing key yet (the server makes one when it first signs)")
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -458,7 +415,7 @@ def _token(args: argparse.Namespace) -> int:
         )
         if args.json:
             body = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
-            _print_json({**body, "scope": " ".join(scopes), "grant_id": grant_id, "issuer": issuer})
+            print_json({**body, "scope": " ".join(scopes), "grant_id": grant_id, "issuer": issuer})
         else:
             print(token)
         return 0
