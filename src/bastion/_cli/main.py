@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from bastion._cli import audit
+from bastion._cli import audit, cimd_dev
 from bastion._cli.admin import add_commands
 from bastion._core.net import is_loopback_host
 
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["alice", "bob"],
         help="sign in as USER and approve consent without pages (headless tests; loopback only)",
     )
+    cimd_dev.add_arguments(demo)  # --dev-metadata-origin, --dev-ca-file
 
     add_commands(commands)  # clients, grants, consents, keys, encryption-key, token
     serve = commands.add_parser("serve", help="serve an MCPServer from a module, e.g. notes.server:mcp")
@@ -95,6 +96,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.auto_approve and from_environment:
         print("bastion demo: --auto-approve signs in a demo user, and BASTION_AUTH replaces them", file=sys.stderr)
         return 2
+    refused = cimd_dev.refusal(args, from_environment)
+    if refused:
+        print(f"bastion demo: {refused}", file=sys.stderr)
+        return 2
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         print("bastion demo: give both --ssl-certfile and --ssl-keyfile", file=sys.stderr)
         return 2
@@ -140,6 +145,7 @@ def _demo_users_auth(args: argparse.Namespace, base: str) -> tuple[Authorization
         users=demo_users(passwords),
         scopes=DEMO_SCOPES,
         auto_approve=DEMO_USERS[args.auto_approve] if args.auto_approve else None,
+        registration=cimd_dev.registration(args),
     )
     approve = (
         f"\n  --auto-approve: every authorization signs in as {args.auto_approve} without any page.\n"

@@ -10,6 +10,10 @@ to the vetted address), and then
 - one deadline covers the whole fetch, the body is read as a stream and cut at
   a size limit, and only a 2xx JSON answer is accepted.
 
+In development, named loopback https origins may be fetched from too
+(:mod:`bastion.authserver._dev_origins`): their certificates are checked against
+the CA file named with them, and a redirect must stay within the origin.
+
 Failures raise :class:`~bastion._core.http.FetchError`, whose message names the host
 but never a query string or credentials.
 """
@@ -23,6 +27,7 @@ import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import httpcore2
@@ -30,6 +35,7 @@ import httpx2
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import FetchError
+from bastion.authserver._dev_origins import DevelopmentOrigins, Origin, development_settings
 from bastion.authserver._ssrf import PinnedBackend, check_url
 
 __all__ = ["FetchedJSON", "SafeFetcher"]
@@ -94,6 +100,17 @@ class SafeFetcher:
         trusted_networks: Networks reached even though :func:`~bastion.authserver._ssrf.check_address`
             refuses them (an internal host you run that serves client documents),
             e.g. ``["10.1.2.0/24"]``. ``https`` is still required.
+        development_origins: Development only: loopback https origins fetched from
+            anyway, e.g. ``["https://localhost:3000"]``; a fetch that begins at one may
+            be redirected within that origin only. An authorization server accepts a
+            fetcher with these only when its issuer is loopback.
+        development_ca_file: The PEM file of the CA that issued the certificates of the
+            development origins; for them, only it is trusted (required with them).
+
+    Raises:
+        ConfigurationError: a limit is not positive, or the development origins or
+            their CA file are wrong (:meth:`DevelopmentOrigins.build
+            <bastion.authserver._dev_origins.DevelopmentOrigins.build>`).
     """
 
     def __init__(
@@ -105,15 +122,20 @@ class SafeFetcher:
         max_bytes: int = 64 * 1024,
         max_redirects: int = 3,
         trusted_networks: Iterable[str] = (),
+        development_origins: Iterable[str] = (),
+        development_ca_file: str | PathLike[str] | None = None,
     ) -> None:
         if not timeout > 0 or max_bytes <= 0 or max_redirects < 0:
             raise ConfigurationError("timeout and max_bytes must be positive, max_redirects not negative")
+        #: The development origins and their CA, or ``None`` (the default: none).
+        self.development = development_settings(development_origins, development_ca_file)
         self.allow_private = allow_private
         self.timeout = float(timeout)
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.trusted_networks = tuple(ipaddress.ip_network(network) for network in trusted_networks)
         self._ssl_context = _ssl_context(verify)
+        self._development_context = self._ssl_context if self.development is None else self.development.context
 
     async def get_json(self, url: str) -> FetchedJSON:
         """GET ``url`` and parse its JSON answer, following at most ``max_redirects`` redirects.
@@ -123,11 +145,17 @@ class SafeFetcher:
                 failed or timed out, the answer is not a 2xx JSON document of at
                 most ``max_bytes``.
         """
-        target = check_url(url, allow_private=self.allow_private, trusted_networks=self.trusted_networks)
+        origin = self._development_origin(url)
+        if origin is None:
+            target = check_url(url, allow_private=self.allow_private, trusted_networks=self.trusted_networks)
+            context = self._ssl_context
+        else:
+            target = httpx2.URL(url).copy_with(fragment=None)
+            context = self._development_context  # the development CA only, whatever `verify` says
         # One connection pool per fetch: nothing outlives the call, whatever event loop runs it.
         pool = httpcore2.AsyncConnectionPool(
-            ssl_context=self._ssl_context,
-            network_backend=PinnedBackend(self.allow_private, self.trusted_networks),
+            ssl_context=context,
+            network_backend=PinnedBackend(self.allow_private, self.trusted_networks, development_origin=origin),
             max_connections=1,
             retries=0,
         )
@@ -137,7 +165,7 @@ class SafeFetcher:
                     result = await self._get_once(pool, target)
                     if isinstance(result, FetchedJSON):
                         return result
-                    target = self._follow(target, result)
+                    target = self._follow(target, result, origin)
         except TimeoutError:
             raise FetchError(f"fetching from {target.host} timed out") from None
         except httpcore2.TimeoutException:
@@ -149,8 +177,20 @@ class SafeFetcher:
     async def aclose(self) -> None:
         """Release resources. Each fetch closes its own connections, so there is nothing left to close."""
 
-    def _follow(self, current: httpx2.URL, location: str) -> httpx2.URL:
-        """The next hop of a redirect, checked like the first URL."""
+    def _development_origin(self, url: str) -> Origin | None:
+        """The development origin ``url`` is at, or ``None`` (then the usual rules apply)."""
+        if self.development is None:
+            return None
+        try:
+            parsed = httpx2.URL(url)
+        except (httpx2.InvalidURL, TypeError, UnicodeError):
+            return None  # check_url refuses it
+        return None if parsed.userinfo else self.development.match(parsed)
+
+    def _follow(self, current: httpx2.URL, location: str, origin: Origin | None) -> httpx2.URL:
+        """The next hop of a redirect, checked like the first URL (kept within a development origin)."""
+        if origin is not None:
+            return DevelopmentOrigins.follow(origin, current, location)
         try:
             joined = current.join(location)
         except (httpx2.InvalidURL, UnicodeError):

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute
 from bastion._core.audit import Audit
 from bastion._core.errors import ConfigurationError, UpstreamUnavailable
 from bastion._core.log import ThrottledLog
-from bastion._core.net import is_loopback_host
+from bastion._core.net import is_loopback_host, is_loopback_url
 from bastion._resource.metadata import canonical_resource
 from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
@@ -81,7 +81,8 @@ class AuthorizationServer(GrantOperations):
             rotated one) and codes live: a :class:`TokenLifetimes`.
         registration: Whether ``/register`` is open and how often, whether URL
             client ids are accepted, and the outbound HTTP policy for their
-            documents and ``jwks_uri``: a :class:`Registration`.
+            documents and ``jwks_uri`` (in development, loopback origins fetched
+            anyway: refused unless the issuer is loopback): a :class:`Registration`.
         signing: The access tokens' signing algorithm and key rotation: a :class:`Signing`.
         identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
             -> its JWKS URL.
@@ -146,8 +147,7 @@ class AuthorizationServer(GrantOperations):
         self.auto_approve = auto_approve
         self.grants = GrantStore(self.store, self.lifetimes, clock)
         self.codes = CodeStore(self.store, ttl=self.lifetimes.code, on_replay=self._code_replayed)
-        fetcher = self.registration.fetcher
-        self.fetcher = fetcher if fetcher is not None else SafeFetcher()
+        self.fetcher: SafeFetcher = self.registration.build_fetcher()
         self.cimd = CIMDResolver(self.fetcher, self.store, clock=clock, audit=self._audit)
         self.clients = ClientRegistry(
             self.store,
@@ -171,6 +171,14 @@ class AuthorizationServer(GrantOperations):
         self._admin: Admin | None = None
         self._started = False
         self._check_auto_approve()
+        self._check_development_origins(self.issuer)
+        if self.fetcher.development is not None:
+            logger.warning(
+                "DEVELOPMENT ONLY: client metadata documents are fetched from the loopback origins %s, "
+                "their certificates checked against %s; never enable this on a server others use",
+                ", ".join(self.fetcher.development.names),
+                self.fetcher.development.ca_file,
+            )
         retention = retention_from_env()
         if retention is not None:
             self.keep_audit(retention)
@@ -254,12 +262,20 @@ class AuthorizationServer(GrantOperations):
             if not is_loopback_host(host):
                 raise ConfigurationError("auto_approve is for development on loopback only")
 
+    def _check_development_origins(self, issuer: str | None) -> None:
+        # Fetching from this machine on a client's say-so is safe only when nobody else can reach the server.
+        if self.fetcher.development is not None and issuer is not None and not is_loopback_url(issuer):
+            raise ConfigurationError(
+                "development metadata origins are for development on loopback only: the issuer must be loopback"
+            )
+
     def set_issuer(self, issuer: str) -> None:
         """Adopt ``issuer`` unless one was configured (``MCPServer`` calls this)."""
         if self.issuer is None:
             issuer = canonical_issuer(issuer)
             if urlsplit(issuer).path != "/":
                 raise ConfigurationError("a derived issuer is the server's origin")
+            self._check_development_origins(issuer)
             self.issuer = issuer
             self._check_auto_approve()
 

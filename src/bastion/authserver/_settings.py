@@ -6,9 +6,12 @@ Each is a small frozen dataclass, checked when it is made, so a wrong value is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
 
 from bastion._core.errors import ConfigurationError
+from bastion.authserver._dev_origins import development_settings
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._keyring import SUPPORTED_ALGORITHMS
 
@@ -64,19 +67,47 @@ class Registration:
         metadata_documents: Whether URL client ids (client ID metadata documents) are accepted.
         fetcher: The outbound HTTP policy for those documents and clients' ``jwks_uri``
             (default: a :class:`~bastion.authserver.SafeFetcher` refusing private addresses).
+        development_metadata_origins: Development only: loopback https origins whose
+            documents are fetched although the SSRF guard refuses loopback addresses,
+            e.g. ``["https://localhost:3000"]`` (scheme, host and port only). The server
+            accepts them only when its issuer is loopback, and warns when it starts.
+        development_ca_file: The PEM file of the CA that issued those origins'
+            certificates; the only CA trusted for them (required with them).
 
     Raises:
-        ConfigurationError: the rate limit is negative.
+        ConfigurationError: the rate limit is negative; a development origin that is not
+            an https loopback origin, a CA file missing or without a certificate, one of
+            the two given without the other, or both given with ``fetcher`` (a
+            :class:`~bastion.authserver.SafeFetcher` takes them itself).
     """
 
     dynamic: bool = True
     rate_limit: int = 20
     metadata_documents: bool = True
     fetcher: SafeFetcher | None = None
+    development_metadata_origins: Sequence[str] = ()
+    development_ca_file: str | PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         if self.rate_limit < 0:
             raise ConfigurationError("Registration.rate_limit must not be negative")
+        if isinstance(self.development_metadata_origins, str):
+            raise TypeError("Registration.development_metadata_origins is a list of origins, not one string")
+        object.__setattr__(self, "development_metadata_origins", tuple(self.development_metadata_origins))
+        development = development_settings(self.development_metadata_origins, self.development_ca_file)
+        if development is not None and self.fetcher is not None:
+            raise ConfigurationError(
+                "give the development origins to the SafeFetcher (development_origins=, development_ca_file=), "
+                "not beside fetcher="
+            )
+
+    def build_fetcher(self) -> SafeFetcher:
+        """The fetcher the server uses: ``fetcher``, or a default one with the development origins if any."""
+        if self.fetcher is not None:
+            return self.fetcher
+        return SafeFetcher(
+            development_origins=self.development_metadata_origins, development_ca_file=self.development_ca_file
+        )
 
 
 @dataclass(frozen=True)

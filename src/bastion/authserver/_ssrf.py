@@ -141,11 +141,22 @@ class PinnedBackend(httpcore2.AsyncNetworkBackend):
     The connection pool hands us the URL's host name; TLS (SNI and the
     certificate check) still uses that name, only the TCP connection goes to
     the address checked here.
+
+    With ``development_origin`` (a loopback host and port the operator named, see
+    :mod:`bastion.authserver._dev_origins`) it connects to that host and port only,
+    and only to loopback addresses.
     """
 
-    def __init__(self, allow_private: bool, trusted: tuple[IPNetwork, ...]) -> None:
+    def __init__(
+        self,
+        allow_private: bool,
+        trusted: tuple[IPNetwork, ...],
+        *,
+        development_origin: tuple[str, int] | None = None,
+    ) -> None:
         self._allow_private = allow_private
         self._trusted = trusted
+        self._development_origin = development_origin
         self._inner = httpcore2.AnyIOBackend()
 
     async def connect_tcp(
@@ -157,7 +168,12 @@ class PinnedBackend(httpcore2.AsyncNetworkBackend):
         socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
         addresses = await _resolve(host, port)
-        if not self._allow_private:
+        if self._development_origin is not None:
+            if (host.strip("[]").lower(), port) != self._development_origin:
+                raise FetchError(f"refused to connect to {host}: not the development origin of this fetch")
+            if not all(address.is_loopback for address in addresses):
+                raise FetchError(f"refused to connect to {host}: a development origin must resolve to loopback only")
+        elif not self._allow_private:
             for address in addresses:
                 if any(address in network for network in self._trusted):
                     continue
