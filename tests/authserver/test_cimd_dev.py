@@ -254,7 +254,9 @@ async def test_the_document_must_still_name_its_url(tls: TLSFiles, docs: str) ->
 # -- the whole flow, with the SDK's own OAuth client ---------------------------------------------
 
 
-async def test_the_sdk_client_signs_in_with_a_local_metadata_document(tls: TLSFiles, docs: str) -> None:
+async def test_the_sdk_client_signs_in_with_a_local_metadata_document(
+    tls: TLSFiles, docs: str, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     registration = Registration(development_metadata_origins=[docs], development_ca_file=tls.ca)
@@ -282,8 +284,20 @@ async def test_the_sdk_client_signs_in_with_a_local_metadata_document(tls: TLSFi
             assert me["subject"] == "alice"
         assert storage.client_info is not None
         assert storage.client_info.client_id == client_id  # no registration: the URL is the client id
-        # A loopback document the option does not name is refused the usual way.
-        with pytest.raises(InvalidClient, match="could not be fetched") as refused:
-            await auth.cimd.resolve(f"https://127.0.0.1:{docs.rsplit(':', 1)[1]}{PATH}")
-        assert "loopback" in str(refused.value)
-        assert "loopback" not in refused.value.description
+        # A loopback document the option does not name is refused the usual way; the reason is logged.
+        unnamed = f"https://127.0.0.1:{docs.rsplit(':', 1)[1]}{PATH}"
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="bastion"), pytest.raises(InvalidClient) as refused:
+            await auth.cimd.resolve(unnamed)
+        assert refused.value.description == "the client metadata document could not be fetched"
+        assert [r.getMessage() for r in caplog.records] == [
+            f"client {unnamed} refused: the client metadata document could not be fetched: "
+            "127.0.0.1 is a loopback address"
+        ]
+
+
+async def test_refusals_are_logged_only_with_development_origins(caplog: pytest.LogCaptureFixture) -> None:
+    server = AuthorizationServer("http://127.0.0.1:8000", store=MemoryStore())
+    with caplog.at_level(logging.WARNING, logger="bastion"), pytest.raises(InvalidClient):
+        await server.cimd.resolve("https://127.0.0.1:3000/client-metadata.json")
+    assert not caplog.records  # anyone may send any URL: a production log is not theirs to fill

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import weakref
@@ -49,6 +50,8 @@ MAX_REMEMBERED_FAILURES = 1024
 
 #: Members a public document must not carry (a secret would be published to the world).
 _SECRET_MEMBERS = ("client_secret", "client_secret_expires_at")
+
+logger = logging.getLogger("bastion")
 
 
 def is_metadata_document_url(client_id: str) -> bool:
@@ -195,6 +198,10 @@ class CIMDResolver:
 
     def _failed(self, client_id: str, description: str, detail: str) -> InvalidClient:
         """Remember a failure for ``error_ttl`` so a bad URL is not fetched on every request."""
+        if self.fetcher.development is not None:
+            # A developer trying a document needs the reason, which the client is never told. Logged only
+            # with development origins, whose server is on loopback: elsewhere, anyone could fill the log.
+            logger.warning("client %s refused: %s", client_id[:200], detail)
         if self.error_ttl > 0:
             while len(self._failures) >= MAX_REMEMBERED_FAILURES:
                 del self._failures[next(iter(self._failures))]
