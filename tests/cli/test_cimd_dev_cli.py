@@ -8,6 +8,7 @@ program that follows the authorization URL) and calls a tool.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from bastion._cli.main import main
@@ -25,6 +27,8 @@ from bastion._cli.main import main
 from support.tls import self_signed
 
 WALKTHROUGH = Path(__file__).parent.parent.parent / "docs" / "cimd-development.md"
+#: The TypeScript SDK and tsx, installed by scripts/test (``npm ci --prefix tests/tsclient``).
+TS_CLIENT = Path(__file__).parent.parent / "tsclient"
 
 
 def free_port() -> int:
@@ -172,6 +176,60 @@ def test_the_walkthrough_signs_in_with_a_local_metadata_document(tmp_path: Path)
     assert "Open this URL to sign in: " in signed_in.stdout
     assert f"'client_id': '{client_id}'" in signed_in.stdout
     assert "'subject': 'alice'" in signed_in.stdout
+
+
+def skip_without_the_typescript_sdk() -> None:
+    """Skip without ``node`` or the TypeScript client's packages, except on CI, where their absence is a failure."""
+    missing = None
+    if shutil.which("node") is None:
+        missing = "node is not installed (apt-get install nodejs npm)"
+    elif not (TS_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
+        missing = "the TypeScript client's packages are not installed (npm ci --prefix tests/tsclient)"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the walkthrough's certificates are made by openssl")
+def test_the_walkthrough_typescript_client_signs_in_with_its_client_metadata_url(tmp_path: Path) -> None:
+    skip_without_the_typescript_sdk()
+    document_port, demo_port, callback_port = free_port(), free_port(), free_port()
+    client_id = walkthrough_files(tmp_path, document_port)
+    program = block("typescript", "clientMetadataUrl = CLIENT_METADATA_URL")
+    program = replaced(program, "localhost:3000", f"localhost:{document_port}")
+    program = replaced(program, "CALLBACK_PORT = 8090", f"CALLBACK_PORT = {callback_port}")
+    (tmp_path / "client.ts").write_text(program)
+    (tmp_path / "package.json").write_text('{"type": "module"}\n')  # as `npm pkg set type=module` makes it
+    (tmp_path / "node_modules").symlink_to(TS_CLIENT / "node_modules")
+    tsc = [str(TS_CLIENT / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict", "--target", "es2022"]
+    tsc += ["--module", "nodenext", "--moduleResolution", "nodenext", "--types", "node", "client.ts"]
+    checked = subprocess.run(tsc, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # the page's TypeScript is typed right
+    demo = [sys.executable, "-m", "bastion._cli.main", "demo", "--port", str(demo_port), "--store", "memory://"]
+    demo += ["--auto-approve", "alice", "--dev-metadata-origin", f"https://localhost:{document_port}"]
+    demo += ["--dev-ca-file", "dev-ca.pem"]
+    tsx = [str(TS_CLIENT / "node_modules" / ".bin" / "tsx"), "client.ts", f"http://127.0.0.1:{demo_port}/mcp"]
+    with (
+        started([sys.executable, "serve_document.py"], tmp_path, "serving https://localhost"),
+        started(demo, tmp_path, "Ctrl-C stops it"),
+    ):
+        client = subprocess.Popen(tsx, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert client.stdout is not None
+            prompt = client.stdout.readline()
+            assert prompt.startswith("Open this URL to sign in: "), prompt + client.communicate(timeout=30)[1]
+            # The browser: the authorization URL (auto-approved) redirects to the client's callback.
+            httpx2.get(prompt.split(": ", 1)[1].strip(), follow_redirects=True, timeout=30)
+            out, err = client.communicate(timeout=60)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.communicate()
+    assert client.returncode == 0, prompt + out + err
+    me = json.loads(out.strip().splitlines()[-1])
+    assert me["client_id"] == client_id
+    assert me["subject"] == "alice"
 
 
 def test_the_walkthrough_python_blocks_are_programs() -> None:
