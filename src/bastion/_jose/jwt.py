@@ -14,7 +14,6 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from joserfc.jwa import JWSAlgModel
-from joserfc.jwk import Key
 
 from bastion._core.errors import (
     InvalidAudience,
@@ -41,7 +40,6 @@ __all__ = [
     "normalize_typ",
     "parse_header",
     "split",
-    "verify_signature",
 ]
 
 #: Numeric dates beyond 2**53 are not exact as floats, and no real token has them.
@@ -129,21 +127,6 @@ def parse_header(segment: bytes, algorithms: Mapping[str, JWSAlgModel], typ: str
             raise InvalidToken(f"the typ header is {found!r:.40}, not {typ!r}")
     # jku, x5u, x5c and jwk are ignored on purpose: keys come from configuration only (RFC 8725 section 3.10).
     return Header(alg, kid)
-
-
-def verify_signature(alg: JWSAlgModel, signing_input: bytes, signature: bytes, keys: Sequence[Key]) -> None:
-    """Return when one of ``keys`` verifies ``signature``.
-
-    Raises:
-        InvalidSignature: none does.
-    """
-    for key in keys:
-        try:
-            if alg.verify(signing_input, signature, key):
-                return
-        except Exception:  # noqa: S112  a malformed signature can make a backend raise instead of answer
-            continue
-    raise InvalidSignature(f"the {alg.name} signature does not verify")
 
 
 def _numeric(value: object, name: str) -> float:

@@ -15,7 +15,7 @@ from bastion._core.errors import InvalidIssuer, KeysUnavailable, TokenInactive
 from bastion._core.net import is_loopback_host
 from bastion._resource.jwt import JWTVerifier
 from bastion._resource.metadata import canonical_resource
-from bastion._resource.tokens import AccessToken
+from bastion._resource.tokens import AccessToken, proxied_by
 from bastion.authserver._keyring import KeyRing, registry_for
 from bastion.authserver._models import User
 from bastion.storage import StoreError
@@ -118,6 +118,7 @@ class AuthServerVerifier(JWTVerifier):
             clock=server.clock,
             leeway=5.0,
         )
+        self._private = proxied_by(server)  # token.upstream(): the proxy answers, a plain server refuses
 
     @property
     def audiences(self) -> tuple[str, ...]:
@@ -190,7 +191,6 @@ class AuthServerVerifier(JWTVerifier):
         grant_id = claims.get("gid")
         if isinstance(grant_id, str) and await self.server.is_revoked(grant_id):
             raise TokenInactive("the token's grant was revoked")
-        access._upstream_source = self.server  # token.upstream(): the proxy answers, a plain server refuses
         return access
 
     def cache_ttl(self, access: AccessToken) -> float | None:
