@@ -44,7 +44,7 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
         "OAuthError", "PasswordLogin", "RememberedConsent", "SafeFetcher", "UnauthorizedClient",
         "UnsupportedGrantType", "User", "signed_in",
-        "Registration", "Signing", "TokenLifetimes",
+        "Registration", "Signing", "TokenLifetimes", "Branding",
     }  # fmt: skip
     assert set(bastion.storage.__all__) == {
         "MemoryStore",

@@ -152,7 +152,10 @@ async def test_an_unverified_client_or_redirect_uri_is_a_page_never_a_redirect(
     assert "location" not in response.headers
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["x-frame-options"] == "DENY"
-    assert "cannot be accepted" in page_text(response)
+    text = page_text(response)
+    assert "The app that sent you here is not set up correctly" in text
+    assert "Close this page and go back to the app" in text
+    assert "Technical details invalid_request:" in text
 
 
 CHALLENGE = pkce_pair()[1]

@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx2
-import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from bastion.testing import serve
 
 from support.authserver import make_server, pkce_pair, serving
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def require_browser() -> None:
-    """Skip without chromium or Playwright, except on CI, where their absence is a failure."""
-    missing = None
-    if not os.path.exists(CHROMIUM):
-        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    else:
-        try:
-            import playwright.async_api  # noqa: F401
-        except ImportError:
-            missing = "playwright is not installed (pip install -e '.[dev]')"
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-
-
-def callback_app(received: list[dict[str, str]]) -> Starlette:
-    """The client's loopback redirect target: records the query it is called with."""
-
-    async def callback(request: Request) -> PlainTextResponse:
-        received.append(dict(request.query_params))
-        return PlainTextResponse("You can close this window.")
-
-    return Starlette(routes=[Route("/callback", callback)])
+from support.chromium import CHROMIUM, CHROMIUM_ARGS, callback_app, require_browser
 
 
 async def test_a_user_signs_in_and_approves_in_chromium(tmp_path: Path) -> None:
@@ -91,7 +49,9 @@ async def test_a_user_signs_in_and_approves_in_chromium(tmp_path: Path) -> None:
                     page = await context.new_page()
                     page.on("console", lambda message: console.append(message.text))
                     await page.goto(authorize_url)
-                    assert await page.title() == "Sign in"
+                    assert await page.title() == "Sign in \N{EN DASH} 127.0.0.1"
+                    sign_in = await page.get_by_role("heading", level=1).inner_text()
+                    assert sign_in == "Sign in to 127.0.0.1"
                     await page.get_by_label("Username").fill("alice")
                     await page.get_by_label("Password").fill("alice-secret-pw")
                     await page.get_by_role("button", name="Sign in").click()

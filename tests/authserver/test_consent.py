@@ -53,9 +53,11 @@ async def test_the_consent_page_names_the_client_host_scopes_and_warns_for_a_loc
     text = page_text(page)
     assert "Allow Test Public Client to access your account?" in text
     assert "Signed in as Alice Liddell" in text
-    assert "Read your notes (notes:read)" in text
-    assert "Change your notes (notes:write)" in text
-    assert "Stay signed in (refresh tokens) (offline_access)" in text
+    assert "Read your notes notes:read" in text
+    assert "Change your notes notes:write" in text
+    assert "Stay signed in It can keep using your account after you close this page" in text
+    assert "offline_access" in text
+    assert "refresh tokens" not in text
     assert "sent back to 127.0.0.1" in text
     assert "This application runs on your own computer" in text
     assert b.base + "/mcp" in text

@@ -14,6 +14,7 @@ import pytest
 from bastion import TokenInactive
 from bastion.authserver import AuthorizationServer, Client
 from bastion.authserver._browser.consent import consents
+from bastion.authserver._browser.layout import plain_look
 from bastion.authserver._browser.pages import ConsentView, consent_page
 
 from support.authserver import PUBLIC_CLIENT, pkce_pair
@@ -122,14 +123,14 @@ async def test_the_page_lists_each_allowed_application_with_its_scopes_resources
     assert "Signed in as Alice Liddell" in text
     assert "Test Public Client" in text
     assert "Notes Web" in text
-    assert "Read your notes (notes:read)" in text
-    assert "Change your notes (notes:write)" in text
+    assert "Read your notes notes:read" in text
+    assert "Change your notes notes:write" in text
     assert text.count(b.base + "/mcp") == 2
     for consent in remembered:
         shown = datetime.fromtimestamp(consent.granted_at, UTC).strftime("%d %B %Y, %H:%M UTC")
         assert f"Allowed on {shown}" in text
     forms = parse_page(page.text).forms
-    assert [form.fields.get("client_id") for form in forms] == ["notes-web", "public-client", None]
+    assert [form.fields.get("client_id") for form in forms] == [None, "notes-web", "public-client"]
     assert all(form.method == "post" and form.fields["csrf"] for form in forms)
     assert "Withdraw access</button>" in page.text
     assert 'aria-label="Withdraw access for Notes Web"' in page.text
@@ -152,7 +153,7 @@ async def test_withdrawing_one_application_revokes_its_tokens_and_keeps_the_othe
         text = page_text(after)
         assert "You withdrew the access of Notes Web." in text
         assert "Test Public Client" in text
-        assert [form.fields.get("client_id") for form in parse_page(after.text).forms] == ["public-client", None]
+        assert [form.fields.get("client_id") for form in parse_page(after.text).forms] == [None, "public-client"]
         assert [c.client_id for c in await consents(server, "alice")] == ["public-client"]
 
         refused = await refresh(b, web)
@@ -225,6 +226,7 @@ async def test_without_a_session_the_page_says_not_signed_in(tmp_path: Path) -> 
             assert response.status_code == 403
             assert "You are not signed in" in page_text(response)
             assert not parse_page(response.text).forms
+            assert '<a class="button primary" href="/consents/sign-in">Sign in</a>' in response.text
             assert_page_headers(response)
         assert [c.client_id for c in await consents(server, "alice")] == ["public-client"]
         assert (await refresh(b, tokens)).status_code == 200
@@ -353,6 +355,6 @@ def test_the_consent_page_says_where_a_remembered_consent_can_be_withdrawn() -> 
         localhost_only=False,
         consents_url="/consents",
     )
-    with_link = consent_page(view)
+    with_link = consent_page(plain_look(), view)
     assert 'You can withdraw this later on <a href="/consents">' in with_link
-    assert "You can withdraw this later" not in consent_page(replace(view, consents_url=None))
+    assert "You can withdraw this later" not in consent_page(plain_look(), replace(view, consents_url=None))

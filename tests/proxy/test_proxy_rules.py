@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
+from bastion.authserver import Branding
 from bastion.providers import OIDC
 from bastion.proxy._login import CONSENT_COOKIE
 from bastion.storage import SQLiteStore
@@ -58,6 +59,25 @@ async def test_the_consent_page_cannot_be_framed_and_offers_to_remember(tmp_path
         assert consent.headers["cache-control"] == "no-store"
         assert "remember" in only_form(consent).checkboxes
         assert "Fake ID" in page_text(consent)
+
+
+async def test_the_proxys_pages_carry_its_branding_and_offer_no_sign_in_of_their_own(tmp_path: Path) -> None:
+    branding = Branding(service_name="Acme Notes", support_url="https://help.acme.example")
+    with fake_upstream() as fake, proxy_of(fake, tmp_path / "proxy.db", branding=branding) as (_, base):
+        async with httpx2.AsyncClient() as http:
+            consent = await consent_page(http, Authorization(base))
+            signed_out = await http.get(base + "/consents")
+            account = await http.get(base + "/consents/sign-in")
+    text = page_text(consent)
+    assert "Acme Notes" in text
+    assert "you will sign in with Fake ID next" in text
+    assert "Not you?" not in text  # nobody is signed in yet: the provider says who
+    assert '<a href="https://help.acme.example">' in consent.text
+    # Signing in at the provider is for an authorization only: /consents says where to start.
+    for response in (signed_out, account):
+        assert response.status_code == 403
+        assert "Sign in through an application that uses Acme Notes" in page_text(response)
+        assert "/consents/sign-in" not in response.text
 
 
 async def test_the_provider_is_not_reached_without_the_consent_post(tmp_path: Path) -> None:

@@ -28,6 +28,11 @@ class Form:
     buttons: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: Elements that stand on their own line (or box): their text is kept apart from the next.
+BLOCKS = frozenset({"p", "div", "li", "dt", "dd", "h1", "h2", "h3", "section", "header", "footer", "main"})
+BLOCKS |= {"ul", "dl", "form", "label", "summary", "details", "button", "span"}
+
+
 class PageParser(HTMLParser):
     """Collects the forms of a page and its visible text."""
 
@@ -41,6 +46,8 @@ class PageParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {name: value or "" for name, value in attrs}
+        if tag in BLOCKS:
+            self.text.append(" ")
         if tag == "form":
             self.forms.append(Form(action=a.get("action", ""), method=a.get("method", "get").lower()))
         elif tag == "input" and self.forms and "name" in a:
@@ -56,6 +63,8 @@ class PageParser(HTMLParser):
             self._in_style = True
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in BLOCKS:
+            self.text.append(" ")
         if tag == "title":
             self._in_title = False
         elif tag == "style":
@@ -81,8 +90,8 @@ def page_text(response: httpx2.Response) -> str:
 
 
 def only_form(response: httpx2.Response) -> Form:
-    """The one form of a page."""
-    forms = parse_page(response.text).forms
+    """The one form of a page (besides the consent page's "Not you?" form)."""
+    forms = [form for form in parse_page(response.text).forms if not form.action.endswith("/authorize/switch")]
     assert len(forms) == 1, response.text
     return forms[0]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -40,6 +42,14 @@ logger = logging.getLogger("bastion")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _name_the_service(server: AuthorizationServer, name: str | None) -> None:
+    """Name the service on the sign-in pages after this MCP server, unless its branding names it."""
+    if name is None or server.branding.service_name is not None:
+        return
+    with contextlib.suppress(ConfigurationError):  # a name the pages cannot show: they keep the issuer's host
+        server.branding = replace(server.branding, service_name=name)
 
 
 class MCPServer(SDKMCPServer[Any]):
@@ -109,6 +119,7 @@ class MCPServer(SDKMCPServer[Any]):
         self.authorization_server: AuthorizationServer | None = None
         if isinstance(auth, AuthorizationServer):
             self.authorization_server = auth
+            _name_the_service(auth, resource_name or name)
             if resource_url is not None:
                 auth.set_issuer(_origin(resource_url))
             auth = auth.resource_verifier(resource_url)  # this endpoint's tokens only

@@ -34,7 +34,7 @@
      |                                  (an unknown client, one configured in code)
      +-- CommandRefused                 _cli/admin.py: a command that cannot go on (its message and
      |                                  exit status are printed)
-     +-- FlowRefused                    authserver/_browser/flows.py: a browser step that cannot go
+     +-- FlowRefused                    authserver/_browser/responses.py: a browser step that cannot go
      |                                  on; its message is the page shown
      +-- UpstreamError                  bastion.proxy: the identity provider failed or refused
      +-- OAuthError                     bastion.authserver: an OAuth error response, one class per

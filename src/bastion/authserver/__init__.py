@@ -3,7 +3,7 @@
 - :class:`AuthorizationServer`: the server; give it to ``bastion.MCPServer(auth=...)``.
 - :class:`User`, :class:`Client`: who signs in, and the clients it knows.
 - :class:`LoginStep`, :class:`PasswordLogin`, :func:`signed_in`: the pluggable sign-in step.
-- :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`: its grouped settings.
+- :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`, :class:`Branding`: its grouped settings.
 - :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
 - :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
 - :class:`AuditStore`: audit events kept in the store (:meth:`AuthorizationServer.keep_audit`).
@@ -14,6 +14,7 @@
 
 from bastion.authserver._admin import Admin, AdminError, ClientInfo, GrantInfo, SigningKeyInfo
 from bastion.authserver._audit_log import AuditStore
+from bastion.authserver._branding import Branding
 from bastion.authserver._browser.consent import RememberedConsent
 from bastion.authserver._browser.login import LoginStep, PasswordLogin, signed_in
 from bastion.authserver._errors import (
@@ -40,6 +41,7 @@ __all__ = [
     "AdminError",
     "AuditStore",
     "AuthorizationServer",
+    "Branding",
     "Client",
     "ClientInfo",
     "GrantInfo",

@@ -29,6 +29,7 @@ from bastion._resource.tokens import AccessToken
 from bastion.authserver._access import AccessTokenIssuer, AuthServerVerifier
 from bastion.authserver._admin import Admin
 from bastion.authserver._audit_log import DEFAULT_RETENTION, AuditStore, retention_from_env
+from bastion.authserver._branding import Branding
 from bastion.authserver._browser.login import LoginStep
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
@@ -54,7 +55,7 @@ logger = logging.getLogger("bastion")
 UserCheck = Callable[[str, str], "Awaitable[User | str | None] | User | str | None"]
 
 #: Scopes the server always understands, whatever the configuration says.
-BUILTIN_SCOPES = {"offline_access": "Stay signed in (refresh tokens)"}
+BUILTIN_SCOPES = {"offline_access": "Stay signed in"}
 
 
 class AuthorizationServer(GrantOperations):
@@ -84,6 +85,8 @@ class AuthorizationServer(GrantOperations):
             documents and ``jwks_uri`` (in development, loopback origins fetched
             anyway: refused unless the issuer is loopback): a :class:`Registration`.
         signing: The access tokens' signing algorithm and key rotation: a :class:`Signing`.
+        branding: The service's name, logo, accent colour and support link on the
+            sign-in, consent and account pages: a :class:`Branding`.
         identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
             -> its JWKS URL.
         auto_approve: Sign every authorization in as this user and approve it
@@ -111,6 +114,7 @@ class AuthorizationServer(GrantOperations):
         lifetimes: TokenLifetimes | None = None,
         registration: Registration | None = None,
         signing: Signing | None = None,
+        branding: Branding | None = None,
         identity_assertion_issuers: Mapping[str, str] | None = None,
         auto_approve: User | str | None = None,
         clock: Callable[[], float] = time.time,
@@ -137,6 +141,7 @@ class AuthorizationServer(GrantOperations):
         self.lifetimes = lifetimes if lifetimes is not None else TokenLifetimes()
         self.registration = registration if registration is not None else Registration()
         self.signing = signing if signing is not None else Signing()
+        self.branding = branding if branding is not None else Branding()
         self.identity_assertion_issuers = dict(identity_assertion_issuers or {})
         if users is not None and login is not None:
             raise ConfigurationError("give users= or login=, not both")

@@ -68,9 +68,9 @@ from bastion.authserver._browser.flows import (
     FlowRefused,
     check_csrf,
     cookie_name,
+    error_response,
     guarded_page,
     load_flow,
-    page,
     secure_headers,
     set_cookie,
     set_session_cookie,
@@ -78,7 +78,6 @@ from bastion.authserver._browser.flows import (
     take_flow,
 )
 from bastion.authserver._browser.login import LoginStep
-from bastion.authserver._browser.pages import error_page
 from bastion.authserver._errors import AccessDeniedError
 from bastion.authserver._forms import form_params, query_params
 from bastion.authserver._models import User, hash_secret
@@ -131,6 +130,8 @@ class UpstreamLogin(LoginStep):
     """Sign users in at the proxy's upstream identity provider."""
 
     uses_sessions: ClassVar[bool] = False
+    # A sign-in here holds the provider's tokens, kept for a grant: none without an authorization.
+    account_sign_in: ClassVar[bool] = False
 
     def __init__(self, proxy: OAuthProxy) -> None:
         self.proxy = proxy
@@ -164,7 +165,7 @@ class UpstreamLogin(LoginStep):
             response: Response = await handler(server, request)
             return response
 
-        return await guarded_page(handle, "an upstream sign-in", server.outages)
+        return await guarded_page(server, handle, "an upstream sign-in")
 
     async def approve(self, server: AuthorizationServer, request: Request) -> Response:
         """The consent form: deny goes back to the client; approve goes to the provider."""
@@ -248,7 +249,8 @@ class UpstreamLogin(LoginStep):
             else:
                 await self._signin_failed(server, flow, "error", "the provider could not be reached")
             message = str(exc) if isinstance(exc, UpstreamError) else "The identity provider could not be reached."
-            return page(error_page("The sign-in did not complete", message), 502)
+            step = "Go back to the application and try again in a moment."
+            return error_response(server, "The sign-in did not complete", message, 502, next_step=step)
         user = await self.proxy.keep(identity, tokens)
         await server.audit.emit(
             "signin.succeeded",

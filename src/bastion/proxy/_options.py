@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import TypedDict
 
+from bastion.authserver._branding import Branding
 from bastion.authserver._models import Client, User
 from bastion.authserver._settings import Registration, Signing, TokenLifetimes
 from bastion.storage import Store
@@ -33,6 +34,7 @@ class ServerOptions(TypedDict, total=False):
     lifetimes: TokenLifetimes | None
     registration: Registration | None
     signing: Signing | None
+    branding: Branding | None
     identity_assertion_issuers: Mapping[str, str] | None
     auto_approve: User | str | None
     clock: Callable[[], float]

@@ -4,6 +4,8 @@
   Metadata Document), the host the answer goes back to, the requested scopes with
   their descriptions, and warns when the client can only redirect to this
   computer (a native app: any local program could use its name).
+- "Not you?" (a POST with the flow id and its CSRF token) signs the browser
+  out and shows the sign-in form for the same request.
 - The answer is a POST carrying the flow id and its CSRF token; the flow is
   taken atomically, so it is answered once. Deny redirects with
   ``error=access_denied`` (RFC 6749 section 4.1.2.1).
@@ -37,6 +39,7 @@ from bastion.authserver._browser.flows import (
     FlowRefused,
     Session,
     check_csrf,
+    end_session,
     guarded_page,
     load_flow,
     page,
@@ -44,6 +47,7 @@ from bastion.authserver._browser.flows import (
     secure_headers,
     take_flow,
 )
+from bastion.authserver._browser.layout import look_of
 from bastion.authserver._browser.pages import ConsentView, consent_page
 from bastion.authserver._codes import CodeGrant
 from bastion.authserver._errors import AccessDeniedError, OAuthError
@@ -253,17 +257,29 @@ async def proceed(server: AuthorizationServer, request: Request, flow: Flow, ses
     """The signed-in user's next step for a stored flow: a code when consent is remembered, else the consent page.
 
     After a POST (a login form) the consent page is reached through a 303 to its
-    own URL, so that reloading it does not send the password again.
+    own URL, so that reloading it does not send the password again. An account
+    flow (a sign-in from the page of the applications the user allowed) is
+    completed and goes back to that page.
     """
     posted = request.method == "POST"
+    if flow.account:
+        await take_flow(server, flow)
+        return _see_other(server.path("/consents"))
     if await consented(server, session.user, flow):
         flow = await take_flow(server, flow)
         await audit_consent(server, "consent.remembered", flow, session.user.subject)
         return await issue_code(server, flow, session, posted=posted)
     if posted:
-        location = server.path("/authorize/consent") + "?" + urlencode({"flow": flow.id})
-        return secure_headers(Response(status_code=303, headers={"Location": location}))
+        return _see_other(_consent_url(server, flow))
     return await show_consent(server, flow, session.user)
+
+
+def _consent_url(server: AuthorizationServer, flow: Flow) -> str:
+    return server.path("/authorize/consent") + "?" + urlencode({"flow": flow.id})
+
+
+def _see_other(location: str) -> Response:
+    return secure_headers(Response(status_code=303, headers={"Location": location}))
 
 
 # -- the consent page -------------------------------------------------------------------------------
@@ -281,8 +297,8 @@ async def show_consent(
     action: str | None = None,
     provider: str | None = None,
 ) -> Response:
-    """The consent page for ``flow``: for a signed-in ``user``, or (the proxy) before
-    signing in at ``provider``, posted to ``action``."""
+    """The consent page for ``flow``: for a signed-in ``user`` (who may switch account),
+    or (the proxy) before signing in at ``provider``, posted to ``action``."""
     client = await server.clients.get(flow.client_id)
     if client is None:
         raise FlowRefused("The application is no longer registered.", 400)
@@ -299,12 +315,24 @@ async def show_consent(
         localhost_only=_localhost_only(client),
         consents_url=server.path("/consents"),
         provider=provider,
+        switch_action=server.path("/authorize/switch") if user is not None and provider is None else None,
     )
-    return page(consent_page(view))
+    look = look_of(server)
+    return page(look, consent_page(look, view))
+
+
+async def switch_account(server: AuthorizationServer, request: Request) -> Response:
+    """The "Not you?" form: sign this browser out, then the same request starts again with the sign-in form."""
+    params = await form_params(request)
+    flow = await load_flow(server, request, params.get("flow"))
+    check_csrf(flow, params.get("csrf"))
+    response = _see_other(_consent_url(server, flow))
+    await end_session(server, request, response)
+    return response
 
 
 def routes(server: AuthorizationServer, login: LoginStep | None) -> list[BaseRoute]:
-    """The consent page (GET, reached after signing in) and the answer to it (POST)."""
+    """The consent page (GET, reached after signing in), the answer to it (POST), and "Not you?" (POST)."""
 
     async def handle(request: Request) -> Response:
         if request.method == "POST":
@@ -318,9 +346,15 @@ def routes(server: AuthorizationServer, login: LoginStep | None) -> list[BaseRou
         return await show_consent(server, flow, session.user)
 
     async def consent(request: Request) -> Response:
-        return await guarded_page(lambda: handle(request), "the consent page", server.outages)
+        return await guarded_page(server, lambda: handle(request), "the consent page")
 
-    return [Route(server.path("/authorize/consent"), consent, methods=["GET", "POST"])]
+    async def switch(request: Request) -> Response:
+        return await guarded_page(server, lambda: switch_account(server, request), "a change of account")
+
+    return [
+        Route(server.path("/authorize/consent"), consent, methods=["GET", "POST"]),
+        Route(server.path("/authorize/switch"), switch, methods=["POST"]),
+    ]
 
 
 async def answer(server: AuthorizationServer, request: Request) -> Response:

@@ -3,7 +3,10 @@
 - ``GET /consents``: the consents the browser's session user asked to remember
   (client, scopes with their descriptions, resources, when), each with a
   "Withdraw access" form, and a "Sign out" form. Without a session: a 403 page
-  (signing in starts from an application's authorization request).
+  that offers to sign in, when the server's login step can outside an
+  authorization (``LoginStep.account_sign_in``; the proxy's cannot).
+- ``GET /consents/sign-in``: an account flow (see ``flows``) handed to the login
+  step; once signed in, the browser is back on ``/consents``.
 - ``POST /consents/withdraw``: the session's CSRF token (RFC 9700 section 4.7),
   then :func:`withdraw_consent` for the session's own user: the consent is
   forgotten and the client's grants revoked (its refresh tokens and access tokens
@@ -31,17 +34,24 @@ from starlette.routing import BaseRoute, Route
 
 from bastion._core.errors import BastionError
 from bastion._core.http import FetchError
+from bastion.authserver._browser.account_pages import ConsentEntry, ConsentsView, consents_page, not_signed_in_page
 from bastion.authserver._browser.consent import RememberedConsent, consents, withdraw_consent
 from bastion.authserver._browser.flows import (
+    Flow,
+    FlowRefused,
     Session,
     end_session,
+    error_response,
     page,
     read_session,
+    save_flow,
     secure_headers,
     session_csrf_matches,
+    set_browser_cookie,
     unavailable,
 )
-from bastion.authserver._browser.pages import ConsentEntry, ConsentsView, consents_page, error_page
+from bastion.authserver._browser.layout import look_of
+from bastion.authserver._browser.login import login_step
 from bastion.authserver._errors import InvalidRequest
 from bastion.authserver._forms import form_params, query_params
 from bastion.storage import StoreError
@@ -49,24 +59,29 @@ from bastion.storage import StoreError
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["routes", "show_consents", "sign_out", "withdraw"]
+__all__ = ["routes", "show_consents", "sign_in", "sign_out", "withdraw"]
 
 logger = logging.getLogger("bastion")
 
-NOT_SIGNED_IN = (
-    "You are not signed in. Sign in through an application that uses this server, then come back to this page."
-)
 BAD_TOKEN = "The form's security token is missing or wrong. Reload the page of your applications and try again."
 
 
-def not_signed_in() -> Response:
-    """The page for a browser without a session: 403 (a 401 would need an HTTP authentication scheme)."""
-    return page(error_page("You are not signed in", NOT_SIGNED_IN), 403)
+def _can_sign_in(server: AuthorizationServer) -> bool:
+    step = login_step(server)
+    return step is not None and step.account_sign_in
+
+
+def not_signed_in(server: AuthorizationServer) -> Response:
+    """The page for a browser without a session, offering to sign in: 403 (a 401 would need
+    an HTTP authentication scheme)."""
+    look = look_of(server)
+    sign_in_url = server.path("/consents/sign-in") if _can_sign_in(server) else None
+    return page(look, not_signed_in_page(look, sign_in_url), 403)
 
 
 def _refused(server: AuthorizationServer) -> Response:
     link = (server.path("/consents"), "Back to the applications you allowed")
-    return page(error_page("This form cannot be accepted", BAD_TOKEN, link=link), 403)
+    return error_response(server, "This form cannot be accepted", BAD_TOKEN, 403, link=link)
 
 
 def _see_other(location: str) -> Response:
@@ -145,7 +160,7 @@ async def show_consents(server: AuthorizationServer, request: Request) -> Respon
     """GET: the list of the session user's remembered consents."""
     session = await read_session(server, request)
     if session is None:
-        return not_signed_in()
+        return not_signed_in(server)
     view = ConsentsView(
         withdraw_action=server.path("/consents/withdraw"),
         sign_out_action=server.path("/consents/sign-out"),
@@ -154,7 +169,35 @@ async def show_consents(server: AuthorizationServer, request: Request) -> Respon
         entries=await _entries(server, session.user.subject),
         notice=await _notice(server, session, request),
     )
-    return page(consents_page(view))
+    look = look_of(server)
+    return page(look, consents_page(look, view))
+
+
+async def sign_in(server: AuthorizationServer, request: Request) -> Response:
+    """GET: sign in to see the applications one allowed (an account flow), then back to ``/consents``."""
+    step = login_step(server)
+    if await read_session(server, request) is not None:
+        return _see_other(server.path("/consents"))
+    if step is None or not step.account_sign_in:
+        return not_signed_in(server)
+    account = Flow(
+        id="",
+        csrf="",
+        client_id="",
+        client_name="",
+        redirect_uri=server.path("/consents"),
+        redirect_uri_sent=False,
+        state=None,
+        code_challenge="",
+        scopes=(),
+        resource="",
+        account=True,
+    )
+    flow, browser = await save_flow(server, request, account)
+    response = await step.start(server, request, flow)
+    if browser is not None:
+        set_browser_cookie(server, request, response, browser)
+    return response
 
 
 async def withdraw(server: AuthorizationServer, request: Request) -> Response:
@@ -162,12 +205,12 @@ async def withdraw(server: AuthorizationServer, request: Request) -> Response:
     params = await form_params(request)
     session = await read_session(server, request)
     if session is None:
-        return not_signed_in()
+        return not_signed_in(server)
     if not session_csrf_matches(session, params.get("csrf")):
         return _refused(server)
     client_id = params.get("client_id")
     if not client_id:
-        return page(error_page("This form cannot be accepted", "No application was chosen."), 400)
+        return error_response(server, "This form cannot be accepted", "No application was chosen.", 400)
     location = server.path("/consents")
     if await withdraw_consent(server, session.user.subject, client_id):
         logger.info("a user withdrew their consent for client %r", client_id)
@@ -180,7 +223,7 @@ async def sign_out(server: AuthorizationServer, request: Request) -> Response:
     params = await form_params(request)
     session = await read_session(server, request)
     if session is None:
-        return not_signed_in()
+        return not_signed_in(server)
     if not session_csrf_matches(session, params.get("csrf")):
         return _refused(server)
     response = _see_other(server.path("/consents"))
@@ -195,19 +238,22 @@ def _guarded(server: AuthorizationServer, handler: Handler) -> Callable[[Request
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(server, request)
+        except FlowRefused as exc:
+            return exc.response(server)
         except InvalidRequest as exc:
-            return page(error_page("This request cannot be read", exc.description), exc.status)
+            return error_response(server, "This request cannot be read", exc.description, exc.status)
         except StoreError as exc:
             server.outages.warning(f"the store failed on the page of the user's applications: {exc}")
-            return unavailable()
+            return unavailable(server)
 
     return endpoint
 
 
 def routes(server: AuthorizationServer) -> list[BaseRoute]:
-    """``/consents`` (GET), ``/consents/withdraw`` and ``/consents/sign-out`` (POST)."""
+    """``/consents`` and ``/consents/sign-in`` (GET), ``/consents/withdraw`` and ``/consents/sign-out`` (POST)."""
     return [
         Route(server.path("/consents"), _guarded(server, show_consents), methods=["GET"]),
+        Route(server.path("/consents/sign-in"), _guarded(server, sign_in), methods=["GET"]),
         Route(server.path("/consents/withdraw"), _guarded(server, withdraw), methods=["POST"]),
         Route(server.path("/consents/sign-out"), _guarded(server, sign_out), methods=["POST"]),
     ]

@@ -14,8 +14,12 @@
   store, and useless once the session ends.
 - **Cookies** are ``HttpOnly`` and ``SameSite=Lax``, and over https ``Secure``
   with the ``__Host-`` prefix (bound to this exact origin, path ``/``).
-- **Pages** carry a Content-Security-Policy without scripts, and refuse framing
-  (RFC 9700 section 4.16, clickjacking).
+- An **account flow** (``account=True``) is a sign-in that is not an authorization:
+  started from the page of the applications the user allowed, it returns there.
+  Only the login step and :func:`~.login.signed_in` accept one; the consent steps
+  load flows with ``account=False`` and refuse it, so it can never become a code.
+
+The pages' responses (:mod:`.responses`: headers, error pages) are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,19 +30,21 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
-from bastion._core.errors import RETRY_AFTER, BastionError
-from bastion._core.log import ThrottledLog
-from bastion.authserver._browser.pages import STYLE_HASH, error_page
-from bastion.authserver._errors import InvalidRequest
+from bastion.authserver._browser.responses import (
+    FlowRefused,
+    error_response,
+    guarded_page,
+    page,
+    secure_headers,
+    unavailable,
+)
 from bastion.authserver._models import User, hash_secret, secret_matches
-from bastion.storage import StoreError
 
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
@@ -54,6 +60,7 @@ __all__ = [
     "check_csrf",
     "end_session",
     "end_sessions",
+    "error_response",
     "guarded_page",
     "load_flow",
     "page",
@@ -78,38 +85,6 @@ FLOW_TTL = 600.0
 SESSION_TTL = 12 * 3600.0
 #: The longest cookie value read (ours are 43 characters).
 MAX_COOKIE = 128
-
-# No form-action: Chromium applies it to the redirect that follows a form POST, and the
-# consent form's answer is a redirect to the client's own origin.
-CONTENT_SECURITY_POLICY = f"default-src 'none'; style-src {STYLE_HASH}; frame-ancestors 'none'; base-uri 'none'"
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-def secure_headers(response: Response) -> Response:
-    """Add the page headers (CSP, no framing, no caching, no referrer) to ``response``."""
-    for name, value in PAGE_HEADERS.items():
-        response.headers[name] = value
-    return response
-
-
-def page(html: str, status: int = 200) -> Response:
-    """An HTML page with the security headers."""
-    return secure_headers(HTMLResponse(html, status_code=status))
-
-
-def unavailable() -> Response:
-    """The page shown while the store cannot be reached: 503 with ``Retry-After``, nothing about the cause."""
-    response = page(error_page("Please try again later", "The server cannot complete sign-ins right now."), 503)
-    response.headers["Retry-After"] = str(RETRY_AFTER)
-    return response
-
 
 # -- cookies ------------------------------------------------------------------------------------
 
@@ -186,6 +161,8 @@ class Flow:
     prompt: tuple[str, ...] = ()
     #: The SHA-256 of the browser cookie of the browser that started the flow.
     browser: str = ""
+    #: A sign-in to the page of the applications the user allowed, not an authorization.
+    account: bool = False
 
     def to_json(self) -> bytes:
         """The record as stored (the id is its key)."""
@@ -199,37 +176,6 @@ class Flow:
         data = json.loads(raw)
         data["scopes"], data["prompt"] = tuple(data["scopes"]), tuple(data["prompt"])
         return cls(id=flow_id, **data)
-
-
-class FlowRefused(BastionError):
-    """A login or consent form (or a login step's callback) that cannot go on; carries the page to show.
-
-    ``message`` is the page's text: it is the error's public description.
-    """
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message, description=message)
-        self.message = message
-        self.status = status
-
-    def response(self) -> Response:
-        """The error page."""
-        return page(error_page("This sign-in cannot continue", self.message), self.status)
-
-
-async def guarded_page(handle: Callable[[], Awaitable[Response]], during: str, outages: ThrottledLog) -> Response:
-    """Run a browser-facing handler: a refused flow or an unreadable form as its page (413 for
-    an oversized one), a store outage as the 503 page, logged on ``outages`` as ``the store
-    failed during <during>`` (once per interval, with a count, without a traceback)."""
-    try:
-        return await handle()
-    except FlowRefused as exc:
-        return exc.response()
-    except InvalidRequest as exc:
-        return page(error_page("This request cannot be read", exc.description), exc.status)
-    except StoreError as exc:
-        outages.warning(f"the store failed during {during}: {exc}")
-        return unavailable()
 
 
 async def save_flow(server: AuthorizationServer, request: Request, flow: Flow) -> tuple[Flow, str | None]:
@@ -250,16 +196,18 @@ FOREIGN = f"This form was not sent from the browser that started the sign-in. {A
 BAD_TOKEN = f"The form's security token is missing or wrong. {AGAIN}"
 
 
-async def load_flow(server: AuthorizationServer, request: Request, flow_id: str | None) -> Flow:
-    """The pending flow ``flow_id``, if this browser started it.
+async def load_flow(
+    server: AuthorizationServer, request: Request, flow_id: str | None, *, account: bool = False
+) -> Flow:
+    """The pending flow ``flow_id``, if this browser started it; an account flow only with ``account``.
 
     A form handler then checks its CSRF token with :func:`check_csrf`; a login
     step's callback from an upstream identity provider (whose ``state`` carried
     the flow id) relies on this browser check alone.
 
     Raises:
-        FlowRefused: the flow is unknown, expired or completed (400), or another
-            browser started it (403).
+        FlowRefused: the flow is unknown, expired or completed, or an account flow
+            where ``account`` is false (400), or another browser started it (403).
     """
     if not flow_id or len(flow_id) > MAX_COOKIE:
         raise FlowRefused(EXPIRED, 400)
@@ -267,6 +215,8 @@ async def load_flow(server: AuthorizationServer, request: Request, flow_id: str 
     if raw is None:
         raise FlowRefused(EXPIRED, 400)
     flow = Flow.from_json(flow_id, raw)
+    if flow.account and not account:
+        raise FlowRefused(EXPIRED, 400)
     browser = _read_cookie(server, request, BROWSER_COOKIE)
     if browser is None or not secret_matches(browser, flow.browser):
         raise FlowRefused(FOREIGN, 403)

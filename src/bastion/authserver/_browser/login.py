@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion._core.errors import ConfigurationError
 from bastion.authserver._browser.consent import proceed
 from bastion.authserver._browser.flows import (
     Flow,
@@ -36,6 +37,7 @@ from bastion.authserver._browser.flows import (
     set_session_cookie,
     start_session,
 )
+from bastion.authserver._browser.layout import look_of
 from bastion.authserver._browser.pages import login_page
 from bastion.authserver._forms import form_params
 from bastion.authserver._models import User
@@ -44,7 +46,7 @@ from bastion.authserver._ratelimit import RateLimiter
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer, UserCheck
 
-__all__ = ["MAX_PASSWORD", "MAX_USERNAME", "LoginStep", "PasswordLogin", "signed_in"]
+__all__ = ["MAX_PASSWORD", "MAX_USERNAME", "LoginStep", "PasswordLogin", "login_step", "signed_in"]
 
 logger = logging.getLogger("bastion")
 
@@ -64,9 +66,15 @@ class LoginStep(ABC):
     An upstream step sets it to ``False``: every authorization goes through the
     provider (whose own session makes that quick), so each grant gets the
     provider's tokens of its own.
+
+    ``account_sign_in``: whether the step also signs people in to the page of the
+    applications they allowed (``/consents``), outside any authorization: then
+    ``start`` gets a flow with ``account`` true and no client (``client_name``
+    empty), and :func:`signed_in` returns the browser to that page.
     """
 
     uses_sessions: ClassVar[bool] = True
+    account_sign_in: ClassVar[bool] = True
 
     @abstractmethod
     async def start(self, server: AuthorizationServer, request: Request, flow: Flow) -> Response:
@@ -84,16 +92,17 @@ async def signed_in(
 
     A login step calls this once it knows who the user is. The response redirects
     back to the client (consent remembered, or not needed) or leads to the
-    consent page, and sets the session cookie. The sign-in is the audit event
+    consent page (or, for an account flow, back to the page of the applications
+    the user allowed), and sets the session cookie. The sign-in is the audit event
     ``signin.succeeded``; ``method`` names how the user signed in (``password``).
 
     Raises:
         FlowRefused: the flow is unknown, expired, or another browser's; render
-            it with ``exc.response()``.
+            it with ``exc.response(server)``.
     """
-    flow = await load_flow(server, request, flow_id)
+    flow = await load_flow(server, request, flow_id, account=True)
     await server.audit.emit(
-        "signin.succeeded", "success", subject=user.subject, client_id=flow.client_id, method=method
+        "signin.succeeded", "success", subject=user.subject, client_id=flow.client_id or None, method=method
     )
     session_id, session = await start_session(server, user)
     response = await proceed(server, request, flow, session)
@@ -154,7 +163,9 @@ class PasswordLogin(LoginStep):
         *,
         status_code: int = 200,
     ) -> Response:
+        look = look_of(server)
         html = login_page(
+            look,
             action=server.path("/authorize/login"),
             flow_id=flow.id,
             csrf=flow.csrf,
@@ -164,38 +175,52 @@ class PasswordLogin(LoginStep):
             max_username=MAX_USERNAME,
             max_password=MAX_PASSWORD,
         )
-        return page(html, status_code)
+        return page(look, html, status_code)
 
     def routes(self, server: AuthorizationServer) -> list[BaseRoute]:
         """The form's POST."""
 
         async def submit(request: Request) -> Response:
-            return await guarded_page(lambda: self.submit(server, request), "a sign-in", server.outages)
+            return await guarded_page(server, lambda: self.submit(server, request), "a sign-in")
 
         return [Route(server.path("/authorize/login"), submit, methods=["POST"])]
 
     async def submit(self, server: AuthorizationServer, request: Request) -> Response:
         """Check the form: the flow and its CSRF token first, then the credentials."""
         params = await form_params(request)
-        flow = await load_flow(server, request, params.get("flow"))
+        flow = await load_flow(server, request, params.get("flow"), account=True)
         check_csrf(flow, params.get("csrf"))
         username = params.get("username") or ""
         password = params.get("password") or ""
-        audit = server.audit
+        audit, client_id = server.audit, flow.client_id or None  # none for an account sign-in
         if not username or not password or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
-            await audit.emit(
-                "signin.failed", "failure", client_id=flow.client_id, method="password", reason="incomplete"
-            )
+            await audit.emit("signin.failed", "failure", client_id=client_id, method="password", reason="incomplete")
             return self._form(server, flow, username[:MAX_USERNAME], FAILED)
         if not await self._within_limits(server, request, username):
             await audit.emit(
-                "signin.throttled", "refused", client_id=flow.client_id, method="password", reason="too many attempts"
+                "signin.throttled", "refused", client_id=client_id, method="password", reason="too many attempts"
             )
             return self._form(server, flow, username, TOO_MANY, status_code=429)
         user = await check_password(self.users, username, password)
         if user is None:
             await audit.emit(
-                "signin.failed", "failure", client_id=flow.client_id, method="password", reason="wrong credentials"
+                "signin.failed", "failure", client_id=client_id, method="password", reason="wrong credentials"
             )
             return self._form(server, flow, username, FAILED)
         return await signed_in(server, request, flow.id, user, method="password")
+
+
+def login_step(server: AuthorizationServer) -> LoginStep | None:
+    """The server's login step: ``login=``, else a password form over ``users=``, else none.
+
+    Raises:
+        ConfigurationError: ``login=`` is not a :class:`LoginStep`.
+    """
+    step = server.login_step
+    if isinstance(step, LoginStep):
+        return step
+    if step is not None:
+        raise ConfigurationError(f"login= takes a LoginStep, got {type(step).__name__}")
+    if server.users is not None:
+        return PasswordLogin(server.users)
+    return None

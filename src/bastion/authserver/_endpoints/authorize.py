@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion._core.errors import BastionError, ConfigurationError
+from bastion._core.errors import BastionError
 from bastion._core.http import FetchError
 from bastion.authserver._browser import consent as _consent
 from bastion.authserver._browser.consent import audit_consent, consented, error_redirect, issue_code, show_consent
@@ -44,14 +44,16 @@ from bastion.authserver._browser.flows import (
     Flow,
     FlowRefused,
     Session,
+    error_response,
     page,
     read_session,
     save_flow,
     set_browser_cookie,
     unavailable,
 )
-from bastion.authserver._browser.login import LoginStep, PasswordLogin
-from bastion.authserver._browser.pages import error_page
+from bastion.authserver._browser.layout import look_of
+from bastion.authserver._browser.login import LoginStep, login_step
+from bastion.authserver._browser.pages import bad_request_page
 from bastion.authserver._errors import (
     InvalidRequest,
     OAuthError,
@@ -67,7 +69,7 @@ from bastion.storage import StoreError
 if TYPE_CHECKING:
     from bastion.authserver._server import AuthorizationServer
 
-__all__ = ["ConsentRequired", "LoginRequired", "login_step", "routes"]
+__all__ = ["ConsentRequired", "LoginRequired", "routes"]
 
 logger = logging.getLogger("bastion")
 
@@ -179,25 +181,11 @@ def check_request(server: AuthorizationServer, verified: Verified, params: Param
 # -- the endpoint ----------------------------------------------------------------------------------
 
 
-def login_step(server: AuthorizationServer) -> LoginStep | None:
-    """The server's login step: ``login=``, else a password form over ``users=``, else none.
-
-    Raises:
-        ConfigurationError: ``login=`` is not a :class:`LoginStep`.
-    """
-    step = server.login_step
-    if isinstance(step, LoginStep):
-        return step
-    if step is not None:
-        raise ConfigurationError(f"login= takes a LoginStep, got {type(step).__name__}")
-    if server.users is not None:
-        return PasswordLogin(server.users)
-    return None
-
-
-def refused_page(exc: OAuthError) -> Response:
-    """An error that cannot be sent to the client: a page for the user."""
-    return page(error_page("This application's request cannot be accepted", exc.description), 400)
+def refused_page(server: AuthorizationServer, exc: OAuthError) -> Response:
+    """An error that cannot be sent to the client: a page for the user, in plain words; the
+    description (always our own text, never a value from the request) folded away for the app's developer."""
+    look = look_of(server)
+    return page(look, bad_request_page(look, f"{exc.error}: {exc.description}"), 400)
 
 
 def salvage(request: Request) -> Params | None:
@@ -224,14 +212,14 @@ def salvage(request: Request) -> Params | None:
 async def unreadable(server: AuthorizationServer, request: Request, exc: InvalidRequest) -> Response:
     """Answer a request whose parameters cannot be read: redirected when the client is certain."""
     if isinstance(exc, RequestTooLarge):
-        return page(error_page("This request is too large", exc.description), exc.status)
+        return error_response(server, "This request is too large", exc.description, exc.status)
     salvaged = salvage(request) if request.method == "GET" else None
     if salvaged is None:
-        return refused_page(exc)
+        return refused_page(server, exc)
     try:
         _, redirect_uri = await check_client(server, salvaged)
     except OAuthError:
-        return refused_page(exc)
+        return refused_page(server, exc)
     return error_redirect(server, redirect_uri, salvaged.get("state"), exc, posted=False)
 
 
@@ -245,7 +233,7 @@ async def authorize(server: AuthorizationServer, step: LoginStep | None, request
     try:
         client, redirect_uri = await check_client(server, params)
     except OAuthError as exc:
-        return refused_page(exc)
+        return refused_page(server, exc)
     verified = Verified(client, redirect_uri, params.get("state"))
     try:
         flow = check_request(server, verified, params)
@@ -253,7 +241,7 @@ async def authorize(server: AuthorizationServer, step: LoginStep | None, request
     except OAuthError as exc:
         return error_redirect(server, redirect_uri, verified.state, exc, posted=posted)
     except FlowRefused as exc:
-        return exc.response()
+        return exc.response(server)
 
 
 async def begin(
@@ -279,7 +267,7 @@ async def begin(
         stored, browser = await save_flow(server, request, flow)
         response = await step.start(server, request, stored)
     else:
-        return page(error_page("Signing in is not available", "This server has no way to sign users in."), 400)
+        return error_response(server, "Signing in is not available", "This server has no way to sign users in.", 400)
     if browser is not None:
         set_browser_cookie(server, request, response, browser)
     return response
@@ -294,7 +282,7 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             return await authorize(server, step, request)
         except StoreError as exc:
             server.outages.warning(f"the store failed during an authorization request: {exc}")
-            return unavailable()
+            return unavailable(server)
 
     found: list[BaseRoute] = [Route(server.path("/authorize"), endpoint, methods=["GET", "POST"])]
     found.extend(_consent.routes(server, step))
