@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from support.artifacts import KEPT
 from support.notes import notes_server, served
 from support.redis import RedisServer
 
@@ -34,3 +35,11 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The shared server's URL with a key prefix of this test's own."""
     return f"{redis_server.url}?prefix=test-{uuid.uuid4().hex}:"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the files kept for people to look at (screenshots) went."""
+    folders = sorted({str(path.parent) for path in KEPT})
+    for folder in folders:
+        count = sum(1 for path in KEPT if str(path.parent) == folder)
+        terminalreporter.write_line(f"kept {count} files for people to look at in {folder}")
