@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +169,63 @@ async def test_fastapi_token_passthrough(monkeypatch: pytest.MonkeyPatch, keys: 
         assert httpx2.get(base + "/api/notes").status_code == 401
         async with mcp_client(base + "/notes/mcp", bearer) as client:
             assert (await client.call_tool("list_notes", {})).structured_content == {"result": ["a note for alice"]}
+
+
+async def test_own_authorization_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bastion.testing import oauth_client
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("ISSUER", base)
+    monkeypatch.setenv("STORE_FILE", str(tmp_path / "auth.db"))
+    monkeypatch.setenv("AUTO_APPROVE", "alice")
+    example = load("own_authorization_server")
+    assert await example.check_user("alice", "alice-password") is not None
+    assert await example.check_user("alice", "guess") is None
+    assert await example.check_user("mallory", "alice-password") is None
+    with serve(example.mcp.streamable_http_app(), port=port):
+        async with (
+            httpx2.AsyncClient(auth=oauth_client(base + "/mcp", scope="notes:read")) as http,
+            Client(streamable_http_client(base + "/mcp", http_client=http)) as client,
+        ):
+            assert (await client.call_tool("whoami", {})).structured_content == {"result": "alice"}
+        assert httpx2.post(base + "/mcp", json=rpc("tools/list", {}), headers=MCP_HEADERS).status_code == 401
+
+
+async def test_testing_with_tokens() -> None:
+    assert await load("testing_with_tokens").main() == "alice"
+
+
+async def test_testing_oauth_flow() -> None:
+    assert await load("testing_oauth_flow").main() == "alice"
+
+
+def test_oidc_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    issuer = ""
+
+    async def config(request: Request) -> JSONResponse:
+        return JSONResponse({
+            "issuer": issuer, "authorization_endpoint": issuer + "/authorize", "token_endpoint": issuer + "/token",
+            "jwks_uri": issuer + "/jwks", "code_challenge_methods_supported": ["S256"],
+        })  # fmt: skip
+
+    with serve(Starlette(routes=[Route("/.well-known/openid-configuration", config)])) as issuer:
+        monkeypatch.setenv("OIDC_CONFIG_URL", issuer + "/.well-known/openid-configuration")
+        monkeypatch.setenv("BASE_URL", "http://127.0.0.1:8000")
+        monkeypatch.setenv("BASTION_STORE", "memory://")
+        example = load("oidc_provider")
+        with serve(example.mcp.streamable_http_app(stateless_http=True)) as base:
+            metadata = httpx2.get(base + "/.well-known/oauth-authorization-server").json()
+            assert metadata["issuer"] == "http://127.0.0.1:8000/"
+            assert httpx2.post(base + "/mcp", json=rpc("tools/list", {}), headers=MCP_HEADERS).status_code == 401
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -24,7 +22,6 @@ from bastion.storage import MemoryStore
 
 BASE = "https://notes.example.com"
 SECRET = "acme-client-secret-value"
-README = Path(__file__).parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -178,15 +175,6 @@ def test_known_variables_are_the_general_ones_and_every_providers() -> None:
     assert "BASTION_ACME_DOMAIN" not in names
     register(Acme)
     assert "BASTION_ACME_DOMAIN" in known_variables()
-
-
-def test_the_readme_lists_every_providers_variables() -> None:
-    text = README.read_text(encoding="utf-8")
-    for name, entry in PROVIDERS.items():
-        row = re.search(rf"^\| `{name}` \|(.*)$", text, re.MULTILINE)
-        assert row is not None, name
-        for variable in entry.env.variables:
-            assert f"`{variable}`" in row.group(1), variable
 
 
 def _keywords(function: object, *, without: set[str]) -> set[str]:

@@ -15,10 +15,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bastion._core.errors import ConfigurationError
@@ -51,50 +51,170 @@ class _EnvSettings(BaseSettings):
         return (env_settings,)
 
 
+def _doc(description: str, default: str) -> Any:
+    """A variable's field, unset by default: what it means, and what applies when it is unset.
+
+    ``default`` is empty when nothing does, and ``required`` when the ``BASTION_AUTH`` value
+    it belongs to cannot do without it. docs/configuration.md is generated from these.
+    """
+    return Field(None, description=description, json_schema_extra={"unset": default})
+
+
 class _Settings(_EnvSettings):
-    """The general ``BASTION_*`` variables; each provider's own by :mod:`bastion._config.providers`."""
+    """The general ``BASTION_*`` variables; each provider's own by :mod:`bastion._config.providers`.
 
-    auth: str | None = None
-    resource_url: str | None = None
-    base_url: str | None = None
-    initial_scopes: str | None = None
+    Each field's description and what applies when it is unset are data (``_doc``): the
+    configuration page of the documentation is generated from them.
+    """
 
-    jwt_jwks_uri: str | None = None
-    jwt_public_key: str | None = None
-    jwt_secret: SecretStr | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_algorithms: str | None = None
-    jwt_leeway: float | None = None
-    jwt_required_scopes: str | None = None
-    jwt_scope_claim: str | None = None
-    jwt_roles_claim: str | None = None
+    auth: str | None = _doc(
+        "What protects the server: a verifier (`jwt`, `introspection`, `apikeys`, `remote`) or an OAuth proxy"
+        " of `bastion.providers` (`oidc`, `github`, `google`, ...). Any case.",
+        "`MCPServer` without `auth=` has no authentication",
+    )
+    resource_url: str | None = _doc(
+        "The canonical URL of the MCP endpoint, the audience of its tokens (RFC 8707).",
+        "derived from the first request, with a warning",
+    )
+    base_url: str | None = _doc(
+        "The public URL of an OAuth proxy, its issuer; register `<BASTION_BASE_URL>/auth/callback` at the "
+        "provider. Required by every provider.",
+        "",
+    )
+    initial_scopes: str | None = _doc(
+        "The scopes the 401 challenge names for a first sign-in (`initial_scopes`), space- or "
+        "comma-separated; never `offline_access`.",
+        "what the default policy and `required_scopes` need, else every scope the policies use",
+    )
 
-    introspection_url: str | None = None
-    introspection_client_id: str | None = None
-    introspection_client_secret: SecretStr | None = None
-    introspection_auth_method: str | None = None
-    introspection_issuer: str | None = None
-    introspection_audience: str | None = None
-    introspection_required_scopes: str | None = None
-    introspection_roles_claim: str | None = None
-    introspection_cache_ttl: float | None = None
-    introspection_timeout: float | None = None
+    jwt_jwks_uri: str | None = _doc(
+        "`jwt`: the URL of the issuer's key set (JWKS). One of the three key sources.",
+        "",
+    )
+    jwt_public_key: str | None = _doc(
+        "`jwt`: one public key, PEM or a JWK as JSON, or `@/path/to/file`. One of the three key sources.",
+        "",
+    )
+    jwt_secret: SecretStr | None = _doc(
+        "`jwt`: an HMAC secret of 32 bytes or more (HS256). One of the three key sources. Never shown.",
+        "",
+    )
+    jwt_issuer: str | None = _doc(
+        "`jwt`: the accepted `iss` value(s), comma-separated.",
+        "any issuer",
+    )
+    jwt_audience: str | None = _doc(
+        "`jwt`: the accepted `aud` value(s), comma-separated.",
+        "the server's resource URL",
+    )
+    jwt_algorithms: str | None = _doc(
+        "`jwt`: the algorithm allow-list, comma-separated; `none` is never accepted.",
+        "with a key set: RS256 to RS512, PS256 to PS512, ES256 to ES512, EdDSA, Ed25519; with one key: its algorithm",
+    )
+    jwt_leeway: float | None = _doc(
+        "`jwt`: seconds of clock skew allowed on `exp`, `nbf` and `iat`.",
+        "30",
+    )
+    jwt_required_scopes: str | None = _doc(
+        "`jwt`: scopes every token must hold (a token without them gets the 403 step-up), comma-separated.",
+        "none",
+    )
+    jwt_scope_claim: str | None = _doc(
+        "`jwt`: the claim holding the scopes (a space-separated string or a list).",
+        "`scope`, else `scp`",
+    )
+    jwt_roles_claim: str | None = _doc(
+        "`jwt`: the claim holding the roles, a dotted path for nested claims (`realm_access.roles`).",
+        "`roles`",
+    )
 
-    api_keys: SecretStr | None = None
-    api_key_header: str | None = None
+    introspection_url: str | None = _doc(
+        "`introspection`: the RFC 7662 introspection endpoint.",
+        "required",
+    )
+    introspection_client_id: str | None = _doc(
+        "`introspection`: this resource server's client id at the endpoint.",
+        "required",
+    )
+    introspection_client_secret: SecretStr | None = _doc(
+        "`introspection`: its client secret. Never shown.",
+        "required",
+    )
+    introspection_auth_method: str | None = _doc(
+        "`introspection`: `client_secret_basic` or `client_secret_post`.",
+        "`client_secret_basic`",
+    )
+    introspection_issuer: str | None = _doc(
+        "`introspection`: the accepted `iss` value(s) of the answers, comma-separated.",
+        "any issuer",
+    )
+    introspection_audience: str | None = _doc(
+        "`introspection`: the accepted `aud` value(s) of the answers, comma-separated.",
+        "the server's resource URL",
+    )
+    introspection_required_scopes: str | None = _doc(
+        "`introspection`: scopes every token must hold, comma-separated.",
+        "none",
+    )
+    introspection_roles_claim: str | None = _doc(
+        "`introspection`: the member of the answer holding the roles.",
+        "`roles`",
+    )
+    introspection_cache_ttl: float | None = _doc(
+        "`introspection`: seconds an active answer is kept (never past the token's `exp`).",
+        "60",
+    )
+    introspection_timeout: float | None = _doc(
+        "`introspection`: seconds to wait for the endpoint.",
+        "5",
+    )
+
+    api_keys: SecretStr | None = _doc(
+        "`apikeys`: a JSON object, or `@file.json`, mapping each key (or `sha256:<hex>` of it) to its principal: "
+        '`{"subject": ..., "scopes": [...], "roles": [...]}` or a subject string. Never shown.',
+        "required",
+    )
+    api_key_header: str | None = _doc(
+        "`apikeys`: the header holding the key (`X-API-Key`).",
+        "`Authorization: Bearer <key>`",
+    )
 
     # The authorization servers (OAuth proxies) of bastion.providers.
-    store: str | None = None
-    encryption_keys: SecretStr | None = None
-    mcp_scopes: str | None = None
+    store: str | None = _doc(
+        "Where an authorization server or OAuth proxy keeps its state: `sqlite:///path/auth.db`, "
+        "`redis://host:6379/0`, `rediss://...`, or `memory://`. Also read by `bastion serve`, `bastion demo` "
+        "and the administration commands.",
+        "a SQLite file under `~/.local/share/bastion/`",
+    )
+    encryption_keys: SecretStr | None = _doc(
+        "An OAuth proxy's AES-256 keys for the provider's tokens at rest, base64, comma-separated, newest "
+        "first (`bastion encryption-key` prints one). Never shown.",
+        "a key generated on first start and kept in the store",
+    )
+    mcp_scopes: str | None = _doc(
+        "The scopes an OAuth proxy (or `remote`) offers MCP clients, space- or comma-separated.",
+        "the provider's own default",
+    )
     # Read by every AuthorizationServer itself (authserver/_audit_log.py), like BASTION_STORE.
-    audit_retention: str | None = None
+    audit_retention: str | None = _doc(
+        "How long every authorization server of the process keeps its audit events in its store: seconds, or "
+        "a number with `s`, `m`, `h`, `d` or `w` (`30d`).",
+        "events are not kept in the store",
+    )
 
     # An identity provider MCP clients register with directly (RemoteAuthorization).
-    remote_issuer: str | None = None
-    remote_config_url: str | None = None
-    remote_audience: str | None = None
+    remote_issuer: str | None = _doc(
+        "`remote`: the issuer of an authorization server MCP clients register with themselves.",
+        "required",
+    )
+    remote_config_url: str | None = _doc(
+        "`remote`: its metadata URL, when not at the RFC 8414 or OpenID well-known location.",
+        "discovered from the issuer",
+    )
+    remote_audience: str | None = _doc(
+        "`remote`: the accepted `aud` value(s), comma-separated.",
+        "the server's resource URL",
+    )
 
 
 _S = TypeVar("_S", bound=_EnvSettings)

@@ -218,12 +218,11 @@ class JWTVerifier(Verifier):
     # -- verification ---------------------------------------------------------------------------
 
     async def check(self, token: str) -> AccessToken:
-        """Verify the signature and claims of a JWT access token.
+        """Verify the signature and claims of a JWT access token; it raises nothing but the errors below.
 
         Raises:
             InvalidToken: or a subclass naming the reason.
             InsufficientScope: a valid token without the ``required_scopes``.
-            Never another exception.
         """
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token too long", description="The access token is too long")

@@ -53,8 +53,9 @@ class OIDC(OAuthProxy):
     """Sign users in at any OpenID provider, found through its discovery document.
 
     Args:
-        config_url: ``<issuer>/.well-known/openid-configuration``.
-        client_id, client_secret: The proxy's registration at the provider.
+        config_url: The provider's discovery document, ``<issuer>/.well-known/openid-configuration``.
+        client_id: The proxy's client ID at the provider.
+        client_secret: The proxy's client secret at the provider.
         base_url: This server's public URL (register ``<base_url>/auth/callback`` at the provider).
         scopes: Scopes asked of the provider (default ``openid email profile``).
         mcp_scopes: The scopes MCP clients may ask of this server, with descriptions.

@@ -29,7 +29,8 @@ class Auth0(OAuthProxy):
 
     Args:
         domain: The tenant's domain (``example.us.auth0.com`` or a custom domain), without ``https://``.
-        client_id, client_secret: The application's credentials.
+        client_id: The application's Client ID.
+        client_secret: The application's Client Secret.
         base_url: This server's public URL.
         audience: The identifier of an API of yours registered in Auth0: the
             upstream token (``token.upstream()``) is then a JWT for that API.

@@ -41,7 +41,8 @@ class Cognito(OAuthProxy):
         domain: The user pool's domain, without ``https://``.
         region: The AWS region of the pool (``us-east-1``).
         user_pool_id: The pool's id (``us-east-1_AbCdEf123``).
-        client_id, client_secret: The app client's credentials.
+        client_id: The app client's ID.
+        client_secret: The app client's secret.
         base_url: This server's public URL.
         scopes: Scopes asked of Cognito.
         mcp_scopes: The scopes MCP clients may ask of this server, with descriptions.

@@ -44,7 +44,8 @@ class EntraID(OAuthProxy):
     tenant's administrators: authorize on ``oid`` and ``tid``, never on email.
 
     Args:
-        client_id, client_secret: The application's registration.
+        client_id: The application's (client) ID.
+        client_secret: The value of a client secret of the application.
         base_url: This server's public URL.
         tenant: The directory whose users may sign in: its id (a GUID), a
             verified domain (``contoso.onmicrosoft.com``), ``organizations`` (any

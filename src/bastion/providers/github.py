@@ -35,7 +35,8 @@ class GitHub(OAuthProxy):
     proxy; a tool reads it with ``await get_access_token().upstream()``.
 
     Args:
-        client_id, client_secret: The app's credentials at GitHub.
+        client_id: The app's client ID at GitHub.
+        client_secret: The app's client secret at GitHub.
         base_url: This server's public URL.
         scopes: GitHub scopes asked of the user (OAuth Apps; a GitHub App's
             permissions are set at GitHub instead). ``user:email`` lets the proxy

@@ -36,7 +36,8 @@ class Google(OAuthProxy):
     is kept sealed by the proxy, for tools: ``await get_access_token().upstream()``.
 
     Args:
-        client_id, client_secret: The OAuth client's credentials.
+        client_id: The OAuth client's ID.
+        client_secret: The OAuth client's secret.
         base_url: This server's public URL.
         scopes: Google scopes asked of the user; ``openid`` is required (the
             identity is read from the id_token).

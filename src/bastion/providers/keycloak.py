@@ -33,7 +33,8 @@ class Keycloak(OAuthProxy):
         server_url: Keycloak's URL (``https://sso.example.com``, with ``/auth``
             for versions before 17).
         realm: The realm's name.
-        client_id, client_secret: The client's credentials.
+        client_id: The Keycloak client's ID.
+        client_secret: The Keycloak client's secret.
         base_url: This server's public URL.
         scopes: Scopes asked of Keycloak.
         mcp_scopes: The scopes MCP clients may ask of this server, with descriptions.

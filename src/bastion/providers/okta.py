@@ -28,7 +28,8 @@ class Okta(OAuthProxy):
 
     Args:
         domain: The organization's domain (``example.okta.com`` or a custom domain), without ``https://``.
-        client_id, client_secret: The app integration's credentials.
+        client_id: The app integration's client ID.
+        client_secret: The app integration's client secret.
         base_url: This server's public URL.
         authorization_server: The custom authorization server's id (``default``
             for the one every organization has). ``None`` uses the org

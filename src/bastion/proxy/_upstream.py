@@ -41,13 +41,16 @@ class Upstream:
 
     Args:
         name: Shown to users ("Continue with Google").
-        authorization_endpoint, token_endpoint: The provider's endpoints.
-        client_id, client_secret: The proxy's one registration at the provider.
+        authorization_endpoint: The provider's authorization endpoint.
+        token_endpoint: The provider's token endpoint.
+        client_id: The client ID of the proxy's one registration at the provider.
+        client_secret: Its client secret (``None`` for a public client).
         scopes: The scopes asked of the provider.
         identity: Where the user's identity comes from: ``id_token`` (verified
             against ``jwks_uri`` and ``issuer``), ``userinfo``, or ``github``
             (GitHub's ``/user`` and ``/user/emails``).
-        issuer, jwks_uri: For ``id_token`` verification.
+        issuer: The provider's issuer, for ``id_token`` verification.
+        jwks_uri: The provider's key set, for ``id_token`` verification.
         userinfo_endpoint: For ``userinfo`` (and as a complement to the id_token).
         user_endpoint: A provider's own user endpoint (``github``).
         revocation_endpoint: RFC 7009 revocation, when the provider has it.
