@@ -206,9 +206,8 @@ def test_oidc_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    issuer = ""
-
     async def config(request: Request) -> JSONResponse:
+        issuer = str(request.base_url).rstrip("/")
         return JSONResponse({
             "issuer": issuer, "authorization_endpoint": issuer + "/authorize", "token_endpoint": issuer + "/token",
             "jwks_uri": issuer + "/jwks", "code_challenge_methods_supported": ["S256"],

@@ -32,7 +32,12 @@ def variables_markdown() -> str:
     for name, field in _Settings.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         lines.append(f"| `{_var(name)}` | {_cell(field.description or '')} | {_cell(str(extra.get('unset', '')))} |")
-    return "\n".join(lines) + "\n\n" + providers_markdown()
+    each = (
+        "## Each provider\n\n"
+        "An OAuth proxy of `bastion.providers` reads `BASTION_BASE_URL`, `BASTION_STORE`, "
+        "`BASTION_ENCRYPTION_KEYS` and `BASTION_MCP_SCOPES` above, and the variables its class declares (`env`):\n\n"
+    )
+    return "\n".join(lines) + "\n\n" + each + providers_markdown()
 
 
 def providers_markdown() -> str:
@@ -48,7 +53,7 @@ def providers_markdown() -> str:
         lines = [
             f"### `BASTION_AUTH={name}`{also}",
             "",
-            f"[`{entry.cls.__name__}`](providers.md), with `BASTION_BASE_URL` and the variables of every proxy.",
+            f"`{entry.cls.__module__.replace('._oidc', '')}.{entry.cls.__name__}` ([Providers](providers.md)).",
             "",
             "| variable | meaning | when unset |",
             "|---|---|---|",

@@ -12,7 +12,9 @@ Two kinds of block, told apart by the line before the fence:
   its top level), the file must exist and be tested, and every name the fragment imports
   from bastion must be imported by the file too.
 
-Shell, console and other blocks are not run.
+A block whose fence says ``python title="FastMCP"`` quotes another library (docs/peers.md)
+and is not run; its title must name one of ``PEERS``. Shell, console and other blocks are
+not run.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 import uvicorn
 from mcp.server.mcpserver import MCPServer as SDKMCPServer
 from sybil import Document, Example, Region
-from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer, RawFencedCodeBlockLexer
 
 __all__ = ["FRAGMENT", "ROOT", "PythonBlocks", "bastion_imports"]
 
@@ -41,15 +43,26 @@ FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<path>\S+?)\s*-->")
 MODULE_NAME = "docs_example"
 #: Loggers a block may configure (docs/operations.md adds a handler to the audit logger).
 LOGGERS = ("bastion", "bastion.audit")
+#: The libraries whose code docs/peers.md quotes (not run: they are not bastion's dependencies).
+PEERS = ("FastMCP", "FastAPI-MCP", "MCP SDK", "TypeScript SDK")
 
 
 class PythonBlocks:
-    """A sybil parser: each fenced ``python`` block, as a module to run or a fragment to check."""
+    """A sybil parser: each fenced ``python`` block, as a module to run or a fragment to check.
+
+    A block with more on its fence line than the language is another library's code quoted
+    beside bastion's (docs/peers.md): its title must name that library, and it is not run.
+    """
 
     def __init__(self) -> None:
         self.lexer = FencedCodeBlockLexer("python|py")
+        self.quoted = RawFencedCodeBlockLexer(re.compile(r"(?:python|py)[ \t]+(?P<info>[^\n]*)$\n", re.MULTILINE))
 
     def __call__(self, document: Document) -> Iterable[Region]:
+        for region in self.quoted(document):
+            region.parsed = str(region.lexemes["info"])
+            region.evaluator = quoted_peer
+            yield region
         for region in self.lexer(document):
             before = document.text[: region.start].rstrip().rsplit("\n", 1)[-1].strip()
             marker = FRAGMENT.fullmatch(before)
@@ -73,6 +86,13 @@ def run_module(example: Example) -> None:
     code = compile("\n" * example.line + example.parsed, str(example.path), "exec")
     with _restored_global_state():
         exec(code, {"__name__": MODULE_NAME})  # the documentation's own examples
+
+
+def quoted_peer(example: Example) -> None:
+    """A quoted block names the library it is from (``title="FastMCP"``)."""
+    title = re.fullmatch(r'title="(?P<title>[^"]+)"', example.parsed.strip())
+    assert title is not None, f"a Python block's fence carries only a title naming a library: {example.parsed!r}"
+    assert title["title"].startswith(PEERS), f"{title['title']!r} names none of {PEERS}: only their code is quoted"
 
 
 def _serves(*args: object, **kwargs: object) -> None:
