@@ -72,7 +72,8 @@ class JWKSOptions:
     Attributes:
         refetch_interval: The least seconds between two fetches, whatever triggers
             them (an unknown ``kid``, an expired or failing set).
-        min_ttl, max_ttl: Bounds on the lifetime taken from ``Cache-Control: max-age``.
+        min_ttl: The least lifetime taken from ``Cache-Control: max-age``.
+        max_ttl: The longest lifetime taken from ``Cache-Control: max-age``.
         default_ttl: The lifetime when the response sets none.
         timeout: Seconds for one fetch.
 
