@@ -60,9 +60,9 @@ def test_every_variable_has_a_meaning() -> None:
             assert meanings[variable].strip(" .").removesuffix("Never shown").strip(), variable
 
 
-def blocks(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> list[Example]:
+def blocks(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch, name: str = "page.md") -> list[Example]:
     """The examples sybil finds in a page of Markdown ``text``, ready to evaluate."""
-    page = tmp_path / "page.md"
+    page = tmp_path / name
     page.write_text(text, encoding="utf-8")
     document = Sybil([PythonBlocks()], path=str(tmp_path)).parse(page)
     document.namespace.update(tmp_path=tmp_path, monkeypatch=monkeypatch)
@@ -115,3 +115,24 @@ def test_only_another_librarys_code_is_quoted_without_running(tmp_path: Path, mo
     peer.evaluate()
     with pytest.raises(AssertionError, match="names none of"):
         other.evaluate()
+
+
+def test_a_program_is_compiled_and_run_by_the_test_that_reads_its_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = "<!-- program: {} -->\n" + FENCE
+    serving = 'raise SystemExit("a walkthrough\'s program is not run here")\n'
+    text = (
+        program.format("tests/cli/test_cimd_dev_cli.py", serving)
+        + program.format("examples/notes_server.py", serving)
+        + program.format("tests/cli/test_cimd_dev_cli.py", "def broken(:\n")
+    )
+    good, not_a_test, broken = blocks(tmp_path, text, monkeypatch, name="cimd-development.md")
+    good.evaluate()
+    with pytest.raises(AssertionError, match="not a test file"):
+        not_a_test.evaluate()
+    with pytest.raises(SyntaxError):
+        broken.evaluate()
+    (unread,) = blocks(tmp_path, program.format("tests/cli/test_cimd_dev_cli.py", serving), monkeypatch)
+    with pytest.raises(AssertionError, match=r"does not read page\.md"):
+        unread.evaluate()

@@ -1,6 +1,6 @@
 """The Python blocks of README.md and docs/, as sybil examples that pytest runs.
 
-Two kinds of block, told apart by the line before the fence:
+Three kinds of block, told apart by the line before the fence:
 
 - A complete block (the default) runs as a module of its own, in a fresh namespace whose
   ``__name__`` is not ``"__main__"``: its imports, objects, decorators and settings are
@@ -11,6 +11,10 @@ Two kinds of block, told apart by the line before the fence:
   file that tests/test_examples.py runs. The fragment must compile (``await`` allowed at
   its top level), the file must exist and be tested, and every name the fragment imports
   from bastion must be imported by the file too.
+- A program follows ``<!-- program: tests/PATH.py -->``: a walkthrough's program (one that
+  serves, or signs in through a browser) that the named test runs as written, in the setting
+  the walkthrough builds step by step. Here it must compile, and that test must read this
+  document.
 
 A block whose fence says ``python title="FastMCP"`` quotes another library (docs/peers.md)
 and is not run; its title must name one of ``PEERS``. Shell, console and other blocks are
@@ -34,11 +38,13 @@ from mcp.server.mcpserver import MCPServer as SDKMCPServer
 from sybil import Document, Example, Region
 from sybil.parsers.markdown.lexers import FencedCodeBlockLexer, RawFencedCodeBlockLexer
 
-__all__ = ["FRAGMENT", "ROOT", "PythonBlocks", "bastion_imports"]
+__all__ = ["FRAGMENT", "PROGRAM", "ROOT", "PythonBlocks", "bastion_imports"]
 
 ROOT = Path(__file__).parents[2]
 #: The marker on the line before a fragment's fence.
 FRAGMENT = re.compile(r"<!--\s*fragment:\s*(?P<path>\S+?)\s*-->")
+#: The marker on the line before a walkthrough's program, naming the test that runs it.
+PROGRAM = re.compile(r"<!--\s*program:\s*(?P<path>\S+?)\s*-->")
 #: A module name that is not "__main__", so the serving part of a block does not run.
 MODULE_NAME = "docs_example"
 #: Loggers a block may configure (docs/operations.md adds a handler to the audit logger).
@@ -65,9 +71,13 @@ class PythonBlocks:
             yield region
         for region in self.lexer(document):
             before = document.text[: region.start].rstrip().rsplit("\n", 1)[-1].strip()
-            marker = FRAGMENT.fullmatch(before)
             region.parsed = str(region.lexemes["source"])
-            region.evaluator = Fragment(marker["path"]) if marker else run_module
+            if marker := FRAGMENT.fullmatch(before):
+                region.evaluator = Fragment(marker["path"])
+            elif marker := PROGRAM.fullmatch(before):
+                region.evaluator = Program(marker["path"])
+            else:
+                region.evaluator = run_module
             yield region
 
 
@@ -115,6 +125,21 @@ class Fragment:
         compile(fragment, str(example.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
         missing = bastion_imports(fragment) - bastion_imports(ast.parse(file.read_text(encoding="utf-8")))
         assert not missing, f"{self.path} does not import {sorted(missing)}, which the fragment imports"
+
+
+@dataclass(frozen=True)
+class Program:
+    """Check a walkthrough's program: it compiles, and the test it names reads its document."""
+
+    path: str
+
+    def __call__(self, example: Example) -> None:
+        test = ROOT / self.path
+        assert test.is_relative_to(ROOT / "tests"), f"{self.path} is not a test file"
+        assert test.is_file(), f"{self.path} does not exist"
+        document = Path(example.path).name
+        assert document in test.read_text(encoding="utf-8"), f"{self.path} does not read {document}"
+        compile(example.parsed, str(example.path), "exec", dont_inherit=True)
 
 
 def bastion_imports(tree: ast.AST) -> set[str]:
