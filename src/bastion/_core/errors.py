@@ -11,14 +11,16 @@
      |                                  answer (HTTP 503 + Retry-After: the token may be fine)
      +-- AuthenticationError            a credential was presented and refused (HTTP 401)
      |    +-- InvalidToken              malformed, or refused for a reason we do not name
-     |         +-- InvalidSignature
-     |         +-- UnsupportedAlgorithm
-     |         +-- TokenExpired
-     |         +-- TokenNotYetValid
-     |         +-- InvalidIssuer
-     |         +-- InvalidAudience
-     |         +-- InvalidClaims
-     |         +-- TokenInactive        introspection said ``active: false``
+     |    |    +-- InvalidSignature
+     |    |    +-- UnsupportedAlgorithm
+     |    |    +-- TokenExpired
+     |    |    +-- TokenNotYetValid
+     |    |    +-- InvalidIssuer
+     |    |    +-- InvalidAudience
+     |    |    +-- InvalidClaims
+     |    |    +-- TokenInactive        introspection said ``active: false``
+     |    +-- InvalidDPoPProof          a DPoP proof (RFC 9449) missing, malformed or not matching
+     |         +-- UseDPoPNonce         the proof lacks the server's current nonce (RFC 9449 section 8)
      +-- AuthorizationError             a valid credential that may not do this (HTTP 403)
      |    +-- InsufficientScope         more scope would help: step-up
      |    +-- AccessDenied              no scope would help (role, custom policy)
@@ -87,6 +89,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidDPoPProof",
     "InvalidIssuer",
     "InvalidSignature",
     "InvalidToken",
@@ -96,6 +99,7 @@ __all__ = [
     "TokenInactive",
     "TokenNotYetValid",
     "UnsupportedAlgorithm",
+    "UseDPoPNonce",
 ]
 
 #: Seconds a client is asked to wait (``Retry-After``, RFC 9110 section 10.2.3) when its request
@@ -183,6 +187,28 @@ class TokenInactive(InvalidToken):
     """The authorization server says the token is not active (RFC 7662)."""
 
     description = "The access token is not active"
+
+
+class InvalidDPoPProof(AuthenticationError):
+    """A DPoP proof (RFC 9449 section 4) is missing, malformed, or does not match the request or the token.
+
+    Answered with ``WWW-Authenticate: DPoP error="invalid_dpop_proof"`` at a resource
+    (section 7.1) and the OAuth error ``invalid_dpop_proof`` at the token endpoint (section 5).
+    """
+
+    error = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid"
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """The server asks for a DPoP proof carrying its nonce, sent in the ``DPoP-Nonce`` header (RFC 9449 section 8)."""
+
+    error = "use_dpop_nonce"
+    description = "Authorization server requires nonce in DPoP proof"
+
+    def __init__(self, message: str, nonce: str) -> None:
+        super().__init__(message)
+        self.nonce = nonce
 
 
 class KeysUnavailable(BastionError):

@@ -36,6 +36,7 @@ __all__ = [
     "claim_at",
     "claim_path",
     "decode_signature",
+    "header_object",
     "match_audience",
     "normalize_typ",
     "parse_header",
@@ -101,6 +102,18 @@ def parse_header(segment: bytes, algorithms: Mapping[str, JWSAlgModel], typ: str
     Raises:
         InvalidToken: or :class:`~bastion.UnsupportedAlgorithm`, naming the reason.
     """
+    alg, header = header_object(segment, algorithms, typ)
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("the kid header is not a string")
+    # jku, x5u, x5c and jwk are ignored on purpose: keys come from configuration only (RFC 8725 section 3.10).
+    return Header(alg, kid)
+
+
+def header_object(
+    segment: bytes, algorithms: Mapping[str, JWSAlgModel], typ: str | None
+) -> tuple[JWSAlgModel, dict[str, Any]]:
+    """The algorithm and the whole header of ``segment``, checked as :func:`parse_header` says."""
     try:
         header = decode_json(segment)
     except (ValueError, RecursionError):
@@ -118,15 +131,11 @@ def parse_header(segment: bytes, algorithms: Mapping[str, JWSAlgModel], typ: str
         raise InvalidToken("the header has crit: no extension is understood")
     if header.get("b64", True) is not True:
         raise InvalidToken("unencoded payloads (RFC 7797) are not accepted")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("the kid header is not a string")
     if typ is not None:
         found = header.get("typ")
         if not isinstance(found, str) or normalize_typ(found) != typ:
             raise InvalidToken(f"the typ header is {found!r:.40}, not {typ!r}")
-    # jku, x5u, x5c and jwk are ignored on purpose: keys come from configuration only (RFC 8725 section 3.10).
-    return Header(alg, kid)
+    return alg, header
 
 
 def _numeric(value: object, name: str) -> float:

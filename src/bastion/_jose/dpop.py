@@ -1,0 +1,381 @@
+"""DPoP proofs (RFC 9449): checking one, making one, and the key thumbprint a bound token carries.
+
+A DPoP proof is a JWT signed with a key the client holds, whose public half is in its
+header (``jwk``). :func:`check_proof` is RFC 9449 section 4.3 step by step, apart from
+what needs state (the ``jti`` seen before, the server's nonce), which the caller checks
+with what the proof returns. :class:`ProofKey` is the client's side: a key pair that
+signs proofs. :func:`thumbprint` is the RFC 7638 SHA-256 thumbprint that goes in a bound
+token's ``cnf.jkt`` (RFC 9449 section 6.1).
+
+The MCP profile's draft adds a ``content_digest`` claim, the RFC 9530 ``Content-Digest``
+value of the request body (``sha-256=:<base64>:``), because every MCP request is a POST
+to one URL and ``htm`` and ``htu`` alone do not say which call a proof is for. When a
+body is given, a proof carrying the claim must match it; ``require_content_digest``
+also refuses a proof without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc import jws
+from joserfc.jwa import JWSAlgModel
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+
+from bastion._core.errors import ConfigurationError, InvalidDPoPProof, InvalidToken
+from bastion._jose.compact import decode_claims
+from bastion._jose.jwt import decode_signature, header_object, split
+from bastion._jose.keys import fits, import_jwk
+from bastion._jose.signature import prepare
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "DPOP_TYP",
+    "MAX_PROOF_LENGTH",
+    "Proof",
+    "ProofKey",
+    "access_token_hash",
+    "check_proof",
+    "content_digest",
+    "dpop_algorithms",
+    "normalize_htu",
+    "thumbprint",
+]
+
+DPOP_TYP = "dpop+jwt"
+#: The asymmetric algorithms a proof may be signed with unless configured otherwise; never
+#: ``none`` or a MAC (RFC 9449 section 4.2: the key must be asymmetric).
+DEFAULT_ALGORITHMS = ("ES256", "ES384", "ES512", "Ed25519", "EdDSA", "PS256", "PS384", "PS512", "RS256")
+#: A proof longer than this is refused before it is decoded (an RSA 4096 key makes one of ~1.3 KB).
+MAX_PROOF_LENGTH = 4096
+#: The longest ``jti`` and ``nonce`` accepted (a replay cache keeps every ``jti``).
+MAX_JTI_LENGTH = 256
+#: The JWK members of a private key (RFC 7518 sections 6.2.2, 6.3.2, 6.4; RFC 8037): a proof's
+#: ``jwk`` carrying any of them is refused, not stripped (RFC 9449 section 4.3 point 7).
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+#: The members of each key type a thumbprint is made of (RFC 7638 section 3.2).
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Imported proof keys by their public members: a client signs many proofs with one key.
+_keys: dict[tuple[Any, ...], tuple[Key, str]] = {}
+_MAX_KEYS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What a checked proof tells the caller, which checks the rest with state.
+
+    Attributes:
+        jkt: The RFC 7638 thumbprint of the proof's key.
+        jti: The proof's unique identifier, for replay detection (RFC 9449 section 11.1).
+        iat: When the client made it.
+        nonce: The server nonce it carries, or ``None``.
+    """
+
+    jkt: str
+    jti: str
+    iat: float
+    nonce: str | None
+
+
+def dpop_algorithms(names: Sequence[str] | None = None) -> dict[str, JWSAlgModel]:
+    """The allow-list of proof algorithms by name: asymmetric JWS algorithms only.
+
+    Raises:
+        ConfigurationError: a name is unknown, ``none`` or a MAC.
+    """
+    chosen = DEFAULT_ALGORITHMS if names is None else tuple(names)
+    if not chosen or isinstance(names, str):
+        raise ConfigurationError("DPoP algorithms must be a non-empty list of asymmetric JWS algorithm names")
+    algorithms: dict[str, JWSAlgModel] = {}
+    for name in chosen:
+        alg = JWSRegistry.algorithms.get(name) if isinstance(name, str) else None
+        if alg is None or name == "none" or name.startswith("HS"):
+            raise ConfigurationError(f"{name!r} is not an asymmetric JWS algorithm (RFC 9449 section 4.2)")
+        algorithms[name] = alg
+    return algorithms
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url: what ``cnf.jkt`` holds.
+
+    Raises:
+        ValueError: the key type is not RSA, EC or OKP, or a required member is missing.
+    """
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    if members is None:
+        raise ValueError("unsupported kty")
+    required = {name: jwk[name] for name in members if isinstance(jwk.get(name), str)}
+    if len(required) != len(members):
+        raise ValueError("a key member is missing")
+    # RFC 7638 section 3.3: members in lexicographic order, no whitespace; orjson keeps insertion order.
+    return _b64url(hashlib.sha256(orjson.dumps(required)).digest())
+
+
+def access_token_hash(token: str) -> str:
+    """The ``ath`` of a proof sent with ``token``: base64url SHA-256 of its ASCII (RFC 9449 section 4.2)."""
+    return _b64url(hashlib.sha256(token.encode("ascii", "replace")).digest())
+
+
+def content_digest(body: bytes) -> str:
+    """The RFC 9530 ``Content-Digest`` value of ``body`` with SHA-256: ``sha-256=:<base64>:``."""
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
+
+
+def normalize_htu(url: str) -> str:
+    """``url`` as RFC 9449 section 4.3 compares ``htu``: without query and fragment, normalized.
+
+    The syntax- and scheme-based normalizations of RFC 3986 sections 6.2.2 and 6.2.3: scheme
+    and host lower-cased, the scheme's default port dropped, an empty path made ``/``, and
+    percent-encoded unreserved characters decoded (other escapes upper-cased).
+
+    Raises:
+        ValueError: not an absolute http or https URL.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("not an absolute http(s) URL")
+    host = parts.hostname  # lower-cased by urlsplit
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port  # raises ValueError for a port that is not a number in range
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, _normalize_path(parts.path) or "/", "", ""))
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normalize_path(path: str) -> str:
+    if "%" not in path:
+        return path
+    pieces = path.split("%")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        escape, rest = piece[:2], piece[2:]
+        if len(escape) == 2 and all(c in "0123456789abcdefABCDEF" for c in escape):
+            char = unquote("%" + escape)
+            out.append((char if char in _UNRESERVED else "%" + escape.upper()) + rest)
+        else:
+            out.append("%" + piece)
+    return "".join(out)
+
+
+def _proof_key(jwk: object, alg: JWSAlgModel) -> tuple[Key, str]:
+    """The public key in a proof's header and its thumbprint, imported once per key."""
+    if type(jwk) is not dict:
+        raise InvalidDPoPProof("the proof's header has no jwk object")
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
+        raise InvalidDPoPProof("the proof's jwk holds a private or symmetric key")
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        raise InvalidDPoPProof(f"the proof's jwk has kty {kty!r:.20}, not RSA, EC or OKP")
+    cache_key = (alg.name, *(jwk.get(name) for name in members))
+    known = _keys.get(cache_key)
+    if known is not None:
+        return known
+    try:
+        key = import_jwk(jwk)
+        jkt = thumbprint(jwk)
+    except ValueError as exc:
+        raise InvalidDPoPProof(f"the proof's jwk is not a usable public key: {exc}") from None
+    if not fits(key, alg):
+        raise InvalidDPoPProof(f"the proof's jwk cannot be used with {alg.name}")
+    if len(_keys) >= _MAX_KEYS:
+        _keys.clear()
+    _keys[cache_key] = (key, jkt)
+    return key, jkt
+
+
+def check_proof(
+    value: str,
+    *,
+    method: str,
+    url: str,
+    algorithms: Mapping[str, JWSAlgModel],
+    now: float | None = None,
+    max_age: float = 300.0,
+    leeway: float = 60.0,
+    access_token: str | None = None,
+    body: bytes | None = None,
+    require_content_digest: bool = False,
+) -> Proof:
+    """Check one DPoP proof against the request it came with (RFC 9449 section 4.3).
+
+    Args:
+        value: The ``DPoP`` header's value (the caller has checked there is exactly one).
+        method: The request's HTTP method, compared exactly with ``htm``.
+        url: The endpoint's canonical URL, compared with ``htu`` as :func:`normalize_htu` says.
+        algorithms: The allowed algorithms (:func:`dpop_algorithms`).
+        now: The clock reading, ``time.time()`` by default.
+        max_age: How old ``iat`` may be, in seconds.
+        leeway: How far in the future ``iat`` may be (clock skew), in seconds.
+        access_token: The token the proof comes with, which ``ath`` must hash (section 7.1).
+        body: The raw request body, which ``content_digest``, when present, must digest.
+        require_content_digest: Refuse a proof without ``content_digest`` (with ``body``).
+
+    Raises:
+        InvalidDPoPProof: the proof fails a check; the message says which (never its values).
+    """
+    if len(value) > MAX_PROOF_LENGTH:
+        raise InvalidDPoPProof(f"the proof is longer than {MAX_PROOF_LENGTH} characters")
+    try:
+        raw = value.encode("ascii")
+        header_segment, payload_segment, signature_segment = split(raw)
+        alg, header = header_object(header_segment, algorithms, DPOP_TYP)
+        signature = decode_signature(signature_segment)
+        claims = decode_claims(payload_segment)
+    except (InvalidToken, UnicodeEncodeError) as exc:
+        raise InvalidDPoPProof(f"the proof is not a valid JWT: {exc}") from None
+    key, jkt = _proof_key(header.get("jwk"), alg)
+    try:
+        verified = prepare(alg, key)(raw[: len(header_segment) + 1 + len(payload_segment)], signature)
+    except Exception:  # a malformed signature can make a backend raise instead of answer
+        verified = False
+    if not verified:
+        raise InvalidDPoPProof("the proof's signature does not verify with its jwk")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise InvalidDPoPProof(f"the proof has no jti of 1 to {MAX_JTI_LENGTH} characters")
+    if claims.get("htm") != method:
+        raise InvalidDPoPProof("the proof's htm is not the request's method")
+    htu = claims.get("htu")
+    try:
+        matches = isinstance(htu, str) and normalize_htu(htu) == normalize_htu(url)
+    except ValueError:
+        matches = False
+    if not matches:
+        raise InvalidDPoPProof("the proof's htu is not this endpoint's URL")
+    iat = claims.get("iat")
+    if type(iat) is not int and type(iat) is not float:  # a bool is not a number; orjson refuses NaN
+        raise InvalidDPoPProof("the proof has no numeric iat")
+    clock = time.time() if now is None else now
+    if iat > clock + leeway or iat < clock - max_age:
+        raise InvalidDPoPProof("the proof's iat is outside the accepted window")
+    nonce = claims.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_JTI_LENGTH):
+        raise InvalidDPoPProof("the proof's nonce is not a string")
+    if access_token is not None:
+        ath = claims.get("ath")
+        if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(access_token)):
+            raise InvalidDPoPProof("the proof's ath does not hash the access token")
+    if body is not None:
+        digest = claims.get("content_digest")
+        if digest is None:
+            if require_content_digest:
+                raise InvalidDPoPProof("the proof has no content_digest of the request body")
+        elif not isinstance(digest, str) or not hmac.compare_digest(digest, content_digest(body)):
+            raise InvalidDPoPProof("the proof's content_digest does not match the request body")
+    return Proof(jkt, jti, float(iat), nonce)
+
+
+#: The curve of each ECDSA proof algorithm, and the algorithm of each curve.
+_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
+_CURVE_ALGORITHMS = {curve.name: alg for alg, curve in _CURVES.items()}
+
+
+class ProofKey:
+    """A client's DPoP key pair, which signs proofs (RFC 9449 section 4.2).
+
+    Keep one per client and reuse it: the tokens issued to proofs of this key are bound to it.
+
+    Args:
+        private_key: An EC (P-256, P-384, P-521), RSA (2048 bits or more) or Ed25519 private key.
+        alg: The proof algorithm; by default ES256/ES384/ES512 by curve, PS256 for RSA, Ed25519.
+    """
+
+    def __init__(
+        self,
+        private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
+        alg: str | None = None,
+    ) -> None:
+        if isinstance(private_key, ec.EllipticCurvePrivateKey):
+            curve = _CURVE_ALGORITHMS.get(private_key.curve.name)
+            if curve is None:
+                raise ConfigurationError(f"the curve {private_key.curve.name} is not a DPoP curve")
+            self._key: Key = ECKey.import_key(private_key)
+            default = curve
+        elif isinstance(private_key, rsa.RSAPrivateKey):
+            if private_key.key_size < 2048:
+                raise ConfigurationError("an RSA DPoP key needs at least 2048 bits")
+            self._key = RSAKey.import_key(private_key)
+            default = "PS256"
+        elif isinstance(private_key, ed25519.Ed25519PrivateKey):
+            self._key = OKPKey.import_key(private_key)
+            default = "Ed25519"  # RFC 9864's name; "EdDSA" is deprecated
+        else:
+            raise ConfigurationError(f"{type(private_key).__name__} is not a supported DPoP key")
+        self.alg = alg or default
+        algorithm = dpop_algorithms([self.alg])[self.alg]
+        if not fits(self._key, algorithm):
+            raise ConfigurationError(f"{self.alg} cannot be used with this key")
+        public = self._key.as_dict(private=False)
+        #: The public JWK that goes in every proof's header.
+        kty = str(public["kty"])
+        self.public_jwk: dict[str, Any] = {name: public[name] for name in _THUMBPRINT_MEMBERS[kty]}
+        #: The RFC 7638 thumbprint: the ``cnf.jkt`` of tokens bound to this key.
+        self.jkt = thumbprint(self.public_jwk)
+
+    @classmethod
+    def generate(cls, alg: str = "ES256") -> ProofKey:
+        """A new key pair for ``alg`` (ES256, ES384, ES512, Ed25519, PS256 or RS256)."""
+        if alg in _CURVES:
+            return cls(ec.generate_private_key(_CURVES[alg]), alg)
+        if alg in ("Ed25519", "EdDSA"):
+            return cls(ed25519.Ed25519PrivateKey.generate(), alg)
+        if alg in ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512"):
+            return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg)
+        raise ConfigurationError(f"{alg!r} is not a DPoP algorithm")
+
+    def proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        access_token: str | None = None,
+        nonce: str | None = None,
+        body: bytes | None = None,
+        now: float | None = None,
+    ) -> str:
+        """A new proof for one request: ``htm``, ``htu`` (without query and fragment), a fresh ``jti``.
+
+        Args:
+            method: The request's HTTP method.
+            url: The request's URL.
+            access_token: The token sent with it, hashed into ``ath``.
+            nonce: The server's latest ``DPoP-Nonce``.
+            body: The request body, digested into ``content_digest`` (the MCP profile).
+            now: The clock reading for ``iat``.
+        """
+        parts = urlsplit(url)
+        claims: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(16),
+            "htm": method,
+            "htu": urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+            "iat": int(time.time() if now is None else now),
+        }
+        if access_token is not None:
+            claims["ath"] = access_token_hash(access_token)
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if body is not None:
+            claims["content_digest"] = content_digest(body)
+        header = {"typ": DPOP_TYP, "alg": self.alg, "jwk": self.public_jwk}
+        return jws.serialize_compact(header, orjson.dumps(claims), self._key, algorithms=[self.alg])
