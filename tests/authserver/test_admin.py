@@ -53,7 +53,7 @@ REGISTERED = Client(
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
-    return f"sqlite://{tmp_path / 'auth.db'}"
+    return f"sqlite:///{tmp_path / 'auth.db'}"
 
 
 def make(store: Store) -> AuthorizationServer:

@@ -30,7 +30,7 @@ def replica(store: Store) -> AuthorizationServer:
 
 @pytest.fixture(params=["redis", "sqlite"])
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
-    url = f"sqlite://{tmp_path / 'auth.db'}"
+    url = f"sqlite:///{tmp_path / 'auth.db'}"
     if request.param == "redis":
         url = str(request.getfixturevalue("redis_url"))
     one, two = open_store(url), open_store(url)

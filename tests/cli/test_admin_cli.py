@@ -84,7 +84,7 @@ async def bastion(*argv: str) -> tuple[int, str, str]:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
-    return f"sqlite://{tmp_path / 'auth.db'}"
+    return f"sqlite:///{tmp_path / 'auth.db'}"
 
 
 @pytest.fixture
@@ -321,7 +321,7 @@ def test_grants_are_listed_and_revoked_by_id_user_or_client(
 
 
 def test_grants_revoke_needs_exactly_one_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    store = f"sqlite://{tmp_path / 'auth.db'}"
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
     for argv in (["grants", "revoke"], ["grants", "revoke", "g1", "--user", "alice"]):
         status, _, err = run(capsys, *argv, "--store", store)
         assert status == 2
@@ -411,7 +411,7 @@ def test_keys_alone_still_prints_an_encryption_key(capsys: pytest.CaptureFixture
 
 
 def test_a_token_for_an_issuer_beyond_loopback_needs_force(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    store = f"sqlite://{tmp_path / 'auth.db'}"
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
     asyncio.run(_prepared(store))
     argv = ["token", "--user", "alice", "--resource", "https://notes.example.com/mcp", "--store", store]
     status, out, err = run(capsys, *argv)

@@ -29,7 +29,7 @@ ISSUER = "https://auth.example"
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
-    return f"sqlite://{tmp_path / 'auth.db'}"
+    return f"sqlite:///{tmp_path / 'auth.db'}"
 
 
 @dataclass
@@ -116,7 +116,7 @@ def test_the_table_has_a_heading_utc_times_and_one_line_per_event(
 
 def test_nothing_kept_is_said_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     SQLiteStore(tmp_path / "empty.db")
-    assert main(["audit", "--store", f"sqlite://{tmp_path / 'empty.db'}"]) == 0
+    assert main(["audit", "--store", f"sqlite:///{tmp_path / 'empty.db'}"]) == 0
     out, err = capsys.readouterr()
     assert out == ""
     assert "no audit events" in err

@@ -59,7 +59,7 @@ def demo_process(*arguments: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     db = tmp_path_factory.mktemp("demo") / "demo.db"
-    with demo_process("--port", str(free_port()), "--store", f"sqlite://{db}", "--auto-approve", "alice") as banner:
+    with demo_process("--port", str(free_port()), "--store", f"sqlite:///{db}", "--auto-approve", "alice") as banner:
         url = re.search(r"MCP endpoint\s+(\S+)", banner)
         assert url is not None, banner
         assert re.search(r"^\s+alice\s+\S{12,}\s+role admin", banner, re.MULTILINE), banner
@@ -194,7 +194,7 @@ def oidc_environment(provider: OIDCProvider, base: str, db: Path) -> dict[str, s
     environ.update(
         BASTION_AUTH="oidc",
         BASTION_BASE_URL=base,
-        BASTION_STORE=f"sqlite://{db}",
+        BASTION_STORE=f"sqlite:///{db}",
         BASTION_OIDC_CONFIG_URL=provider.config_url,
         BASTION_OIDC_CLIENT_ID=provider.client_id,
         BASTION_OIDC_CLIENT_SECRET=provider.client_secret,

@@ -546,7 +546,7 @@ def test_offered_scopes_default_for_a_caller_and_the_environment_wins() -> None:
 
 async def test_store_url(tmp_path: Path) -> None:
     db = tmp_path / "auth.db"
-    server = proxy("github", BASTION_STORE=f"sqlite://{db}")
+    server = proxy("github", BASTION_STORE=f"sqlite:///{db}")
     assert isinstance(server.store, SQLiteStore)
     assert server.store.path == db
     await server.store.put("probe", "k", b"v")
@@ -650,7 +650,7 @@ def test_oidc_with_every_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "BASTION_OIDC_NAME": "Example ID",
         "BASTION_MCP_SCOPES": "notes:read",
         "BASTION_ENCRYPTION_KEYS": KEY_1,
-        "BASTION_STORE": f"sqlite://{tmp_path / 'auth.db'}",
+        "BASTION_STORE": f"sqlite:///{tmp_path / 'auth.db'}",
     }
     assert isinstance(from_env(environ), Recording)
     (arguments,) = calls

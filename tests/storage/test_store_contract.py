@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion import ConfigurationError
 from bastion.storage import MemoryStore, RedisStore, SQLiteStore, Store, StoreError, open_store
 from bastion.storage._protocol import PURGE_EVERY, RESUBSCRIBED
 
@@ -281,8 +282,9 @@ async def test_sqlite_durability(tmp_path: Path, clock: FakeClock) -> None:
 
 async def test_sqlite_bad_path(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
-    with pytest.raises(StoreError):
+    with pytest.raises(ConfigurationError) as caught:
         SQLiteStore(tmp_path / "dir.db")
+    assert str(caught.value) == f"cannot open the store file {tmp_path / 'dir.db'}: unable to open database file"
 
 
 # Races within one process
@@ -392,7 +394,7 @@ async def _get(url: str, namespace: str, key: str) -> bytes | None:
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store several processes open: a SQLite file on this host, or a Redis server."""
     if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'shared.db'}"
+        return f"sqlite:///{tmp_path / 'shared.db'}"
     return str(request.getfixturevalue("redis_url"))
 
 
@@ -440,7 +442,7 @@ async def two_handles(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield memory, memory
         await memory.aclose()
         return
-    url = f"sqlite://{tmp_path / 'shared.db'}" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if request.param == "sqlite" else request.getfixturevalue("redis_url")
     one, two = open_store(url), open_store(url)
     yield one, two
     await one.aclose()

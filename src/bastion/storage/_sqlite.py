@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from bastion._core.errors import ConfigurationError
 from bastion.storage._protocol import PURGE_EVERY, RESUBSCRIBED, Clock, Store, StoreError
 
 __all__ = ["SQLiteStore"]
@@ -77,7 +78,10 @@ LISTEN_POLL = 0.25
 
 
 class SQLiteStore(Store):
-    """Records in one table of a SQLite file; a new file is created with mode 0600.
+    """Records in one table of a SQLite file; a new file is created with mode 0600, and its directory if missing.
+
+    :attr:`path` is the file's absolute path (``~`` expanded). A file or directory that
+    cannot be created or opened raises :class:`~bastion.ConfigurationError` naming it.
 
     ``busy_timeout`` (seconds) bounds how long a write waits for another
     process's lock before :class:`~bastion.storage.StoreError` is raised.
@@ -94,7 +98,8 @@ class SQLiteStore(Store):
         busy_timeout: float = 10.0,
         wal_size_limit: int = WAL_SIZE_LIMIT,
     ) -> None:
-        self.path = Path(path)
+        #: The absolute path of the database file.
+        self.path = Path(path).expanduser().absolute()
         self._clock = clock
         self._lock = threading.Lock()
         self._writes = 0
@@ -105,7 +110,7 @@ class SQLiteStore(Store):
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open {self.path}: {error}") from error
+            raise ConfigurationError(f"cannot open the store file {self.path}: {error}") from None
         self._conn: sqlite3.Connection | None = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
@@ -116,16 +121,26 @@ class SQLiteStore(Store):
         except sqlite3.Error as error:
             conn.close()
             self._conn = None
-            raise StoreError(f"cannot set up {self.path}: {error}") from error
+            # Mostly a file or directory it may not write to (its log lives beside the file).
+            raise ConfigurationError(f"cannot open the store file {self.path}: {error}") from None
 
     @staticmethod
     def _create_file(path: Path) -> None:
         """Create the parent directory, and the file readable by its owner only (it holds secrets)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the store's directory {path.parent}: {exc.strerror or exc.__class__.__name__}"
+            ) from None
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the store file {path}: {exc.strerror or exc.__class__.__name__}"
+            ) from None
         os.close(fd)
 
     async def _run(self, func: Callable[[sqlite3.Connection], _T], *, write: bool = False) -> _T:
