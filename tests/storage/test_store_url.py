@@ -130,9 +130,11 @@ def read_only_directory(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_read_only_directory_is_one_line_naming_the_file(read_only_directory: Path) -> None:
     path = read_only_directory / "auth.db"
-    for make in (lambda: open_store(f"sqlite:///{path}"), lambda: SQLiteStore(path)):
-        with pytest.raises(ConfigurationError) as caught:
-            make()
+    with pytest.raises(ConfigurationError) as through_a_url:
+        open_store(f"sqlite:///{path}")
+    with pytest.raises(ConfigurationError) as by_path:
+        SQLiteStore(path)
+    for caught in (through_a_url, by_path):
         assert str(caught.value) == f"cannot create the store file {path}: Permission denied"
 
 
