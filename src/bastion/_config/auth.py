@@ -27,6 +27,7 @@ from bastion._config.settings import (
     _one_or_many,
     _Settings,
     _var,
+    known_variables,
 )
 from bastion._core.errors import ConfigurationError
 from bastion._resource.verifier import Verifier
@@ -110,14 +111,6 @@ def auth_from_env(
     return provider(settings, kind, environ, mcp_scopes=mcp_scopes)
 
 
-def known_variables() -> tuple[str, ...]:
-    """Every ``BASTION_*`` variable bastion reads: the general ones, then every provider's own."""
-    from bastion._config.providers import proxies
-
-    own = (name for env in proxies().values() for name in env.variables)
-    return (*map(_var, _Settings.model_fields), *own)
-
-
 def _warn_unused(settings: _Settings, kind: str, environ: Mapping[str, str]) -> None:
     from bastion._config.providers import proxies
 
@@ -174,9 +167,17 @@ def _jwt(settings: _Settings) -> Verifier:
     options["claims"] = ClaimNames(**{name: value for name, value in names.items() if value is not None})
 
     try:
-        verifier: Verifier = JWTVerifier(**options)
+        # Without BASTION_JWT_AUDIENCE, the server hands it its resource URL (BASTION_RESOURCE_URL).
+        verifier: Verifier = JWTVerifier(**options, _server_sets_audience=True)
     except ConfigurationError as exc:
         raise ConfigurationError(f"BASTION_AUTH=jwt: {exc}") from None
+    if settings.jwt_issuer is None:
+        logger.warning(
+            "BASTION_AUTH=jwt without BASTION_JWT_ISSUER: a token's iss is not checked (any issuer's token the "
+            "key verifies is accepted), and the resource metadata names no authorization server unless "
+            "authorization_servers= does; set BASTION_JWT_ISSUER to the issuer's identifier (comma-separated "
+            "for several)"
+        )
     return verifier
 
 

@@ -9,6 +9,8 @@ never a secret's value. :mod:`bastion._config.auth` builds what ``BASTION_AUTH``
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -23,7 +25,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from bastion._core.errors import ConfigurationError
 
-__all__ = ["ServerSettings", "server_settings"]
+__all__ = ["ServerSettings", "known_variables", "server_settings"]
+
+logger = logging.getLogger("bastion")
 
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("bastion_environ", default=None)
 
@@ -273,7 +277,48 @@ def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
 
 
 def _load(environ: Mapping[str, str] | None) -> _Settings:
+    _report_unknown(os.environ if environ is None else environ)  # first: a typo may be why reading fails
     return _read(_Settings, environ)
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every ``BASTION_*`` variable bastion reads: the general ones, then every registered provider's own."""
+    from bastion._config.providers import proxies  # which imports this module
+
+    own = (name for env in proxies().values() for name in env.variables)
+    return (*map(_var, _Settings.model_fields), *own)
+
+
+#: The names (in capitals) checked already: an unknown one is reported once per process, however often
+#: the settings are read.
+_checked: set[str] = set()
+
+
+def _report_unknown(environ: Mapping[str, str]) -> None:
+    """Warn of each ``BASTION_*`` variable nothing reads (a typo, or a setting of another version).
+
+    Its name only, never its value, with the closest known name when one is close.
+    """
+    general = {_var(name) for name in _Settings.model_fields}
+    # Set as the settings read them: any case, empty means unset.
+    fresh = {
+        name.upper(): name
+        for name, value in environ.items()
+        if value != "" and name.upper().startswith("BASTION_") and name.upper() not in general | _checked
+    }
+    if not fresh:
+        return
+    known = known_variables()  # the providers are loaded only now: some name is not a general setting
+    suffixes = {name.removeprefix("BASTION_"): name for name in known}
+    for upper, name in sorted(fresh.items()):
+        _checked.add(upper)
+        if upper in known:
+            continue
+        close = difflib.get_close_matches(upper.removeprefix("BASTION_"), list(suffixes), n=1)
+        if close:
+            logger.warning("unknown variable %s is ignored; did you mean %s?", name, suffixes[close[0]])
+        else:
+            logger.warning("unknown variable %s is ignored", name)
 
 
 def _read(model: type[_S], environ: Mapping[str, str] | None) -> _S:

@@ -141,6 +141,7 @@ class JWTVerifier(Verifier):
         clock: Callable[[], float] = time.time,
         cache: TokenCache | None = None,
         jwks: JWKSOptions | None = None,
+        _server_sets_audience: bool = False,
     ) -> None:
         super().__init__(cache=TokenCache(clock=clock) if cache is None else cache)
         if sum(source is not None for source in (public_key, jwks_uri, secret, key_set)) != 1:
@@ -191,7 +192,9 @@ class JWTVerifier(Verifier):
             self._keys = {name: (key,) for name in names}
         self.algorithms: tuple[str, ...] = names
         self._algorithms = {name: JWSRegistry.algorithms[name] for name in names}
-        if not self.audiences:
+        # bastion's own verifiers (from_env(), RemoteAuthorization, an authorization server's)
+        # are always handed the resource URL before a token: only a user's own may be used bare.
+        if not self.audiences and not _server_sets_audience:
             logger.warning(
                 "JWTVerifier has no audience: tokens issued for any resource are accepted "
                 "until the server sets its resource URL (pass audience=...)"

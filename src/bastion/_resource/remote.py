@@ -124,6 +124,7 @@ class RemoteAuthorization(Verifier):
                 algorithms=algorithms,
                 claims=ClaimNames(roles=roles_claim),
                 clock=clock,
+                _server_sets_audience=True,
             )
         self.verifier: Verifier = verifier
         # One cache, the inner verifier's: what it verified, peek() finds without any I/O.

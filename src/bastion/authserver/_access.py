@@ -117,6 +117,7 @@ class AuthServerVerifier(JWTVerifier):
             typ="at+jwt",
             clock=server.clock,
             leeway=5.0,
+            _server_sets_audience=True,  # unbound, it accepts the server's resources only
         )
         self._private = proxied_by(server)  # token.upstream(): the proxy answers, a plain server refuses
 
