@@ -62,7 +62,7 @@ def test_an_unknown_variable_is_reported_once_per_process(
     with caplog.at_level(logging.WARNING, logger="bastion"):
         for _ in range(3):
             server_settings()
-            MCPServer("Notes")
+            MCPServer("Notes", allow_unauthenticated=True)
     assert (
         warnings(caplog).count(
             "unknown variable BASTION_INITIAL_SCOPE is ignored; did you mean BASTION_INITIAL_SCOPES?"

@@ -23,6 +23,7 @@ from bastion._config.auth import from_env
 from bastion._config.settings import server_settings
 from bastion._core.audit import Audit
 from bastion._core.errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
+from bastion._core.net import is_loopback_host
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.list_filter import ListVisibility, PolicyEnforcement
 from bastion._resource.metadata import ResourceMetadata, advertised_scopes
@@ -82,6 +83,12 @@ class MCPServer(SDKMCPServer[Any]):
             ``"discoverable"`` (default) what it may use and what more scope would unlock
             (so a client can call it and step up); ``"strict"`` only what it may use now.
             What a role or a custom policy refuses is never listed.
+        allow_unauthenticated: Serve HTTP without authentication on a host other than
+            loopback (``host="0.0.0.0"``), for a server that something in front of it
+            authenticates (``protect()``, a gateway). Without ``auth=`` and
+            ``BASTION_AUTH``, building the HTTP app logs a warning, and refuses a
+            non-loopback host unless this is ``True``. Default:
+            ``BASTION_ALLOW_UNAUTHENTICATED``.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
 
     Refused calls are audit events (``call.refused``) of :attr:`audit`: the authorization
@@ -102,6 +109,7 @@ class MCPServer(SDKMCPServer[Any]):
         resource_documentation: str | None = None,
         initial_scopes: Sequence[str] | None = None,
         list_visibility: ListVisibility = "discoverable",
+        allow_unauthenticated: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
@@ -116,6 +124,9 @@ class MCPServer(SDKMCPServer[Any]):
         resource_url = resource_url or settings.resource_url
         if initial_scopes is None:
             initial_scopes = settings.initial_scopes
+        if allow_unauthenticated is None:
+            allow_unauthenticated = settings.allow_unauthenticated
+        self.allow_unauthenticated = allow_unauthenticated
         self.authorization_server: AuthorizationServer | None = None
         if isinstance(auth, AuthorizationServer):
             self.authorization_server = auth
@@ -319,10 +330,16 @@ class MCPServer(SDKMCPServer[Any]):
     # -- serving ------------------------------------------------------------
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:
-        """The SDK's streamable HTTP app, protected. Takes every option the SDK's does."""
-        app = super().streamable_http_app(**kwargs)
+        """The SDK's streamable HTTP app, protected. Takes every option the SDK's does.
+
+        Raises:
+            ConfigurationError: there is no verifier, ``host`` is not loopback, and
+                ``allow_unauthenticated`` is not set.
+        """
         if self.verifier is None:
-            return app
+            self._serving_unauthenticated(kwargs.get("host", "127.0.0.1"), "")
+            return super().streamable_http_app(**kwargs)
+        app = super().streamable_http_app(**kwargs)
         path = kwargs.get("streamable_http_path", "/mcp")
         guard = self._make_guard(resource_path=path)
         self._guard = guard
@@ -337,6 +354,37 @@ class MCPServer(SDKMCPServer[Any]):
             max_body_size=kwargs.get("max_request_body_size", DEFAULT_MAX_REQUEST_BODY_SIZE),
         )
         return app
+
+    def sse_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's SSE app, which bastion does not protect (use the streamable HTTP transport).
+
+        Raises:
+            ConfigurationError: ``host`` is not loopback and ``allow_unauthenticated`` is not set.
+        """
+        self._serving_unauthenticated(kwargs.get("host", "127.0.0.1"), "the SSE transport of ")
+        return super().sse_app(**kwargs)
+
+    def _serving_unauthenticated(self, host: str, what: str) -> None:
+        """Warn that nothing authenticates; refuse a host beyond loopback unless that was meant."""
+        served = f"{what}MCPServer {self.name!r}"
+        if not self.allow_unauthenticated and not is_loopback_host(host):
+            raise ConfigurationError(
+                f"{served} has no authentication and would serve every tool to anyone who can reach {host!r}: "
+                "pass auth= (or set BASTION_AUTH), or allow_unauthenticated=True (BASTION_ALLOW_UNAUTHENTICATED=1) "
+                "when something in front of it authenticates"
+            )
+        if self.allow_unauthenticated:
+            logger.warning(
+                "%s has no authentication of its own (allow_unauthenticated): unless something in front of it "
+                "authenticates, every tool, resource and prompt is open to anyone who can reach it",
+                served,
+            )
+        else:
+            logger.warning(
+                "%s has NO AUTHENTICATION: every tool, resource and prompt is open to anyone who can reach it. "
+                "Pass auth= or set BASTION_AUTH; only loopback hosts are served this way",
+                served,
+            )
 
     def run(self, transport: Literal["stdio", "sse", "streamable-http", "http"] = "stdio", **kwargs: Any) -> None:
         """Run the server; ``transport="http"`` is the streamable HTTP transport, protected."""

@@ -90,6 +90,12 @@ class _Settings(_EnvSettings):
         "comma-separated; never `offline_access`.",
         "what the default policy and `required_scopes` need, else every scope the policies use",
     )
+    allow_unauthenticated: bool | None = _doc(
+        "`1` (or `true`): an `MCPServer` without authentication (no `auth=`, no `BASTION_AUTH`) may serve "
+        "HTTP on a host other than loopback, for a server something in front of it authenticates "
+        "(`allow_unauthenticated=`). It still logs a warning.",
+        'such a server serves loopback hosts only, and refuses `host="0.0.0.0"` at start',
+    )
 
     jwt_jwks_uri: str | None = _doc(
         "`jwt`: the URL of the issuer's key set (JWKS). One of the three key sources.",
@@ -226,7 +232,8 @@ _S = TypeVar("_S", bound=_EnvSettings)
 
 class ServerSettings(BaseModel):
     """Where the server is and what a first sign-in asks for, from ``BASTION_AUTH``,
-    ``BASTION_RESOURCE_URL``, ``BASTION_BASE_URL`` and ``BASTION_INITIAL_SCOPES``.
+    ``BASTION_RESOURCE_URL``, ``BASTION_BASE_URL``, ``BASTION_INITIAL_SCOPES`` and
+    ``BASTION_ALLOW_UNAUTHENTICATED``.
 
     Attributes:
         auth: The kind of authentication ``BASTION_AUTH`` names (:func:`~bastion.from_env` builds it).
@@ -234,6 +241,8 @@ class ServerSettings(BaseModel):
         base_url: The public base URL of the server, when it sits behind a proxy.
         initial_scopes: The scopes the 401 challenge names for a first sign-in
             (comma- or space-separated in the variable).
+        allow_unauthenticated: Whether a server without authentication may serve a
+            host other than loopback (``BASTION_ALLOW_UNAUTHENTICATED``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -242,6 +251,7 @@ class ServerSettings(BaseModel):
     resource_url: str | None = None
     base_url: str | None = None
     initial_scopes: tuple[str, ...] | None = None
+    allow_unauthenticated: bool = False
 
 
 def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -261,6 +271,7 @@ def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
         resource_url=settings.resource_url,
         base_url=settings.base_url,
         initial_scopes=None if initial_scopes is None else tuple(initial_scopes),
+        allow_unauthenticated=bool(settings.allow_unauthenticated),
     )
 
 
