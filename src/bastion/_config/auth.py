@@ -74,7 +74,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Verifier | Authorizati
     ``BASTION_<PROVIDER>_CLIENT_SECRET``, ``BASTION_<PROVIDER>_SCOPES`` (the scopes asked
     of the provider, space- or comma-separated), the provider's own settings (each
     provider class's ``env`` declares them), and for every proxy ``BASTION_STORE``
-    (``sqlite:///path/to/auth.db`` or ``memory://``), ``BASTION_ENCRYPTION_KEYS``
+    (``sqlite:////var/lib/bastion/auth.db``, ``redis://host:6379/0`` or ``memory://``), ``BASTION_ENCRYPTION_KEYS``
     (comma-separated, newest first) and ``BASTION_MCP_SCOPES`` (the scopes MCP clients
     may ask for).
 

@@ -110,8 +110,9 @@ class _Settings(_EnvSettings):
         "",
     )
     jwt_issuer: str | None = _doc(
-        "`jwt`: the accepted `iss` value(s), comma-separated.",
-        "any issuer",
+        "`jwt`: the accepted `iss` value(s), comma-separated; also the authorization server the resource "
+        "metadata names.",
+        "any issuer, with a warning at start",
     )
     jwt_audience: str | None = _doc(
         "`jwt`: the accepted `aud` value(s), comma-separated.",
@@ -191,9 +192,11 @@ class _Settings(_EnvSettings):
 
     # The authorization servers (OAuth proxies) of bastion.providers.
     store: str | None = _doc(
-        "Where an authorization server or OAuth proxy keeps its state: `sqlite:///path/auth.db`, "
-        "`redis://host:6379/0`, `rediss://...`, or `memory://`. Also read by `bastion serve`, `bastion demo` "
-        "and the administration commands.",
+        "Where an authorization server or OAuth proxy keeps its state: `sqlite:///auth.db` (relative to the "
+        "current directory), `sqlite:////var/lib/bastion/auth.db` (absolute), `sqlite:///~/auth.db`, "
+        "`redis://host:6379/0`, `rediss://...`, or `memory://`. A SQLite URL reads as SQLAlchemy's: three "
+        "slashes, then the path; its directory must exist. Also read by `bastion serve`, `bastion demo` and "
+        "the administration commands.",
         "a SQLite file under `~/.local/share/bastion/`",
     )
     encryption_keys: SecretStr | None = _doc(

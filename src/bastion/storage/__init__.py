@@ -11,7 +11,8 @@ operations that need, and every implementation passes one contract test suite.
 
 :class:`ObservedStore` wraps any of them to time each operation (``bastion.instrument()``).
 
-:func:`open_store` builds one from a URL (``sqlite:///path/auth.db``, ``redis://host:6379/0``, ``memory://``).
+:func:`open_store` builds one from a URL (``sqlite:///auth.db`` relative, ``sqlite:////var/lib/bastion/auth.db``
+absolute, ``redis://host:6379/0``, ``memory://``).
 """
 
 from __future__ import annotations

@@ -124,6 +124,9 @@ class SQLiteStore(Store):
             # Mostly a file or directory it may not write to (its log lives beside the file).
             raise ConfigurationError(f"cannot open the store file {self.path}: {error}") from None
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
     @staticmethod
     def _create_file(path: Path) -> None:
         """Create the parent directory, and the file readable by its owner only (it holds secrets)."""
