@@ -147,6 +147,7 @@ async def test_a_store_given_by_path_creates_its_directory(tmp_path: Path) -> No
 async def test_a_store_given_by_a_relative_path_knows_its_absolute_one(cwd: Path) -> None:
     async with SQLiteStore("auth.db") as store:
         assert store.path == cwd / "auth.db"
+        assert repr(store) == f"SQLiteStore({str(cwd / 'auth.db')!r})"
 
 
 def test_a_file_that_is_no_database_is_one_line(tmp_path: Path) -> None:
