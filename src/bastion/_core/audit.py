@@ -70,6 +70,7 @@ EVENTS = frozenset(
         "code.replayed",  # the grant is revoked
         "token.issued",  # grant_type
         "token.refused",  # a token request refused (grant_type, reason)
+        "dpop.refused",  # a token request's DPoP proof refused (reason: which check)
         "refresh.rotated",
         "refresh.replayed",  # a rotated token presented again within the rule: the same successor
         "refresh.reuse_detected",  # the family is revoked

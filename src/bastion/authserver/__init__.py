@@ -3,7 +3,8 @@
 - :class:`AuthorizationServer`: the server; give it to ``bastion.MCPServer(auth=...)``.
 - :class:`User`, :class:`Client`: who signs in, and the clients it knows.
 - :class:`LoginStep`, :class:`PasswordLogin`, :func:`signed_in`: the pluggable sign-in step.
-- :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`, :class:`Branding`: its grouped settings.
+- :class:`TokenLifetimes`, :class:`Registration`, :class:`Signing`, :class:`DPoPSettings`, :class:`Branding`:
+  its grouped settings.
 - :class:`SafeFetcher`: the SSRF-safe fetcher of client metadata documents and key sets.
 - :class:`RememberedConsent`: what :meth:`AuthorizationServer.consents` lists.
 - :class:`AuditStore`: audit events kept in the store (:meth:`AuthorizationServer.keep_audit`).
@@ -33,7 +34,7 @@ from bastion.authserver._errors import (
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._models import Client, User
 from bastion.authserver._server import AuthorizationServer
-from bastion.authserver._settings import Registration, Signing, TokenLifetimes
+from bastion.authserver._settings import DPoPSettings, Registration, Signing, TokenLifetimes
 
 __all__ = [
     "AccessDeniedError",
@@ -44,6 +45,7 @@ __all__ = [
     "Branding",
     "Client",
     "ClientInfo",
+    "DPoPSettings",
     "GrantInfo",
     "InvalidClient",
     "InvalidClientMetadata",

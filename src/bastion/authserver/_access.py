@@ -54,12 +54,15 @@ class AccessTokenIssuer:
         grant_id: str | None,
         user: User | None = None,
         extra_claims: Mapping[str, Any] | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, int]:
         """A signed access token for ``resource`` and its lifetime in seconds (``expires_in``).
 
         The claims are those of RFC 9068 section 2.2 (``iss``, ``exp``, ``aud``,
         ``sub``, ``client_id``, ``iat``, ``jti``, ``scope``), the grant id ``gid``
         (which revocation reaches), and the user's ``name``, ``email`` and ``roles``.
+        With ``jkt``, the thumbprint of a DPoP proof's key, the token is bound to that
+        key: ``cnf: {"jkt": ...}`` (RFC 9449 section 6.1).
         """
         server = self.server
         now = int(server.clock())
@@ -89,6 +92,8 @@ class AccessTokenIssuer:
             claims["scope"] = " ".join(scopes)
         if grant_id is not None:
             claims["gid"] = grant_id
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         key = await self.keys.signing_key()
         header = {"alg": key.alg, "typ": "at+jwt", "kid": key.kid}
         payload = json.dumps(claims, separators=(",", ":"))

@@ -153,6 +153,16 @@ def _jwks(value: Any) -> dict[str, Any]:
     return {"keys": [dict(key) for key in keys]}
 
 
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    """A boolean member, ``False`` when absent (RFC 9449 section 5.2's ``dpop_bound_access_tokens``)."""
+    value = data.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidClientMetadata(f"{name} must be true or false")
+    return value
+
+
 def _scope(value: str | None) -> str | None:
     if value is None:
         return None
@@ -207,6 +217,8 @@ def check_client(client: Client) -> None:
         _https_url("jwks_uri", client.jwks_uri)
     if client.application_type is not None and client.application_type not in APPLICATION_TYPES:
         raise InvalidClientMetadata("application_type must be web or native")
+    if not isinstance(client.dpop_bound_access_tokens, bool):
+        raise InvalidClientMetadata("dpop_bound_access_tokens must be true or false")
     if client.introspection and client.is_public:
         raise InvalidClientMetadata("introspection needs a client that authenticates")
 
@@ -269,6 +281,7 @@ def client_from_metadata(
         client_secret_expires_at=client_secret_expires_at,
         kind=kind,
         introspection=introspection,
+        dpop_bound_access_tokens=_flag(data, "dpop_bound_access_tokens"),
         **{name: _text(data, name) for name in TEXT_FIELDS},
         **{name: None if url is None else _https_url(name, url) for name, url in urls.items()},
     )

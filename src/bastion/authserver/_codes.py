@@ -5,17 +5,23 @@ any number of concurrent redemptions (in any worker process) exactly one wins.
 A used record is kept a while longer: a second redemption of the same code is
 an attack or a bug, and revokes every token the first one produced (RFC 6749
 section 4.1.2, OAuth 2.1 section 4.1.3).
+
+A code whose authorization request carried ``dpop_jkt`` (RFC 9449 section 10) is
+redeemed only with a DPoP proof of that key; a request without one, or with another
+key's, is refused and leaves the code unspent, as a request of another client does:
+whoever captured the code cannot spoil it for the client holding the key.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.authserver._errors import InvalidGrant
+from bastion.authserver._errors import InvalidDPoPProofError, InvalidGrant
 from bastion.authserver._models import User, hash_secret
 from bastion.storage import Store
 
@@ -41,6 +47,8 @@ class CodeGrant:
     grant_id: str
     auth_time: int
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The ``dpop_jkt`` of the authorization request: the thumbprint of the only key that may redeem it.
+    dpop_jkt: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -55,6 +63,7 @@ class CodeGrant:
             "grant_id": self.grant_id,
             "auth_time": self.auth_time,
             "extra": self.extra,
+            "dpop_jkt": self.dpop_jkt,
         }
 
     @classmethod
@@ -71,6 +80,7 @@ class CodeGrant:
             grant_id=data["grant_id"],
             auth_time=int(data["auth_time"]),
             extra=dict(data.get("extra") or {}),
+            dpop_jkt=data.get("dpop_jkt"),
         )
 
 
@@ -96,12 +106,14 @@ class CodeStore:
         await self.store.put(CODE_NAMESPACE, hash_secret(code), _dump(record), self.ttl)
         return code
 
-    async def redeem(self, code: str, client_id: str) -> CodeGrant:
-        """Claim ``code`` for ``client_id``; exactly one concurrent caller succeeds.
+    async def redeem(self, code: str, client_id: str, jkt: str | None = None) -> CodeGrant:
+        """Claim ``code`` for ``client_id``, whose DPoP proof's key is ``jkt``; exactly one concurrent caller succeeds.
 
         Raises:
-            InvalidGrant: the code is unknown, expired, another client's, or was
-                redeemed before (then the tokens of its first redemption are revoked).
+            InvalidGrant: the code is unknown, expired, another client's, bound to another
+                DPoP key, or was redeemed before (then the tokens of its first redemption
+                are revoked).
+            InvalidDPoPProofError: the code is bound to a DPoP key and the request has no proof.
         """
         key = hash_secret(code)
         raw = await self.store.get(CODE_NAMESPACE, key)
@@ -113,6 +125,7 @@ class CodeStore:
             if grant.client_id != client_id:
                 # Not burnt: a client that is not the code's owner must not be able to spoil it.
                 raise InvalidGrant("the authorization code was issued to another client")
+            _check_binding(grant, jkt)
             if record["state"] == "used":
                 await self._on_replay(grant)
                 raise InvalidGrant("the authorization code was already used")
@@ -121,6 +134,16 @@ class CodeStore:
                 return grant
             raw = await self.store.get(CODE_NAMESPACE, key)
         raise InvalidGrant("the authorization code was already used")
+
+
+def _check_binding(grant: CodeGrant, jkt: str | None) -> None:
+    """A code bound by ``dpop_jkt`` goes only with a proof of that key (RFC 9449 section 10); not burnt."""
+    if grant.dpop_jkt is None:
+        return
+    if jkt is None:
+        raise InvalidDPoPProofError("the authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof")
+    if not hmac.compare_digest(jkt.encode(), grant.dpop_jkt.encode()):
+        raise InvalidGrant("the authorization code is bound to another DPoP key (dpop_jkt)")
 
 
 def _dump(record: dict[str, Any]) -> bytes:

@@ -3,7 +3,9 @@
 Browser-based MCP clients (the MCP Inspector, web apps) call the token,
 registration and revocation endpoints with ``fetch``: those answer CORS
 preflights and carry ``Access-Control-Allow-Origin: *``. No cookie is ever read
-on them, so allowing any origin grants nothing a non-browser client lacks.
+on them, so allowing any origin grants nothing a non-browser client lacks. A
+browser may send the ``DPoP`` header and read the ``DPoP-Nonce`` answer (RFC 9449
+section 8: the nonce must be exposed to the page's script).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class AuthServerEdge:
                 headers={
                     "Access-Control-Allow-Origin": "*",
                     "Access-Control-Allow-Methods": "POST, OPTIONS",
-                    "Access-Control-Allow-Headers": "Authorization, Content-Type, MCP-Protocol-Version",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP, MCP-Protocol-Version",
                     "Access-Control-Max-Age": "86400",
                 },
             )
@@ -91,6 +93,7 @@ class AuthServerEdge:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"access-control-allow-origin", b"*"))
+                headers.append((b"access-control-expose-headers", b"DPoP-Nonce, WWW-Authenticate"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -25,6 +25,7 @@ __all__ = [
     "AccessDeniedError",
     "InvalidClient",
     "InvalidClientMetadata",
+    "InvalidDPoPProofError",
     "InvalidGrant",
     "InvalidRedirectURI",
     "InvalidRequest",
@@ -39,6 +40,7 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonceError",
     "guarded",
 ]
 
@@ -107,6 +109,26 @@ class InvalidGrant(OAuthError):
     """The code, refresh token or assertion is invalid, expired, revoked or not this client's."""
 
     error = "invalid_grant"
+
+
+class InvalidDPoPProofError(OAuthError):
+    """The token request's DPoP proof is missing where one is required, malformed, or replayed (RFC 9449 section 5).
+
+    The token endpoint's answer to :class:`~bastion.InvalidDPoPProof`: a 400 ``invalid_dpop_proof``.
+    """
+
+    error = "invalid_dpop_proof"
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce: a 400 ``use_dpop_nonce`` with the nonce to use (section 8)."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, nonce: str, *, detail: str | None = None) -> None:
+        super().__init__(
+            "Authorization server requires nonce in DPoP proof", detail=detail, headers={"DPoP-Nonce": nonce}
+        )
 
 
 class UnauthorizedClient(OAuthError):

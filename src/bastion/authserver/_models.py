@@ -94,6 +94,9 @@ class Client:
     ``client_secret_post`` (only the secret's hash is kept) or ``private_key_jwt``
     (``jwks`` or ``jwks_uri``).
 
+    ``dpop_bound_access_tokens=True`` (RFC 9449 section 5.2) says the client always sends a
+    DPoP proof: its token requests without one are refused.
+
     ``introspection=True`` lets a pre-registered confidential client (a resource server)
     introspect every client's tokens at ``/introspect``; any other client learns only about
     its own (RFC 7662 section 4). It is set in code or the clients file, never through
@@ -122,6 +125,7 @@ class Client:
     client_secret_expires_at: int | None = None
     kind: ClientKind = "static"
     introspection: bool = False
+    dpop_bound_access_tokens: bool = False
 
     def __post_init__(self) -> None:
         for name in ("redirect_uris", "grant_types", "response_types", "contacts"):
@@ -163,7 +167,7 @@ class Client:
             if f.name in ("client_secret_hash", "kind", "introspection"):
                 continue
             value = getattr(self, f.name)
-            if value is None or value == ():
+            if value is None or value == () or value is False:
                 continue
             data[f.name] = list(value) if isinstance(value, tuple) else value
         return data
@@ -187,6 +191,8 @@ class TokenSet:
         issued_at: When the access token was minted (to count ``expires_in`` down on a replay).
         subject, grant_id, resource: Whom the tokens are for, under which grant, for which
             audience: for the audit event of the token endpoint, never sent nor sealed.
+        jkt: The thumbprint of the DPoP key the access token is bound to (RFC 9449 section 6.1),
+            or ``None`` for a bearer token: the ``token_type`` is ``DPoP`` or ``Bearer``.
     """
 
     access_token: str
@@ -197,13 +203,23 @@ class TokenSet:
     subject: str | None = None
     grant_id: str | None = None
     resource: str | None = None
+    jkt: str | None = None
+
+    @property
+    def token_type(self) -> str:
+        """``DPoP`` for an access token bound to a key (RFC 9449 section 5), else ``Bearer``."""
+        return "Bearer" if self.jkt is None else "DPoP"
 
     def body(self, now: float | None = None) -> dict[str, Any]:
         """The JSON response body; ``expires_in`` counted from ``now`` when given."""
         expires_in = self.expires_in
         if now is not None:
             expires_in = max(0, self.expires_in - int(max(0.0, now - self.issued_at)))
-        body: dict[str, Any] = {"access_token": self.access_token, "token_type": "Bearer", "expires_in": expires_in}
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": expires_in,
+        }
         if self.scopes:
             body["scope"] = " ".join(self.scopes)
         if self.refresh_token is not None:
@@ -218,6 +234,7 @@ class TokenSet:
             "scopes": list(self.scopes),
             "refresh_token": self.refresh_token,
             "issued_at": self.issued_at,
+            "jkt": self.jkt,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -231,4 +248,5 @@ class TokenSet:
             scopes=tuple(data["scopes"]),
             refresh_token=data["refresh_token"],
             issued_at=float(data["issued_at"]),
+            jkt=data.get("jkt"),
         )

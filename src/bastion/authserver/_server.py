@@ -34,6 +34,7 @@ from bastion.authserver._browser.login import LoginStep
 from bastion.authserver._cimd import CIMDResolver
 from bastion.authserver._clients import ClientRegistry
 from bastion.authserver._codes import CodeStore
+from bastion.authserver._dpop import TokenProofs
 from bastion.authserver._edge import AuthServerEdge
 from bastion.authserver._errors import InvalidScope, InvalidTarget
 from bastion.authserver._fetch import SafeFetcher
@@ -44,7 +45,7 @@ from bastion.authserver._keyring import KeyRing
 from bastion.authserver._models import Client, User, as_scopes
 from bastion.authserver._revocations import RevocationFeed
 from bastion.authserver._routes import build_routes
-from bastion.authserver._settings import Registration, Signing, TokenLifetimes
+from bastion.authserver._settings import DPoPSettings, Registration, Signing, TokenLifetimes
 from bastion.storage import ObservedStore, Store
 
 __all__ = ["AuthorizationServer", "UserCheck"]
@@ -85,6 +86,9 @@ class AuthorizationServer(GrantOperations):
             documents and ``jwks_uri`` (in development, loopback origins fetched
             anyway: refused unless the issuer is loopback): a :class:`Registration`.
         signing: The access tokens' signing algorithm and key rotation: a :class:`Signing`.
+        dpop: How DPoP proofs (RFC 9449) bind tokens to a client's key: required or not,
+            the algorithms, server nonces: a :class:`DPoPSettings`. A client sending a
+            proof gets DPoP-bound tokens, one sending none bearer tokens, by default.
         branding: The service's name, logo, accent colour and support link on the
             sign-in, consent and account pages: a :class:`Branding`.
         identity_assertion_issuers: For ID-JAG: trusted identity provider issuer
@@ -114,6 +118,7 @@ class AuthorizationServer(GrantOperations):
         lifetimes: TokenLifetimes | None = None,
         registration: Registration | None = None,
         signing: Signing | None = None,
+        dpop: DPoPSettings | None = None,
         branding: Branding | None = None,
         identity_assertion_issuers: Mapping[str, str] | None = None,
         auto_approve: User | str | None = None,
@@ -141,6 +146,7 @@ class AuthorizationServer(GrantOperations):
         self.lifetimes = lifetimes if lifetimes is not None else TokenLifetimes()
         self.registration = registration if registration is not None else Registration()
         self.signing = signing if signing is not None else Signing()
+        self.dpop = dpop if dpop is not None else DPoPSettings()
         self.branding = branding if branding is not None else Branding()
         self.identity_assertion_issuers = dict(identity_assertion_issuers or {})
         if users is not None and login is not None:
@@ -167,6 +173,8 @@ class AuthorizationServer(GrantOperations):
             clock=clock,
         )
         self.access_tokens = AccessTokenIssuer(self, self.keys)
+        #: The token endpoint's DPoP proofs: their checks, used ``jti`` values, nonces.
+        self.dpop_proofs = TokenProofs(self)
         # Every verifier made, so a revocation clears every cache; weak, not to keep a dropped one alive.
         self._verifiers: weakref.WeakSet[AuthServerVerifier] = weakref.WeakSet()
         self.revocations = RevocationFeed(self.store, self.on_revocation)

@@ -1,4 +1,4 @@
-"""The grouped settings of an :class:`~bastion.AuthorizationServer`: lifetimes, registration, signing.
+"""The grouped settings of an :class:`~bastion.AuthorizationServer`: lifetimes, registration, signing, DPoP.
 
 Each is a small frozen dataclass, checked when it is made, so a wrong value is a
 :class:`~bastion.ConfigurationError` where it is written rather than on the first request.
@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from os import PathLike
 
 from bastion._core.errors import ConfigurationError
+from bastion._jose.dpop import DEFAULT_ALGORITHMS, dpop_algorithms
 from bastion.authserver._dev_origins import development_settings
 from bastion.authserver._fetch import SafeFetcher
 from bastion.authserver._keyring import SUPPORTED_ALGORITHMS
 
-__all__ = ["Registration", "Signing", "TokenLifetimes"]
+__all__ = ["DPoPSettings", "Registration", "Signing", "TokenLifetimes"]
 
 DAY = 86400.0
 
@@ -129,3 +130,45 @@ class Signing:
         if self.algorithm not in SUPPORTED_ALGORITHMS:
             raise ConfigurationError(f"Signing.algorithm must be one of {sorted(SUPPORTED_ALGORITHMS)}")
         _positive("Signing.rotation", self.rotation)
+
+
+@dataclass(frozen=True)
+class DPoPSettings:
+    """How the token endpoint treats DPoP proofs (RFC 9449); DPoP is always on.
+
+    A token request with a valid proof gets an access token bound to the proof's key
+    (``cnf.jkt``, ``token_type: DPoP``); one without gets a bearer token, unless the
+    client registered ``dpop_bound_access_tokens`` or ``required`` is set.
+
+    Attributes:
+        required: Refuse every token request without a proof (``invalid_dpop_proof``), so
+            that no bearer token is issued any more (default ``False``).
+        algorithms: The proof signature algorithms accepted and advertised as
+            ``dpop_signing_alg_values_supported``: asymmetric ones only (default: ES256,
+            ES384, ES512, Ed25519, EdDSA, PS256, PS384, PS512, RS256).
+        nonce: Require the server's nonce in every proof (section 8): a proof without the
+            current one is answered ``use_dpop_nonce`` with a ``DPoP-Nonce`` header, which
+            the client puts in a new proof. Off by default: it costs a second round trip
+            to a client's first token request in each nonce period.
+        nonce_period: Seconds each nonce is current (default 300); the previous one is
+            still accepted, so a nonce lives between one and two periods.
+        max_age: Seconds a proof is accepted after its ``iat`` (default 300); its ``jti``
+            is remembered that long (and a minute more, the clock skew allowed).
+
+    Raises:
+        ConfigurationError: an algorithm that is not an asymmetric JWS algorithm, or a
+            period or age that is not positive.
+    """
+
+    required: bool = False
+    algorithms: Sequence[str] = DEFAULT_ALGORITHMS
+    nonce: bool = False
+    nonce_period: float = 300.0
+    max_age: float = 300.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.algorithms, str):
+            raise TypeError("DPoPSettings.algorithms is a list of algorithm names, not one string")
+        object.__setattr__(self, "algorithms", tuple(dpop_algorithms(self.algorithms)))
+        _positive("DPoPSettings.nonce_period", self.nonce_period)
+        _positive("DPoPSettings.max_age", self.max_age)

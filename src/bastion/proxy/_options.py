@@ -13,7 +13,7 @@ from typing import TypedDict
 
 from bastion.authserver._branding import Branding
 from bastion.authserver._models import Client, User
-from bastion.authserver._settings import Registration, Signing, TokenLifetimes
+from bastion.authserver._settings import DPoPSettings, Registration, Signing, TokenLifetimes
 from bastion.storage import Store
 
 __all__ = ["ProxyOptions", "ServerOptions"]
@@ -34,6 +34,7 @@ class ServerOptions(TypedDict, total=False):
     lifetimes: TokenLifetimes | None
     registration: Registration | None
     signing: Signing | None
+    dpop: DPoPSettings | None
     branding: Branding | None
     identity_assertion_issuers: Mapping[str, str] | None
     auto_approve: User | str | None

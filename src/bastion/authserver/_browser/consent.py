@@ -236,6 +236,7 @@ async def issue_code(server: AuthorizationServer, flow: Flow, session: Session, 
             user=session.user,
             grant_id=grant_id,
             auth_time=session.auth_time,
+            dpop_jkt=flow.dpop_jkt,
         )
     )
     await server.audit.emit(

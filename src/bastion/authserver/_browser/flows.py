@@ -163,6 +163,8 @@ class Flow:
     browser: str = ""
     #: A sign-in to the page of the applications the user allowed, not an authorization.
     account: bool = False
+    #: The ``dpop_jkt`` of the request (RFC 9449 section 10): the key the code will be bound to.
+    dpop_jkt: str | None = None
 
     def to_json(self) -> bytes:
         """The record as stored (the id is its key)."""

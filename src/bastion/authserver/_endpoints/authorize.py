@@ -17,7 +17,9 @@ that, errors go back to the client with ``error``, ``state`` and ``iss``
 5. ``scope``: known and allowed for the client;
 6. ``resource``: one this server issues tokens for (RFC 8707);
 7. ``prompt``: ``none`` fails with ``login_required`` or ``consent_required``
-   when a page would be needed.
+   when a page would be needed;
+8. ``dpop_jkt`` (RFC 9449 section 10), when sent: a JWK SHA-256 thumbprint, kept with
+   the code, which only a token request with a DPoP proof of that key redeems.
 
 Then the user signs in (the server's login step), consents (or has a remembered
 consent), and the browser is sent back with the code. With ``auto_approve`` the
@@ -73,7 +75,7 @@ __all__ = ["ConsentRequired", "LoginRequired", "routes"]
 
 logger = logging.getLogger("bastion")
 
-#: RFC 7636 section 4.2: BASE64URL(SHA256(verifier)) is 43 characters.
+#: RFC 7636 section 4.2: BASE64URL(SHA256(verifier)) is 43 characters (and so is a JWK thumbprint).
 CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: The ``prompt`` values understood (OpenID Connect Core section 3.1.2.1); others are ignored.
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
@@ -148,6 +150,14 @@ def check_pkce(params: Params) -> str:
     return challenge
 
 
+def check_dpop_jkt(params: Params) -> str | None:
+    """Step 8: the thumbprint of the DPoP key the code is bound to, when the client sent one."""
+    jkt = params.get("dpop_jkt")
+    if jkt is not None and not CHALLENGE.fullmatch(jkt):
+        raise InvalidRequest("dpop_jkt must be a JWK SHA-256 thumbprint: 43 base64url characters")
+    return jkt
+
+
 def check_prompt(params: Params) -> tuple[str, ...]:
     """Step 7's input: the ``prompt`` values understood; ``none`` stands alone."""
     values = tuple(value for value in (params.get("prompt") or "").split() if value in PROMPTS)
@@ -157,7 +167,7 @@ def check_prompt(params: Params) -> tuple[str, ...]:
 
 
 def check_request(server: AuthorizationServer, verified: Verified, params: Params) -> Flow:
-    """Steps 3 to 6: the request as a flow (not stored yet)."""
+    """Steps 3 to 8: the request as a flow (not stored yet)."""
     client = verified.client
     check_response_type(client, params)
     challenge = check_pkce(params)
@@ -175,6 +185,7 @@ def check_request(server: AuthorizationServer, verified: Verified, params: Param
         scopes=scopes,
         resource=resource,
         prompt=check_prompt(params),
+        dpop_jkt=check_dpop_jkt(params),
     )
 
 

@@ -9,7 +9,9 @@ tokens; any other caller learns only about its own, another client's token is
 Anything that is not a live token of this server is ``{"active": false}`` and
 nothing more. Access tokens are checked as the MCP server checks them
 (signature, expiry, revoked grant), for any of the server's resources; refresh
-tokens are introspectable too while they are active.
+tokens are introspectable too while they are active. A DPoP-bound access token's
+answer has its ``cnf`` (``{"jkt": ...}``) and ``token_type: DPoP`` (RFC 9449 section 6.2);
+the binding is the resource server's to check, with the proof it received.
 
 Each answer is a ``token.introspected`` audit event: the caller, and for an active
 token its subject and grant (outcome ``success``); ``failure`` for a token that is
@@ -56,6 +58,10 @@ async def _access_token(server: AuthorizationServer, token: str) -> _Found | Non
     claims = access.claims or {}
     answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
     answer.update({name: claims[name] for name in _ACCESS_MEMBERS if name in claims})
+    confirmation = claims.get("cnf")
+    if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
+        answer["cnf"] = {"jkt": confirmation["jkt"]}
+        answer["token_type"] = "DPoP"
     if isinstance(claims.get("name"), str):
         answer["username"] = claims["name"]
     grant_id = claims.get("gid")

@@ -59,6 +59,8 @@ def metadata_document(server: AuthorizationServer) -> dict[str, Any]:
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
             "client_id_metadata_document_supported": server.registration.metadata_documents,
+            # RFC 9449 section 5.1: the token endpoint takes DPoP proofs signed with these.
+            "dpop_signing_alg_values_supported": list(server.dpop.algorithms),
         }
     )
     if server.identity_assertion_issuers:

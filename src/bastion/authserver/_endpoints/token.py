@@ -1,8 +1,11 @@
 """The token endpoint (RFC 6749 section 3.2 and 5, OAuth 2.1 section 3.2).
 
 POST, form body only. The checks, in order: the parameters are well formed,
-the grant type is known, the client authenticates, the client may use the grant
-type; then the grant's own module decides. Answers are RFC 6749 section 5.1 and
+the grant type is known, the DPoP proof (RFC 9449, when a ``DPoP`` header is sent) is
+valid, the client authenticates, the client may use the grant type, a client that
+always uses DPoP sent a proof; then the grant's own module decides, and binds the
+tokens to the proof's key. The proof is checked before the client authenticates, so
+that a nonce challenge does not spend a single-use client assertion. Answers are RFC 6749 section 5.1 and
 5.2 JSON bodies with ``Cache-Control: no-store``; a store outage is a 503
 ``temporarily_unavailable``, never a 500 with details.
 
@@ -47,14 +50,14 @@ __all__ = ["GRANTS", "Attempt", "Grant", "refusal_outcome", "routes", "token_req
 
 logger = logging.getLogger("bastion")
 
-#: A grant: ``(server, authenticated client, parameters) -> tokens``.
-Grant = Callable[["AuthorizationServer", Client, Params], Awaitable[TokenSet]]
+#: A grant: ``(server, authenticated client, parameters, DPoP key thumbprint or None) -> tokens``.
+Grant = Callable[["AuthorizationServer", Client, Params, "str | None"], Awaitable[TokenSet]]
 
 
-async def grant_refresh_token(server: AuthorizationServer, client: Client, params: Params) -> TokenSet:
+async def grant_refresh_token(server: AuthorizationServer, client: Client, params: Params, jkt: str | None) -> TokenSet:
     """The ``refresh_token`` grant (RFC 6749 section 6); the rules are in :mod:`._refresh`."""
     token = params.require("refresh_token")
-    return await RefreshTokens(server).rotate(token, client, params.get("scope"), params.get("resource"))
+    return await RefreshTokens(server).rotate(token, client, params.get("scope"), params.get("resource"), jkt=jkt)
 
 
 GRANTS: dict[str, Grant] = {
@@ -87,11 +90,13 @@ async def token_request(server: AuthorizationServer, request: Request, attempt: 
     if grant is None or (grant_type == JWT_BEARER and not server.identity_assertion_issuers):
         raise UnsupportedGrantType("the grant type is not supported", detail=f"grant type {grant_type[:80]!r}")
     attempt.grant_type = grant_type
+    jkt = await server.dpop_proofs.check(request)
     client = await authenticate_client(server, request, params)
     attempt.client_id = client.client_id
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")
-    return await grant(server, client, params)
+    await server.dpop_proofs.require(client, jkt)
+    return await grant(server, client, params, jkt)
 
 
 def refusal_outcome(error: OAuthError) -> Outcome:
@@ -132,6 +137,10 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             )
             return JSONResponse(tokens.body(server.clock()), headers=NO_STORE)
 
-        return await guarded(handle, server.outages)
+        response = await guarded(handle, server.outages)
+        # RFC 9449 section 8.2: every answer to a proof carries the nonce the next proof needs.
+        for name, value in (await server.dpop_proofs.response_headers(request)).items():
+            response.headers.setdefault(name, value)
+        return response
 
     return [Route(server.path("/token"), token, methods=["POST"])]

@@ -60,12 +60,19 @@ def check_resource(server: AuthorizationServer, grant: CodeGrant, params: Params
     return grant.resource
 
 
-async def grant_authorization_code(server: AuthorizationServer, client: Client, params: Params) -> TokenSet:
+async def grant_authorization_code(
+    server: AuthorizationServer, client: Client, params: Params, jkt: str | None = None
+) -> TokenSet:
     """Redeem an authorization code for an access token (and a refresh token when the client may refresh).
+
+    With ``jkt``, the thumbprint of the request's DPoP proof key, the access token is bound
+    to it, and so is a public client's refresh token (RFC 9449 section 5).
 
     Raises:
         InvalidRequest: ``code`` or ``code_verifier`` missing or malformed.
-        InvalidGrant: the code is invalid, used, another client's; the redirect URI or verifier is wrong.
+        InvalidGrant: the code is invalid, used, another client's or another DPoP key's; the
+            redirect URI or verifier is wrong.
+        InvalidDPoPProofError: the code is bound to a DPoP key (``dpop_jkt``) and no proof came.
         InvalidTarget: the resource is not the authorized one.
     """
     code = params.require("code")
@@ -74,7 +81,7 @@ async def grant_authorization_code(server: AuthorizationServer, client: Client, 
         raise InvalidRequest("the code_verifier parameter is missing (PKCE is required)")
     if not VERIFIER.fullmatch(verifier):
         raise InvalidRequest("the code_verifier must be 43 to 128 characters of [A-Za-z0-9-._~]")
-    grant = await server.codes.redeem(code, client.client_id)
+    grant = await server.codes.redeem(code, client.client_id, jkt)
     check_redirect_uri(grant, params)
     check_pkce(grant, verifier)
     audience = check_resource(server, grant, params)
@@ -87,6 +94,7 @@ async def grant_authorization_code(server: AuthorizationServer, client: Client, 
         resource=audience,
         grant_id=grant.grant_id,
         user=grant.user,
+        jkt=jkt,
     )
     refresh_token = None
     if "refresh_token" in client.grant_types:
@@ -97,6 +105,7 @@ async def grant_authorization_code(server: AuthorizationServer, client: Client, 
             scopes=grant.scopes,
             resources=(grant.resource,),
             grant_id=grant.grant_id,
+            jkt=jkt if client.is_public else None,
         )
         # A replay of the code in another request may have revoked the grant meanwhile.
         if await server.is_revoked(grant.grant_id):
@@ -122,4 +131,5 @@ async def grant_authorization_code(server: AuthorizationServer, client: Client, 
         subject=grant.user.subject,
         grant_id=grant.grant_id,
         resource=audience,
+        jkt=jkt,
     )

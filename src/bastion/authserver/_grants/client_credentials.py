@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["grant_client_credentials"]
 
 
-async def grant_client_credentials(server: AuthorizationServer, client: Client, params: Params) -> TokenSet:
+async def grant_client_credentials(
+    server: AuthorizationServer, client: Client, params: Params, jkt: str | None = None
+) -> TokenSet:
     """An access token for the client itself.
 
     Raises:
@@ -40,7 +42,16 @@ async def grant_client_credentials(server: AuthorizationServer, client: Client, 
         scopes=scopes,
         resource=audience,
         grant_id=grant_id,
+        jkt=jkt,
     )
     return TokenSet(
-        access_token, expires_in, scopes, None, now, subject=client.client_id, grant_id=grant_id, resource=audience
+        access_token,
+        expires_in,
+        scopes,
+        None,
+        now,
+        subject=client.client_id,
+        grant_id=grant_id,
+        resource=audience,
+        jkt=jkt,
     )

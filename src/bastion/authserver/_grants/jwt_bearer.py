@@ -135,7 +135,9 @@ def _audience(server: AuthorizationServer, claims: dict[str, Any], requested: st
     return allowed[0] if allowed else server.resolve_resource(None)
 
 
-async def grant_jwt_bearer(server: AuthorizationServer, client: Client, params: Params) -> TokenSet:
+async def grant_jwt_bearer(
+    server: AuthorizationServer, client: Client, params: Params, jkt: str | None = None
+) -> TokenSet:
     """An access token for the user an ID-JAG assertion names.
 
     Raises:
@@ -174,5 +176,8 @@ async def grant_jwt_bearer(server: AuthorizationServer, client: Client, params: 
         resource=audience,
         grant_id=grant_id,
         user=user,
+        jkt=jkt,
     )
-    return TokenSet(access_token, expires_in, scopes, None, now, subject=subject, grant_id=grant_id, resource=audience)
+    return TokenSet(
+        access_token, expires_in, scopes, None, now, subject=subject, grant_id=grant_id, resource=audience, jkt=jkt
+    )

@@ -22,6 +22,14 @@ RFC 6749 section 6 and 10.4, OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2:
   and ciphertext, and whoever can open the sealed pair already holds the old
   token. The successor's first use drops it from the old token's record. The
   replayed access token keeps its expiry: ``expires_in`` counts down.
+- A refresh token issued to a public client with a DPoP proof is bound to the proof's
+  key (RFC 9449 section 5): its record keeps the key's thumbprint, each use needs a
+  proof of that key (none: ``invalid_dpop_proof``; another key's: ``invalid_grant``,
+  the token unspent), and its successor is bound to the same key. A confidential
+  client's refresh tokens are bound to its authentication instead, not to a key; its
+  access tokens are bound to the key of each request's proof. A retry gets the sealed
+  pair only with a proof of the key of the request it retries, whose access token is
+  bound to that key.
 - The successor has the scope of the token it replaces (RFC 6749 section 6);
   only the access token's scope may be narrowed, and its audience is one of the
   resources the grant was given (RFC 8707 section 2.2).
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hmac
 import json
 import os
 import secrets
@@ -41,7 +50,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bastion.authserver._errors import InvalidGrant, InvalidScope, InvalidTarget
+from bastion.authserver._errors import InvalidDPoPProofError, InvalidGrant, InvalidScope, InvalidTarget
 from bastion.authserver._grant_records import REFRESH_NAMESPACE
 from bastion.authserver._models import Client, TokenSet, User, as_scopes, hash_secret
 
@@ -97,12 +106,14 @@ class RefreshTokens:
         resources: tuple[str, ...],
         grant_id: str,
         parent: str | None = None,
+        jkt: str | None = None,
     ) -> str:
         """A new refresh token of grant ``grant_id``, stored under its hash.
 
         ``resources`` are the audiences the grant was given; the first is the default.
+        ``jkt``: the thumbprint of the DPoP key it is bound to (a public client's).
         """
-        token, record = self._new(client_id, user, scopes, resources, grant_id, parent)
+        token, record = self._new(client_id, user, scopes, resources, grant_id, parent, jkt)
         await self._store(token, record)
         return token
 
@@ -114,6 +125,7 @@ class RefreshTokens:
         resources: tuple[str, ...],
         grant_id: str,
         parent: str | None,
+        jkt: str | None,
     ) -> tuple[str, dict[str, Any]]:
         now = self.server.clock()
         record: dict[str, Any] = {
@@ -128,6 +140,8 @@ class RefreshTokens:
         }
         if parent is not None:
             record["parent"] = parent
+        if jkt is not None:
+            record["jkt"] = jkt
         return secrets.token_urlsafe(32), record
 
     async def _store(self, token: str, record: dict[str, Any]) -> None:
@@ -149,14 +163,25 @@ class RefreshTokens:
         return None if raw is None else dict(json.loads(raw))
 
     async def rotate(
-        self, token: str, client: Client, requested_scope: str | None = None, resource: str | None = None
+        self,
+        token: str,
+        client: Client,
+        requested_scope: str | None = None,
+        resource: str | None = None,
+        *,
+        jkt: str | None = None,
     ) -> TokenSet:
         """Redeem ``token`` for a new access token and its successor refresh token.
+
+        ``jkt`` is the thumbprint of the request's DPoP proof key: the new access token is
+        bound to it, and a public client's successor refresh token too.
 
         Raises:
             InvalidGrant: the token is unknown, expired, another client's, revoked,
                 or was presented again after its successor was used or past
-                ``TokenLifetimes.refresh_grace`` (then its family is revoked).
+                ``TokenLifetimes.refresh_grace`` (then its family is revoked); bound to
+                another DPoP key than ``jkt``.
+            InvalidDPoPProofError: the token is bound to a DPoP key and ``jkt`` is ``None``.
             InvalidScope: ``requested_scope`` goes beyond the token's scope.
             InvalidTarget: ``resource`` is not one the grant was given.
         """
@@ -168,18 +193,25 @@ class RefreshTokens:
         record = json.loads(raw)
         if record["client_id"] != client.client_id:
             raise InvalidGrant("the refresh token was issued to another client")
+        _check_binding(record, jkt)
         grant_id = record["grant_id"]
         if await self.server.grants.is_revoked(grant_id):
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
         if record["state"] != "active":
-            return await self._replay(token, key, record)
+            return await self._replay(token, key, record, jkt)
         scopes = _narrow(tuple(record["scopes"]), requested_scope)
         audience = self._audience(tuple(record["resources"]), resource)
 
         user = User.from_dict(record["user"])
         await self.server.check_grant(user)
         successor, successor_record = self._new(
-            client.client_id, user, tuple(record["scopes"]), tuple(record["resources"]), grant_id, key
+            client.client_id,
+            user,
+            tuple(record["scopes"]),
+            tuple(record["resources"]),
+            grant_id,
+            key,
+            jkt if client.is_public else None,
         )
         now = self.server.clock()
         access_token, expires_in = await self.server.access_tokens.mint(
@@ -189,9 +221,18 @@ class RefreshTokens:
             resource=audience,
             grant_id=grant_id,
             user=user,
+            jkt=jkt,
         )
         tokens = TokenSet(
-            access_token, expires_in, scopes, successor, now, subject=user.subject, grant_id=grant_id, resource=audience
+            access_token,
+            expires_in,
+            scopes,
+            successor,
+            now,
+            subject=user.subject,
+            grant_id=grant_id,
+            resource=audience,
+            jkt=jkt,
         )
         # The successor exists before the swap: whoever wins hands out a token that works.
         await self._store(successor, successor_record)
@@ -218,9 +259,9 @@ class RefreshTokens:
         current = await store.get(REFRESH_NAMESPACE, key)
         if current is None:
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
-        return await self._replay(token, key, json.loads(current))
+        return await self._replay(token, key, json.loads(current), jkt)
 
-    async def _replay(self, token: str, key: str, record: dict[str, Any]) -> TokenSet:
+    async def _replay(self, token: str, key: str, record: dict[str, Any], jkt: str | None) -> TokenSet:
         """A rotated token presented again: its successor pair while that successor is unused, else revocation."""
         now = self.server.clock()
         sealed = record.get("sealed")
@@ -240,6 +281,11 @@ class RefreshTokens:
             raise InvalidGrant("the refresh token was already used")
         if await self.server.grants.is_revoked(grant_id):
             raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        if tokens.jkt != jkt:
+            # The sealed access token is bound to the first request's key (or to none).
+            raise InvalidGrant(
+                "a retried refresh needs a DPoP proof of the first request's key, or none as it had none"
+            )
         await self.server.audit.emit(
             "refresh.replayed", "success", **who, reason="a retry before the successor was used"
         )
@@ -286,6 +332,17 @@ class RefreshTokens:
         if audience not in resources:
             raise InvalidTarget("the resource was not part of the original grant")
         return audience
+
+
+def _check_binding(record: dict[str, Any], jkt: str | None) -> None:
+    """A refresh token bound to a DPoP key goes only with a proof of that key (RFC 9449 section 5)."""
+    bound = record.get("jkt")
+    if not isinstance(bound, str):
+        return
+    if jkt is None:
+        raise InvalidDPoPProofError("the refresh token is bound to a DPoP key: send a DPoP proof of that key")
+    if not hmac.compare_digest(jkt.encode(), bound.encode()):
+        raise InvalidGrant("the refresh token is bound to another DPoP key")
 
 
 def _narrow(granted: tuple[str, ...], requested: str | None) -> tuple[str, ...]:
