@@ -44,7 +44,7 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "InvalidGrant", "InvalidRedirectURI", "InvalidRequest", "InvalidScope", "InvalidTarget", "LoginStep",
         "OAuthError", "PasswordLogin", "RememberedConsent", "SafeFetcher", "UnauthorizedClient",
         "UnsupportedGrantType", "User", "signed_in",
-        "Registration", "Signing", "TokenLifetimes", "Branding",
+        "Registration", "Signing", "TokenLifetimes", "Branding", "DPoPSettings",
     }  # fmt: skip
     assert set(bastion.storage.__all__) == {
         "MemoryStore",
