@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from bastion._core.audit import AuditEvent
 from bastion._jose.dpop import ProofKey
 from bastion.authserver import AuthorizationServer, User
 
@@ -76,9 +77,14 @@ async def test_a_bound_refresh_token_needs_a_proof_of_its_key_and_rotation_keeps
     key = ProofKey.generate()
     tokens = await bound_tokens(server, http, base, clock, key)
 
+    events: list[AuditEvent] = []
+    server.audit.add_sink(events.append)
     without = await refresh(http, base, tokens["refresh_token"])
     assert without.status_code == 400
     assert oauth_error(without) == "invalid_dpop_proof"
+    [refused] = [e for e in events if e.name == "dpop.refused"]
+    assert refused.client_id == "public-client"
+    assert refused.facts == {"reason": "no proof for a refresh token bound to a key"}
     other = await refresh(http, base, tokens["refresh_token"], headers=proof(ProofKey.generate(), base, clock))
     assert other.status_code == 400
     assert oauth_error(other) == "invalid_grant"

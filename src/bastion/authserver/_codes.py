@@ -141,7 +141,10 @@ def _check_binding(grant: CodeGrant, jkt: str | None) -> None:
     if grant.dpop_jkt is None:
         return
     if jkt is None:
-        raise InvalidDPoPProofError("the authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof")
+        raise InvalidDPoPProofError(
+            "the authorization code is bound to a DPoP key (dpop_jkt): send a DPoP proof",
+            reason="no proof for a code bound by dpop_jkt",
+        )
     if not hmac.compare_digest(jkt.encode(), grant.dpop_jkt.encode()):
         raise InvalidGrant("the authorization code is bound to another DPoP key (dpop_jkt)")
 

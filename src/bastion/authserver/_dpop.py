@@ -17,8 +17,9 @@ Nonces need no write per nonce: each is an HMAC of the current time period under
 kept in the store (made by whichever process needs it first, ``Store.add``), so every
 replica and worker computes the same nonces and accepts those of the others.
 
-Each refused proof is a ``dpop.refused`` audit event whose ``reason`` names the check, never
-the proof, its key or a token; the token endpoint's ``token.refused`` follows it.
+Each refused proof is an :class:`InvalidDPoPProofError` whose ``reason`` names the check, never
+the proof, its key or a token: the token endpoint reports it as a ``dpop.refused`` audit event,
+followed by ``token.refused``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class TokenProofs:
         if not values:
             return None
         if len(values) > 1:
-            await self._refuse("more than one DPoP header", "send one DPoP header")
+            self._refuse("more than one DPoP header", "send one DPoP header")
         now = self.server.clock()
         try:
             proof = check_proof(
@@ -96,15 +97,15 @@ class TokenProofs:
             )
         except InvalidDPoPProof as exc:
             public = _public(str(exc))
-            await self._refuse(public, public, detail=str(exc))
+            self._refuse(public, public, detail=str(exc))
         if self.settings.nonce:
             await self._check_nonce(proof.nonce)
         key = hash_secret(f"{proof.jkt}\x00{proof.jti}")
         if not await self.server.store.add(JTI_NAMESPACE, key, b"1", self.settings.max_age + LEEWAY):
-            await self._refuse("the proof was already used", "the DPoP proof was already used (a jti is single-use)")
+            self._refuse("the proof was already used", "the DPoP proof was already used (a jti is single-use)")
         return proof.jkt
 
-    async def require(self, client: Client, jkt: str | None) -> None:
+    def require(self, client: Client, jkt: str | None) -> None:
         """Refuse a request without a proof from a client that always uses DPoP, or when the server requires it.
 
         Raises:
@@ -113,9 +114,9 @@ class TokenProofs:
         if jkt is not None:
             return
         if client.dpop_bound_access_tokens:
-            await self._refuse("no proof", "this client registered dpop_bound_access_tokens: a DPoP proof is required")
+            self._refuse("no proof", "this client registered dpop_bound_access_tokens: a DPoP proof is required")
         if self.settings.required:
-            await self._refuse("no proof", "this server requires a DPoP proof with every token request")
+            self._refuse("no proof", "this server requires a DPoP proof with every token request")
 
     async def nonce(self) -> str:
         """The current nonce (section 8), for the ``DPoP-Nonce`` header."""
@@ -140,8 +141,8 @@ class TokenProofs:
         if nonce is None:
             raise UseDPoPNonceError(current, detail="the DPoP proof has no nonce")
         if not any(hmac.compare_digest(nonce, self._nonce(key, p)) for p in (period, period - 1)):
-            await self._audit("the nonce is not a current one")
-            raise UseDPoPNonceError(current, detail="the DPoP proof's nonce is not a current one")
+            reason = "the nonce is not a current one"
+            raise UseDPoPNonceError(current, detail="the DPoP proof's nonce is not a current one", reason=reason)
 
     def _period(self) -> int:
         return int(self.server.clock() // self.settings.nonce_period)
@@ -162,10 +163,7 @@ class TokenProofs:
             self._nonce_key = key
         return self._nonce_key
 
-    async def _audit(self, reason: str) -> None:
-        await self.server.audit.emit("dpop.refused", "failure", reason=reason)
-
-    async def _refuse(self, reason: str, description: str, *, detail: str | None = None) -> NoReturn:
-        """Report a refused proof and raise its OAuth error."""
-        await self._audit(reason)
-        raise InvalidDPoPProofError(description, detail=detail)
+    @staticmethod
+    def _refuse(reason: str, description: str, *, detail: str | None = None) -> NoReturn:
+        """Raise the OAuth error of a refused proof; the token endpoint reports its ``reason``."""
+        raise InvalidDPoPProofError(description, detail=detail, reason=reason)

@@ -115,9 +115,22 @@ class InvalidDPoPProofError(OAuthError):
     """The token request's DPoP proof is missing where one is required, malformed, or replayed (RFC 9449 section 5).
 
     The token endpoint's answer to :class:`~bastion.InvalidDPoPProof`: a 400 ``invalid_dpop_proof``.
+    ``reason``, a short fixed phrase naming the check (the description unless given), is the
+    ``dpop.refused`` audit event's; ``None`` for no event.
     """
 
     error = "invalid_dpop_proof"
+
+    def __init__(
+        self,
+        description: str = "",
+        *,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+        reason: str | None = "",
+    ) -> None:
+        super().__init__(description, detail=detail, headers=headers)
+        self.reason = description if reason == "" else reason
 
 
 class UseDPoPNonceError(InvalidDPoPProofError):
@@ -125,9 +138,12 @@ class UseDPoPNonceError(InvalidDPoPProofError):
 
     error = "use_dpop_nonce"
 
-    def __init__(self, nonce: str, *, detail: str | None = None) -> None:
+    def __init__(self, nonce: str, *, detail: str | None = None, reason: str | None = None) -> None:
         super().__init__(
-            "Authorization server requires nonce in DPoP proof", detail=detail, headers={"DPoP-Nonce": nonce}
+            "Authorization server requires nonce in DPoP proof",
+            detail=detail,
+            headers={"DPoP-Nonce": nonce},
+            reason=reason,
         )
 
 

@@ -11,7 +11,8 @@ that a nonce challenge does not spend a single-use client assertion. Answers are
 
 Every answer is an audit event: ``token.issued`` with the grant type, or
 ``token.refused`` with the OAuth error code as its reason (the grant type when it
-is one the server knows, the client once it authenticated).
+is one the server knows, the client once it authenticated), after ``dpop.refused``
+naming the check when the DPoP proof was refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bastion.authserver._client_auth import authenticate_client
 from bastion.authserver._errors import (
     NO_STORE,
     AccessDeniedError,
+    InvalidDPoPProofError,
     OAuthError,
     SlowDown,
     UnauthorizedClient,
@@ -95,7 +97,7 @@ async def token_request(server: AuthorizationServer, request: Request, attempt: 
     attempt.client_id = client.client_id
     if grant_type not in client.grant_types:
         raise UnauthorizedClient(f"the client is not registered for the {grant_type} grant")
-    await server.dpop_proofs.require(client, jkt)
+    server.dpop_proofs.require(client, jkt)
     return await grant(server, client, params, jkt)
 
 
@@ -117,6 +119,8 @@ def routes(server: AuthorizationServer) -> list[BaseRoute]:
             try:
                 tokens = await token_request(server, request, attempt)
             except OAuthError as exc:
+                if isinstance(exc, InvalidDPoPProofError) and exc.reason is not None:
+                    await server.audit.emit("dpop.refused", "failure", client_id=attempt.client_id, reason=exc.reason)
                 await server.audit.emit(
                     "token.refused",
                     refusal_outcome(exc),

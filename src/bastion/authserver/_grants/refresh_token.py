@@ -340,7 +340,10 @@ def _check_binding(record: dict[str, Any], jkt: str | None) -> None:
     if not isinstance(bound, str):
         return
     if jkt is None:
-        raise InvalidDPoPProofError("the refresh token is bound to a DPoP key: send a DPoP proof of that key")
+        raise InvalidDPoPProofError(
+            "the refresh token is bound to a DPoP key: send a DPoP proof of that key",
+            reason="no proof for a refresh token bound to a key",
+        )
     if not hmac.compare_digest(jkt.encode(), bound.encode()):
         raise InvalidGrant("the refresh token is bound to another DPoP key")
 
