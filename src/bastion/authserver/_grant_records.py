@@ -10,10 +10,10 @@ clients a user has grants with, for the consents page.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 
+from bastion._core.ids import new_identifier
 from bastion.authserver._models import User
 from bastion.authserver._settings import TokenLifetimes
 from bastion.storage import Store
@@ -67,7 +67,7 @@ class GrantStore:
 
     async def new(self, user: User, client_id: str, *, ttl: float | None = None) -> str:
         """Record a new grant of ``user`` to ``client_id`` and return its id."""
-        grant_id = secrets.token_urlsafe(16)
+        grant_id = new_identifier(16)
         ttl = self.lifetimes.refresh_token + self._slack if ttl is None else ttl
         now = int(self._clock())
         fields: dict[str, object] = {"subject": user.subject, "client_id": client_id, "created": now, "extended": now}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from joserfc.jws import JWSRegistry
 
 from bastion._core.errors import ConfigurationError
 from bastion._core.http import LoopLocks
+from bastion._core.ids import new_identifier
 from bastion._jose.keys import fits
 from bastion.storage import Store
 
@@ -75,7 +75,7 @@ def _generate(alg: str, now: float) -> SigningKey:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SecurityWarning)
         key = key_class.generate_key(size)  # type: ignore[arg-type]
-    return SigningKey(kid=secrets.token_urlsafe(12), alg=alg, created=now, key=key)
+    return SigningKey(kid=new_identifier(12), alg=alg, created=now, key=key)
 
 
 class KeyRing:

@@ -44,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bastion._core.audit import Outcome
+from bastion._core.ids import new_identifier
 from bastion.authserver._client_metadata import SECRET_METHODS, client_from_metadata, strict_json
 from bastion.authserver._errors import (
     NO_STORE,
@@ -98,7 +99,7 @@ async def register_client(server: AuthorizationServer, metadata: dict[str, objec
     issued_at = int(server.clock())
     client = client_from_metadata(
         metadata,
-        client_id=secrets.token_urlsafe(24),
+        client_id=new_identifier(24),
         kind="registered",
         client_secret_hash=None if secret is None else hash_secret(secret),
         client_id_issued_at=issued_at,
