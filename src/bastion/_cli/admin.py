@@ -1,60 +1,34 @@
-"""The administration commands of ``bastion``, on a server's store (``--store URL`` or ``BASTION_STORE``).
+"""The administration commands of ``bastion`` on a server's store: ``clients``, ``grants``, ``consents``.
 
-``clients list|show|delete``, ``grants list|revoke``, ``consents list|withdraw``,
-``keys list|rotate`` (``keys`` alone still prints a new encryption key, as
-``encryption-key`` does), and ``token``, which mints an access token with the store's
-signing key for development and scripts. Each builds a bare
-:class:`~bastion.AuthorizationServer` on the store and calls its :class:`~bastion.authserver.Admin`;
-a revocation is published through the store, so a server running on it refuses the
-revoked tokens at once. Tables by default, ``--json`` for scripts. Exit status: 0 done,
-1 refused (no such client or grant, a static client), 2 a usage or store error.
+``clients list|show|delete``, ``grants list|revoke``, ``consents list|withdraw``; ``keys``
+(:mod:`bastion._cli.keys`) and ``token`` (:mod:`bastion._cli.token`) are added with them.
+Each works on a bare :class:`~bastion.AuthorizationServer` over the store
+(:mod:`bastion._cli.store_session`) through its :class:`~bastion.authserver.Admin`.
+Tables by default, ``--json`` for scripts. Exit status: 0 done, 1 refused (no such client
+or grant, a static client), 2 a usage or store error.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import math
-import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from bastion._cli import keys, token
+from bastion._cli.errors import CommandRefused
+from bastion._cli.parser import command_name
 from bastion._cli.printing import count, fields, first, print_json, table, when
-from bastion._core.errors import BastionError
+from bastion._cli.store_session import on_store, store_options
 
 if TYPE_CHECKING:
     from bastion.authserver import AuthorizationServer
 
 __all__ = ["add_commands"]
 
-#: The client id of the tokens ``bastion token`` mints, unless ``--client`` names another.
-TOKEN_CLIENT = "bastion-cli"
 
-Work = Callable[["AuthorizationServer"], Awaitable[int]]
-
-
-class CommandRefused(BastionError):
-    """A command that cannot go on: its message is printed, with the exit status."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Any) -> None:
     """Add the administration commands to the ``bastion`` parser; each sets ``run`` (``args -> exit status``)."""
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument(
-        "--store", help="the server's store: sqlite:///PATH or redis://HOST:6379/0 (default: BASTION_STORE)"
-    )
-    store.add_argument(
-        "--clients", dest="clients_file", metavar="FILE", help="the server's clients file: its static clients too"
-    )
-    store.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
+    store = store_options()
     clients = commands.add_parser("clients", help="the OAuth clients the server knows").add_subparsers(
         dest="action", required=True
     )
@@ -92,97 +66,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     withdraw.add_argument("--user", required=True)
     withdraw.add_argument("--client", required=True)
     withdraw.set_defaults(run=_consents_withdraw)
-
-    keys = commands.add_parser(
-        "keys", help="the signing keys (list, rotate); alone, a new encryption key as encryption-key prints"
-    )
-    keys.set_defaults(run=_keys_alone)
-    actions = keys.add_subparsers(dest="action")
-    actions.add_parser("list", parents=[store], help="the signing key ring").set_defaults(run=_keys_list)
-    actions.add_parser(
-        "rotate", parents=[store], help="sign with a new key from now on; the old ones stay published"
-    ).set_defaults(run=_keys_rotate)
-
-    commands.add_parser(
-        "encryption-key",
-        help="print a new encryption key for BASTION_ENCRYPTION_KEYS (the proxy's upstream tokens at rest)",
-    ).set_defaults(run=_encryption_key)
-
-    token = commands.add_parser(
-        "token", parents=[store], help="mint an access token with the store's signing key (development, scripts)"
-    )
-    token.add_argument("--user", required=True, help="the token's subject")
-    token.add_argument("--scopes", default="", help="space- or comma-separated scopes")
-    token.add_argument("--resource", required=True, help="the MCP server's URL, the token's audience")
-    token.add_argument("--issuer", help="the authorization server's issuer (default: the resource's origin)")
-    token.add_argument("--client", default=TOKEN_CLIENT, help=f"the token's client_id (default {TOKEN_CLIENT})")
-    token.add_argument("--name", help="the user's display name (the name claim)")
-    token.add_argument("--role", action="append", default=[], help="a role of the user (repeat for more)")
-    token.add_argument("--lifetime", type=float, default=3600.0, help="seconds the token lives (default 3600)")
-    token.add_argument("--force", action="store_true", help="mint one for an issuer that is not loopback")
-    token.set_defaults(run=_token)
-
-
-# -- running a command on the store ------------------------------------------------------------
-
-
-def _name(args: argparse.Namespace) -> str:
-    action = getattr(args, "action", None)
-    return f"bastion {args.command}" + (f" {action}" if action else "")
-
-
-def _on_store(args: argparse.Namespace, work: Work, *, issuer: str | None = None, lifetime: float | None = None) -> int:
-    """Run ``work`` on a bare server over the store the arguments name; errors as one line on stderr."""
-    from bastion.authserver import AdminError
-    from bastion.storage import StoreError
-
-    try:
-        url = args.store or os.environ.get("BASTION_STORE")
-        if not url:
-            raise CommandRefused("give the server's store with --store URL or BASTION_STORE")
-        _check_store_url(url)
-        return asyncio.run(_session(url, work, issuer, lifetime, args.clients_file))
-    except CommandRefused as exc:
-        print(f"{_name(args)}: {exc}", file=sys.stderr)
-        return exc.status
-    except AdminError as exc:
-        print(f"{_name(args)}: {exc}", file=sys.stderr)
-        return 1
-    except (BastionError, StoreError, OSError, NotImplementedError) as exc:
-        print(f"{_name(args)}: {exc}", file=sys.stderr)
-        return 2
-
-
-def _check_store_url(url: str) -> None:
-    """Refuse a store that cannot be a running server's: ``memory://``, or a SQLite file that is not there.
-
-    Opening a mistyped SQLite path would create an empty store and show nothing.
-    """
-    scheme, _, rest = url.partition("://")
-    if scheme == "memory":
-        raise CommandRefused("memory:// holds nothing outside the process that made it: name the server's store")
-    if scheme == "sqlite" and rest and not Path(rest).expanduser().is_file():
-        raise CommandRefused(f"there is no store file at {Path(rest).expanduser()}")
-
-
-async def _session(url: str, work: Work, issuer: str | None, lifetime: float | None, clients: str | None) -> int:
-    from bastion.authserver import AuthorizationServer, Signing, TokenLifetimes
-    from bastion.authserver._keyring import stored_ring
-    from bastion.storage import open_store
-
-    store = open_store(url)
-    try:
-        ring = await stored_ring(store)
-        # The server's algorithm is the ring's: another would make the ring rotate to it.
-        signing = Signing(algorithm=ring[-1].alg) if ring else Signing()
-        lifetimes = TokenLifetimes() if lifetime is None else TokenLifetimes(access_token=lifetime)
-        server = AuthorizationServer(issuer, store=store, signing=signing, lifetimes=lifetimes, clients=clients)
-        # This process knows neither the server's token lifetimes nor its overlap: a rotation
-        # from here drops no key; the server's own next rotation does.
-        server.keys.overlap = math.inf
-        return await work(server)
-    finally:
-        await store.aclose()
+    keys.add_parsers(commands, store)
+    token.add_parser(commands, store)
 
 
 # -- clients -----------------------------------------------------------------------------------
@@ -208,7 +93,7 @@ def _clients_list(args: argparse.Namespace) -> int:
         table(["CLIENT ID", "KIND", "NAME", "AUTH", "REGISTERED", "REDIRECT URIS"], rows, "no clients")
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 def _clients_show(args: argparse.Namespace) -> int:
@@ -224,7 +109,7 @@ def _clients_show(args: argparse.Namespace) -> int:
             fields(data)
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 def _clients_delete(args: argparse.Namespace) -> int:
@@ -236,7 +121,7 @@ def _clients_delete(args: argparse.Namespace) -> int:
             print(f"deleted client {args.client_id}; {count(revoked, 'grant')} revoked")
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 # -- grants ------------------------------------------------------------------------------------
@@ -262,12 +147,12 @@ def _grants_list(args: argparse.Namespace) -> int:
         table(["GRANT ID", "USER", "CLIENT", "SCOPES", "CREATED", "REFRESH"], rows, "no grants")
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 def _grants_revoke(args: argparse.Namespace) -> int:
     if (args.grant_id is None) == (args.user is None and args.client is None):
-        print(f"{_name(args)}: give a grant id, or --user and/or --client", file=sys.stderr)
+        print(f"{command_name(args)}: give a grant id, or --user and/or --client", file=sys.stderr)
         return 2
 
     async def work(server: AuthorizationServer) -> int:
@@ -287,7 +172,7 @@ def _grants_revoke(args: argparse.Namespace) -> int:
             print(f"revoked {count(revoked, 'grant')}")
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 # -- consents ----------------------------------------------------------------------------------
@@ -317,7 +202,7 @@ def _consents_list(args: argparse.Namespace) -> int:
         table(["USER", "CLIENT", "SCOPES", "RESOURCES", "GIVEN"], rows, "no consents")
         return 0
 
-    return _on_store(args, work)
+    return on_store(args, work)
 
 
 def _consents_withdraw(args: argparse.Namespace) -> int:
@@ -330,94 +215,4 @@ def _consents_withdraw(args: argparse.Namespace) -> int:
             print(f"withdrew {args.user}'s consent for {args.client} and revoked its grants")
         return 0
 
-    return _on_store(args, work)
-
-
-# -- keys --------------------------------------------------------------------------------------
-
-
-def _encryption_key(args: argparse.Namespace) -> int:
-    from bastion.authserver._vault import TokenVault
-
-    print(TokenVault.generate_key())
-    return 0
-
-
-def _keys_alone(args: argparse.Namespace) -> int:
-    print(
-        "bastion keys: printing a new encryption key; this is `bastion encryption-key` now "
-        "(`bastion keys rotate` rotates the signing key)",
-        file=sys.stderr,
-    )
-    return _encryption_key(args)
-
-
-def _print_ring(args: argparse.Namespace, ring: Sequence[Any]) -> None:
-    if args.json:
-        print_json([k.to_dict() for k in ring])
-        return
-    rows = [[k.kid, k.alg, when(k.created_at), "signing" if k.signing else "published"] for k in ring]
-    table(["KID", "ALG", "CREATED", "STATUS"], rows, "no signing key yet (the server makes one when it first signs)")
-
-
-def _keys_list(args: argparse.Namespace) -> int:
-    async def work(server: AuthorizationServer) -> int:
-        _print_ring(args, await server.admin.signing_keys())
-        return 0
-
-    return _on_store(args, work)
-
-
-def _keys_rotate(args: argparse.Namespace) -> int:
-    async def work(server: AuthorizationServer) -> int:
-        await server.admin.rotate_signing_key()
-        _print_ring(args, await server.admin.signing_keys())
-        return 0
-
-    return _on_store(args, work)
-
-
-# -- token -------------------------------------------------------------------------------------
-
-
-def _token(args: argparse.Namespace) -> int:
-    from bastion._core.errors import ConfigurationError
-    from bastion._core.net import is_loopback_host
-    from bastion._resource.metadata import canonical_resource
-    from bastion.authserver._issuer import canonical_issuer
-
-    try:
-        resource = canonical_resource(args.resource)
-        parts = urlsplit(resource)
-        issuer = canonical_issuer(args.issuer or f"{parts.scheme}://{parts.netloc}")
-        if not (math.isfinite(args.lifetime) and args.lifetime > 0):
-            raise ConfigurationError("--lifetime must be a positive number of seconds")
-    except ConfigurationError as exc:
-        print(f"bastion token: {exc}", file=sys.stderr)
-        return 2
-    if not is_loopback_host(urlsplit(issuer).hostname or "") and not args.force:
-        print(
-            f"bastion token: {issuer} is not a loopback issuer; tokens minted from the store are for "
-            "development: add --force to mint one anyway",
-            file=sys.stderr,
-        )
-        return 2
-    scopes = tuple(dict.fromkeys(args.scopes.replace(",", " ").split()))
-
-    async def work(server: AuthorizationServer) -> int:
-        from bastion.authserver import User
-
-        user = User(args.user, name=args.name, roles=tuple(args.role))
-        # A grant of its own, so that `bastion grants revoke` reaches this token too.
-        grant_id = await server.new_grant(user, args.client, ttl=args.lifetime)
-        token, expires_in = await server.access_tokens.mint(
-            client_id=args.client, subject=user.subject, scopes=scopes, resource=resource, grant_id=grant_id, user=user
-        )
-        if args.json:
-            body = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
-            print_json({**body, "scope": " ".join(scopes), "grant_id": grant_id, "issuer": issuer})
-        else:
-            print(token)
-        return 0
-
-    return _on_store(args, work, issuer=issuer, lifetime=args.lifetime)
+    return on_store(args, work)

@@ -48,6 +48,7 @@ def add_parser(commands: Any) -> None:
         "--since", metavar="WHEN", help="only events since then: a duration ago (90s, 15m, 1h, 7d) or an ISO-8601 time"
     )
     audit.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    audit.set_defaults(run=run)
 
 
 def parse_since(text: str, now: float) -> float:
