@@ -44,23 +44,23 @@ def add_commands(commands: Any) -> None:
 
     grants = commands.add_parser("grants", help="who allowed which client").add_subparsers(dest="action", required=True)
     listing = grants.add_parser("list", parents=[store], help="the live grants")
-    listing.add_argument("--user", help="only this user's (subject)")
-    listing.add_argument("--client", help="only those given to this client id")
+    listing.add_argument("--user", help="only this user's, by subject (default: every user's)")
+    listing.add_argument("--client", help="only those given to this client id (default: every client's)")
     listing.set_defaults(run=_grants_list)
     revoke = grants.add_parser(
         "revoke", parents=[store], help="revoke a grant, a user's or a client's: their tokens stop working now"
     )
     revoke.add_argument("grant_id", nargs="?", help="the grant's id (from grants list)")
-    revoke.add_argument("--user", help="every grant of this user (and their sign-in sessions)")
-    revoke.add_argument("--client", help="every grant given to this client id")
+    revoke.add_argument("--user", help="every grant of this user, and their sign-in sessions (default: none)")
+    revoke.add_argument("--client", help="every grant given to this client id (default: none)")
     revoke.set_defaults(run=_grants_revoke)
 
     consents = commands.add_parser("consents", help="the consents users asked to remember").add_subparsers(
         dest="action", required=True
     )
     listing = consents.add_parser("list", parents=[store], help="the remembered consents")
-    listing.add_argument("--user", help="only this user's (subject)")
-    listing.add_argument("--client", help="only those given to this client id")
+    listing.add_argument("--user", help="only this user's, by subject (default: every user's)")
+    listing.add_argument("--client", help="only those given to this client id (default: every client's)")
     listing.set_defaults(run=_consents_list)
     withdraw = consents.add_parser("withdraw", parents=[store], help="forget a consent and revoke its grants")
     withdraw.add_argument("--user", required=True)

@@ -42,10 +42,15 @@ def add_parser(commands: Any) -> None:
     audit.add_argument(
         "--store", help="the server's store: sqlite:///PATH or redis://HOST:6379/0 (default: BASTION_STORE)"
     )
-    audit.add_argument("--user", metavar="SUBJECT", help="only the events of this user (their subject)")
-    audit.add_argument("--client", metavar="CLIENT_ID", help="only the events of this client")
     audit.add_argument(
-        "--since", metavar="WHEN", help="only events since then: a duration ago (90s, 15m, 1h, 7d) or an ISO-8601 time"
+        "--user", metavar="SUBJECT", help="only the events of this user, by subject (default: every user's)"
+    )
+    audit.add_argument("--client", metavar="CLIENT_ID", help="only the events of this client (default: every client's)")
+    audit.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only events since then: a duration ago (90s, 15m, 1h, 7d) or an ISO-8601 time "
+        "(default: every event kept)",
     )
     audit.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     audit.set_defaults(run=run)

@@ -29,7 +29,7 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "--dev-ca-file",
         metavar="PATH",
         help="the CA (PEM) that issued the certificates of the --dev-metadata-origin servers; only it is trusted "
-        "for them",
+        "for them (default: none)",
     )
 
 

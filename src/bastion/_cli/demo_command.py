@@ -43,13 +43,14 @@ def add_parser(commands: Any) -> None:
     demo.add_argument(
         "--public-url", help="the URL clients use (default: http(s)://HOST:PORT, or BASTION_BASE_URL with BASTION_AUTH)"
     )
-    demo.add_argument("--ssl-certfile", help="serve https with this certificate (PEM)")
-    demo.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    demo.add_argument("--ssl-certfile", help="serve https with this certificate, PEM (default: plain http)")
+    demo.add_argument("--ssl-keyfile", help="the certificate's private key, PEM (default: none)")
     demo.add_argument(
         "--auto-approve",
         metavar="USER",
         choices=["alice", "bob"],
-        help="sign in as USER and approve consent without pages (headless tests; loopback only)",
+        help="sign in as USER and approve consent without pages, for headless tests on loopback "
+        "(default: the sign-in and consent pages)",
     )
     cimd_dev.add_arguments(demo)  # --dev-metadata-origin, --dev-ca-file
     demo.set_defaults(run=run)
