@@ -339,7 +339,7 @@ def test_the_store_must_be_named_and_reachable(
     )
     for url, message in [
         ("postgres://db/auth", "unknown store URL scheme 'postgres'"),
-        (f"sqlite://{tmp_path / 'missing.db'}", f"there is no store file at {tmp_path / 'missing.db'}"),
+        (f"sqlite:///{tmp_path / 'missing.db'}", f"there is no store file at {tmp_path / 'missing.db'}"),
         ("redis://127.0.0.1:1/0", "Redis"),
         ("memory://", "memory:// holds nothing"),
     ]:

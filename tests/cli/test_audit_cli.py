@@ -127,8 +127,8 @@ def test_nothing_kept_is_said_on_stderr(tmp_path: Path, capsys: pytest.CaptureFi
     [
         ([], "no store"),
         (["--store", "postgres://admin:hunter2-secret@db/auth"], "not a URL bastion knows"),
-        (["--store", "memory://"], "keeps nothing"),
-        (["--store", "sqlite:///nowhere/at/all.db"], "no store file"),
+        (["--store", "memory://"], "holds nothing"),
+        (["--store", "sqlite:///nowhere/at/all.db"], "there is no store file at"),
         (["--store", "memory://", "--since", "last tuesday"], "--since takes"),
         (["--store", "memory://", "--since=-5m"], "--since takes"),
     ],

@@ -119,7 +119,7 @@ def test_serve_imports_from_app_dir(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_serve_runs_several_workers_that_answer(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "workers_notes.py").write_text(APP.format(port=port))
-    store = f"sqlite://{tmp_path / 'auth.db'}"
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
     argv = ["serve", "workers_notes:mcp", "--port", str(port), "--workers", "2", "--store", store]
     with started(argv, "Application startup complete", times=2, cwd=tmp_path) as process:
         base = f"http://127.0.0.1:{port}"

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bastion._cli.store_session import existing_store
 from bastion._core.audit import AuditEvent
 from bastion._core.errors import ConfigurationError
 
@@ -40,7 +40,7 @@ def add_parser(commands: Any) -> None:
         description="List the audit events an authorization server kept in its store, oldest first.",
     )
     audit.add_argument(
-        "--store", help="the server's store: sqlite:///PATH or redis://HOST:6379/0 (default: BASTION_STORE)"
+        "--store", help="the server's store: sqlite:///FILE or redis://HOST:6379/0 (default: BASTION_STORE)"
     )
     audit.add_argument(
         "--user", metavar="SUBJECT", help="only the events of this user, by subject (default: every user's)"
@@ -84,17 +84,13 @@ def _open(url: str | None) -> Store:
 
     url = url or os.environ.get("BASTION_STORE") or None
     if url is None:
-        raise ConfigurationError("no store: give --store sqlite:///PATH or redis://HOST:6379/0, or set BASTION_STORE")
-    scheme, _, rest = url.partition("://")
-    if scheme == "memory":
-        raise ConfigurationError("memory:// keeps nothing between processes: give the server's own store")
-    if scheme == "sqlite" and rest and not Path(rest).expanduser().is_file():
-        raise ConfigurationError(f"no store file at {str(Path(rest).expanduser())!r}")
+        raise ConfigurationError("no store: give --store sqlite:///FILE or redis://HOST:6379/0, or set BASTION_STORE")
+    existing_store(url)  # its messages name a file's path, never the URL
     try:
         return open_store(url)
     except ConfigurationError:
         # The URL itself is not repeated: it may hold a password.
-        raise ConfigurationError("the store is not a URL bastion knows: sqlite:///PATH, redis://HOST:6379/0") from None
+        raise ConfigurationError("the store is not a URL bastion knows: sqlite:///FILE, redis://HOST:6379/0") from None
 
 
 async def _query(store: Store, user: str | None, client: str | None, since: float | None) -> list[AuditEvent]:

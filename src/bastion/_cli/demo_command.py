@@ -37,7 +37,7 @@ def add_parser(commands: Any) -> None:
     demo.add_argument("--port", type=int, default=8000, help="port")
     demo.add_argument(
         "--store",
-        help="sqlite:///PATH, redis://HOST:6379/0 (several replicas) or memory:// "
+        help="sqlite:///FILE, redis://HOST:6379/0 (several replicas) or memory:// "
         "(default: BASTION_STORE, else a SQLite file under the user's data directory)",
     )
     demo.add_argument(

@@ -13,12 +13,11 @@ import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bastion._cli.errors import USAGE, CommandRefused
 from bastion._cli.parser import command_name
-from bastion._core.errors import BastionError
+from bastion._core.errors import BastionError, ConfigurationError
 
 if TYPE_CHECKING:
     from bastion.authserver import AuthorizationServer
@@ -33,7 +32,7 @@ def store_options() -> argparse.ArgumentParser:
     """The options every command on a store takes (a parent parser): ``--store``, ``--clients``, ``--json``."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
-        "--store", help="the server's store: sqlite:///PATH or redis://HOST:6379/0 (default: BASTION_STORE)"
+        "--store", help="the server's store: sqlite:///FILE or redis://HOST:6379/0 (default: BASTION_STORE)"
     )
     options.add_argument(
         "--clients",
@@ -54,7 +53,7 @@ def on_store(args: argparse.Namespace, work: Work, *, issuer: str | None = None,
         url = args.store or os.environ.get("BASTION_STORE")
         if not url:
             raise CommandRefused("give the server's store with --store URL or BASTION_STORE")
-        _check_store_url(url)
+        existing_store(url)
         return asyncio.run(_session(url, work, issuer, lifetime, args.clients_file))
     except CommandRefused as exc:
         print(f"{command_name(args)}: {exc}", file=sys.stderr)
@@ -67,16 +66,23 @@ def on_store(args: argparse.Namespace, work: Work, *, issuer: str | None = None,
         return USAGE
 
 
-def _check_store_url(url: str) -> None:
+def existing_store(url: str) -> None:
     """Refuse a store that cannot be a running server's: ``memory://``, or a SQLite file that is not there.
 
     Opening a mistyped SQLite path would create an empty store and show nothing.
+
+    Raises:
+        ConfigurationError: the message says which, naming the file's absolute path.
     """
-    scheme, _, rest = url.partition("://")
+    from bastion.storage._url import sqlite_path
+
+    scheme = url.partition("://")[0]
     if scheme == "memory":
-        raise CommandRefused("memory:// holds nothing outside the process that made it: name the server's store")
-    if scheme == "sqlite" and rest and not Path(rest).expanduser().is_file():
-        raise CommandRefused(f"there is no store file at {Path(rest).expanduser()}")
+        raise ConfigurationError("memory:// holds nothing outside the process that made it: name the server's store")
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        if not path.is_file():
+            raise ConfigurationError(f"there is no store file at {path}")
 
 
 async def _session(url: str, work: Work, issuer: str | None, lifetime: float | None, clients: str | None) -> int:
