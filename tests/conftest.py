@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +12,21 @@ import pytest
 from support.artifacts import KEPT
 from support.notes import notes_server, served
 from support.redis import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _bastion_variables_kept_apart() -> Iterator[None]:
+    """Each test sees the ``BASTION_*`` variables it started with, whatever an earlier one set.
+
+    ``bastion serve --store`` sets ``BASTION_STORE`` for the module it imports; run
+    in-process by a test, it would otherwise reach every later test.
+    """
+    before = {name: value for name, value in os.environ.items() if name.upper().startswith("BASTION_")}
+    yield
+    for name in [name for name in os.environ if name.upper().startswith("BASTION_")]:
+        if name not in before:
+            del os.environ[name]
+    os.environ.update(before)
 
 
 @pytest.fixture

@@ -54,6 +54,8 @@
           +-- AccessDeniedError         access_denied, 403
           +-- InvalidRedirectURI        invalid_redirect_uri, 400 (RFC 7591)
           +-- InvalidClientMetadata     invalid_client_metadata, 400 (RFC 7591)
+          +-- InvalidDPoPProofError     invalid_dpop_proof, 400 (RFC 9449 section 5)
+          |    +-- UseDPoPNonceError    use_dpop_nonce, 400 + DPoP-Nonce (RFC 9449 section 8)
           +-- SlowDown                  slow_down, 429 + Retry-After
           +-- TemporarilyUnavailable    temporarily_unavailable, 503 + Retry-After
           +-- ServerError               server_error, 500
