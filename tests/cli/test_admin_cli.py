@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from bastion.authserver._models import hash_secret
 from bastion.storage import open_store
 from bastion.testing import MemoryTokenStorage, oauth_client
 
+from support.demo import demo_process
 from support.notes import MCP_HEADERS, rpc
 
 #: Seconds a server on the store has to refuse a revoked token (SQLite: a poll every
@@ -44,30 +44,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def demo_process(store: str) -> Iterator[str]:
-    """``bastion demo`` on ``store``, signing every authorization in as alice; its MCP endpoint once it listens."""
-    port = free_port()
-    argv = ["demo", "--port", str(port), "--store", store, "--auto-approve", "alice"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bastion._cli.main", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in process.stdout:
-            lines.append(line)
-            if "Ctrl-C stops it" in line:
-                break
-        found = re.search(r"MCP endpoint\s+(\S+)", "".join(lines))
-        assert found is not None, "".join(lines)
-        yield found.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        process.stdout.close()
 
 
 async def bastion(*argv: str) -> tuple[int, str, str]:
