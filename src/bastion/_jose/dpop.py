@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,7 @@ __all__ = [
     "content_digest",
     "dpop_algorithms",
     "normalize_htu",
+    "public_reason",
     "thumbprint",
 ]
 
@@ -87,6 +89,22 @@ class Proof:
     jti: str
     iat: float
     nonce: str | None
+
+
+#: The public text of a refused proof whose check's message would quote the proof.
+_GENERIC = "the DPoP proof is invalid"
+#: A value quoted into a message (``{value!r}``), unlike the apostrophe of "the proof's".
+_QUOTED = re.compile(r"(^|\s)['\"]|[\"{}<>]")
+
+
+def public_reason(message: str) -> str:
+    """The part of an :class:`InvalidDPoPProof` message that names the check, never a value from the proof.
+
+    What a client is told and an audit event records: ``check_proof``'s messages name the
+    check before any ``": "``, and a few quote what the proof held, which is dropped.
+    """
+    head = message.split(": ", 1)[0]
+    return _GENERIC if _QUOTED.search(head) else head
 
 
 def dpop_algorithms(names: Sequence[str] | None = None) -> dict[str, JWSAlgModel]:

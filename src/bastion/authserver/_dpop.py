@@ -27,14 +27,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 from typing import TYPE_CHECKING, NoReturn
 
 from starlette.requests import Request
 
 from bastion._core.errors import InvalidDPoPProof
-from bastion._jose.dpop import check_proof, dpop_algorithms
+from bastion._jose.dpop import check_proof, dpop_algorithms, public_reason
 from bastion.authserver._errors import InvalidDPoPProofError, UseDPoPNonceError
 from bastion.authserver._models import Client, hash_secret
 from bastion.storage import StoreError
@@ -51,16 +50,6 @@ NONCE_NAMESPACE = "dpop-nonce"
 _NONCE_KEY = "hmac-key"
 #: Seconds a proof's ``iat`` may be ahead of the server's clock.
 LEEWAY = 60.0
-#: The public text of a proof that fails a check whose message would quote the proof.
-_GENERIC = "the DPoP proof is invalid"
-#: A value quoted into a message (``{value!r}``), unlike the apostrophe of "the proof's".
-_QUOTED = re.compile(r"(^|\s)['\"]|[\"{}<>]")
-
-
-def _public(message: str) -> str:
-    """The part of a proof check's message that names the check, never a value from the proof."""
-    head = message.split(": ", 1)[0]
-    return _GENERIC if _QUOTED.search(head) else head
 
 
 class TokenProofs:
@@ -96,7 +85,7 @@ class TokenProofs:
                 leeway=LEEWAY,
             )
         except InvalidDPoPProof as exc:
-            public = _public(str(exc))
+            public = public_reason(str(exc))
             self._refuse(public, public, detail=str(exc))
         if self.settings.nonce:
             await self._check_nonce(proof.nonce)
