@@ -2,6 +2,7 @@
 
 import bastion
 import bastion.authserver
+import bastion.client
 import bastion.fastapi
 import bastion.providers
 import bastion.proxy
@@ -34,6 +35,7 @@ def test_subpackages_export_exactly_the_intended_names() -> None:
         "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"
     }  # fmt: skip
     assert set(bastion.fastapi.__all__) == {"Bastion"}
+    assert set(bastion.client.__all__) == {"DPoPAuth", "ProofKey"}
     assert set(bastion.providers.__all__) == {
         "OIDC", "Auth0", "Cognito", "EntraID", "GitHub", "Google", "Keycloak", "Okta", "WorkOS"
     }  # fmt: skip
@@ -64,6 +66,7 @@ def test_every_public_name_has_a_docstring() -> None:
         bastion.fastapi,
         bastion.storage,
         bastion.authserver,
+        bastion.client,
         bastion.providers,
         bastion.proxy,
     ):
