@@ -33,6 +33,7 @@ from bastion._core.telemetry import instrument, uninstrument
 from bastion._jose.jwks import JWKSOptions
 from bastion._resource.apikeys import APIKey, APIKeyVerifier, StaticTokenVerifier, hash_api_key
 from bastion._resource.callable import CallableVerifier
+from bastion._resource.dpop import DPoPOptions
 from bastion._resource.introspection import IntrospectionVerifier
 from bastion._resource.jwt import ClaimNames, JWTVerifier
 from bastion._resource.multi import MultiVerifier
@@ -72,6 +73,7 @@ __all__ = [
     "ClaimNames",
     "Client",
     "ConfigurationError",
+    "DPoPOptions",
     "Decision",
     "InsufficientScope",
     "IntrospectionVerifier",

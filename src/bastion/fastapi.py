@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from bastion._adapters.mcpserver import MCPServer
+from bastion._resource.dpop import DPoPOptions, dpop_options
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.metadata import WELL_KNOWN, ResourceMetadata
 from bastion._resource.policy import PolicyLike, as_policy, require_auth, require_role, require_scopes
@@ -54,6 +55,9 @@ class Bastion:
         initial_scopes: Scopes the 401 challenge names for a first sign-in, besides what
             the verifier requires (default: when nothing is required, the scopes the
             dependencies use).
+        dpop: DPoP-bound tokens (RFC 9449): on by default, :class:`~bastion.DPoPOptions`
+            to require or tune it, ``False`` for bearer tokens only. With an authorization
+            server, used proofs are remembered in its store.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class Bastion:
         authorization_servers: Sequence[str] = (),
         scopes_supported: Sequence[str] = (),
         initial_scopes: Sequence[str] | None = None,
+        dpop: DPoPOptions | bool = True,
     ) -> None:
         self.authorization_server = auth if isinstance(auth, AuthorizationServer) else None
         verifier = auth.resource_verifier(resource_url) if isinstance(auth, AuthorizationServer) else auth
@@ -75,6 +80,7 @@ class Bastion:
             ),
             registry=PolicyRegistry(),
             initial_scopes=initial_scopes,
+            dpop=dpop_options(dpop, self.authorization_server.store if self.authorization_server else None),
         )
         if self.authorization_server is not None:
             self.guard.audit = self.authorization_server.audit  # one audit trail for both
@@ -164,5 +170,9 @@ class Bastion:
 def _as_exception(response: Response) -> HTTPException:
     body = json.loads(bytes(response.body))
     kept = ("www-authenticate", "cache-control", "retry-after")
-    headers = {k: v for k, v in response.headers.items() if k.lower() in kept}
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        if name.lower() in kept:
+            # An exception holds one value per header: several challenges go in one field (RFC 9110 section 11.6.1).
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return HTTPException(status_code=response.status_code, detail=body, headers=headers)

@@ -42,10 +42,14 @@ def test_dependencies_answer_401_403_and_return_the_token() -> None:
         anonymous = httpx2.get(base + "/notes")
         assert anonymous.status_code == 401
         # A first sign-in is told what the dependencies need.
-        assert anonymous.headers["www-authenticate"] == (
+        # Two challenges in one field, Bearer first, then DPoP with its algorithms.
+        bearer, _, dpop = anonymous.headers["www-authenticate"].partition(", DPoP ")
+        assert bearer == (
             'Bearer scope="notes:read notes:write", '
             'resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"'
         )
+        assert dpop.startswith('scope="notes:read notes:write", resource_metadata=')
+        assert 'algs="ES256' in dpop
         refused = httpx2.get(base + "/notes", headers={"Authorization": "Bearer nothing"})
         assert refused.status_code == 403
         assert 'scope="notes:read"' in refused.headers["www-authenticate"]

@@ -252,10 +252,8 @@ async def test_malformed_members_are_refused(
         await make_verifier().verify("tok-1")
 
 
-@pytest.mark.parametrize(
-    "claims", [{"token_type": "refresh_token"}, {"token_type": "Refresh"}, {"cnf": {"jkt": "0ZcOCORZNYy"}}]
-)
-async def test_refresh_and_sender_constrained_tokens_are_refused(
+@pytest.mark.parametrize("claims", [{"token_type": "refresh_token"}, {"token_type": "Refresh"}])
+async def test_refresh_tokens_are_refused(
     authorization_server: tuple[AuthorizationServer, str],
     make_verifier: Callable[..., IntrospectionVerifier],
     claims: dict[str, Any],
@@ -267,6 +265,17 @@ async def test_refresh_and_sender_constrained_tokens_are_refused(
     with pytest.raises(InvalidToken):
         await verifier.verify("tok-1")
     assert (await verifier.verify("bearer")).subject == "alice"
+
+
+async def test_a_bound_token_keeps_its_cnf_and_is_refused_by_the_bearer_only_sdk_protocol(
+    authorization_server: tuple[AuthorizationServer, str], make_verifier: Callable[..., IntrospectionVerifier]
+) -> None:
+    # The resource checks the binding (a DPoP proof of cnf.jkt); the SDK's protocol carries no proof.
+    server, _ = authorization_server
+    server.answers["bound"] = active(cnf={"jkt": "0ZcOCORZNYy"})
+    verifier = make_verifier()
+    assert (await verifier.verify("bound")).claim("cnf") == {"jkt": "0ZcOCORZNYy"}
+    assert await verifier.verify_token("bound") is None
 
 
 async def test_issuer_is_checked_when_the_answer_names_one(

@@ -24,6 +24,7 @@ from bastion._config.settings import server_settings
 from bastion._core.audit import Audit
 from bastion._core.errors import AuthenticationError, AuthorizationError, ConfigurationError, KeysUnavailable
 from bastion._core.net import is_loopback_host
+from bastion._resource.dpop import DPoPOptions, dpop_options
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.list_filter import ListVisibility, PolicyEnforcement
 from bastion._resource.metadata import ResourceMetadata, advertised_scopes
@@ -89,6 +90,11 @@ class MCPServer(SDKMCPServer[Any]):
             ``BASTION_AUTH``, building the HTTP app logs a warning, and refuses a
             non-loopback host unless this is ``True``. Default:
             ``BASTION_ALLOW_UNAUTHENTICATED``.
+        dpop: DPoP-bound tokens (RFC 9449, the MCP DPoP profile): on by default, so a
+            token bound to a key is accepted with a proof of that key and bearer tokens
+            as before; :class:`~bastion.DPoPOptions` to require DPoP or tune it,
+            ``False`` to accept bearer tokens only. With an authorization server, used
+            proofs are remembered in its store, shared by its replicas.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
 
     Refused calls are audit events (``call.refused``) of :attr:`audit`: the authorization
@@ -110,6 +116,7 @@ class MCPServer(SDKMCPServer[Any]):
         initial_scopes: Sequence[str] | None = None,
         list_visibility: ListVisibility = "discoverable",
         allow_unauthenticated: bool | None = None,
+        dpop: DPoPOptions | bool = True,
         **kwargs: Any,
     ) -> None:
         if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
@@ -138,6 +145,8 @@ class MCPServer(SDKMCPServer[Any]):
         self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
         self._resource_url = resource_url
         self._initial_scopes = initial_scopes
+        store = self.authorization_server.store if self.authorization_server is not None else None
+        self._dpop = dpop_options(dpop, store)
         self._metadata = ResourceMetadata(
             authorization_servers=tuple(authorization_servers or ()),
             scopes_supported=tuple(scopes_supported or ()),
@@ -190,6 +199,7 @@ class MCPServer(SDKMCPServer[Any]):
             metadata=self._metadata,
             registry=self.registry,
             initial_scopes=self._initial_scopes,
+            dpop=self._dpop,
         )
         guard.audit = self.audit
         return guard

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.types import ASGIApp
 
+from bastion._resource.dpop import DPoPOptions, dpop_options
 from bastion._resource.guard import ResourceGuard
 from bastion._resource.metadata import ResourceMetadata
 from bastion._resource.middleware import DEFAULT_MAX_BODY_SIZE, AuthMiddleware
@@ -29,6 +30,7 @@ def protect(
     initial_scopes: Sequence[str] | None = None,
     is_protected: Callable[[str], bool] | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    dpop: DPoPOptions | bool = True,
 ) -> AuthMiddleware:
     """Wrap an ASGI app so that every HTTP request needs a valid bearer token.
 
@@ -50,6 +52,8 @@ def protect(
             scopes the policies use).
         is_protected: Which paths need a token (default: all but the metadata).
         max_body_size: The largest JSON-RPC body inspected (413 past it).
+        dpop: DPoP-bound tokens (RFC 9449): on by default, :class:`~bastion.DPoPOptions`
+            to require or tune it (give it a shared ``store`` with replicas), ``False`` off.
     """
     guard = ResourceGuard(
         auth,
@@ -60,6 +64,7 @@ def protect(
         ),
         registry=registry or PolicyRegistry(policy),
         initial_scopes=initial_scopes,
+        dpop=dpop_options(dpop),
     )
     return AuthMiddleware(
         app,

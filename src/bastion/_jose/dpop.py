@@ -17,6 +17,7 @@ also refuses a proof without it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -155,6 +156,7 @@ def content_digest(body: bytes) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
 
 
+@functools.lru_cache(maxsize=512)  # an endpoint's URL, and the htu of its proofs, repeat for every request
 def normalize_htu(url: str) -> str:
     """``url`` as RFC 9449 section 4.3 compares ``htu``: without query and fragment, normalized.
 

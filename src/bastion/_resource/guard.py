@@ -16,8 +16,9 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from bastion._core.audit import Audit, enter_request, leave_request
 from bastion._core.errors import (
@@ -26,22 +27,38 @@ from bastion._core.errors import (
     AuthorizationError,
     ConfigurationError,
     InsufficientScope,
+    InvalidToken,
     KeysUnavailable,
 )
 from bastion._core.log import ThrottledLog
-from bastion._resource.challenge import bearer_challenge, challenge_response
+from bastion._resource.challenge import Scheme, challenge_response, challenges
+from bastion._resource.dpop import DPoPOptions, ResourceProofs, binding
 from bastion._resource.metadata import WELL_KNOWN, ResourceMetadata, advertised_scopes, canonical_resource, metadata_url
 from bastion._resource.policy import Decision, Policy, TargetKind
 from bastion._resource.registry import PolicyRegistry
 from bastion._resource.tokens import AccessToken
-from bastion._resource.verifier import Verifier
+from bastion._resource.verifier import Verifier, authorization_credentials
 
-__all__ = ["FORBIDDEN_CODE", "ResourceGuard", "report_refusal", "step_up_scopes"]
+__all__ = ["FORBIDDEN_CODE", "ResourceGuard", "report_refusal", "route_path", "step_up_scopes", "uses_dpop"]
 
 logger = logging.getLogger("bastion")
 
 #: JSON-RPC error code of a call refused by a policy that no scope would satisfy.
 FORBIDDEN_CODE = -32003
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to where the app is mounted (``root_path`` removed)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def uses_dpop(scope: Scope) -> bool:
+    """Whether a request's ``Authorization`` header uses the DPoP scheme (case-insensitive)."""
+    return any(name == b"authorization" and value[:5].lower() == b"dpop " for name, value in scope["headers"])
 
 
 def step_up_scopes(needed: Iterable[str], granted: Iterable[str], known: Iterable[str]) -> list[str]:
@@ -90,6 +107,8 @@ class ResourceGuard:
         initial_scopes: The scopes a first sign-in should ask for, named by the 401
             challenge besides what the default policy and the verifier require
             (default: when nothing is required, every scope the policies use).
+        dpop: How DPoP-bound tokens are checked (RFC 9449); ``None`` accepts bearer tokens
+            only (and refuses every bound token, which it cannot check).
 
     Its refusals go to :attr:`audit` (the ``bastion.audit`` logger; add sinks there, or
     assign the authorization server's ``audit``).
@@ -104,6 +123,7 @@ class ResourceGuard:
         metadata: ResourceMetadata | None = None,
         registry: PolicyRegistry | None = None,
         initial_scopes: Sequence[str] | None = None,
+        dpop: DPoPOptions | None = None,
     ) -> None:
         self.verifier = verifier
         self.registry = registry or PolicyRegistry()
@@ -113,6 +133,13 @@ class ResourceGuard:
             verifier.expect_audience(self.resource_url)
         self.metadata = metadata or ResourceMetadata()
         self.initial_scopes = None if initial_scopes is None else _initial_scopes(initial_scopes)
+        #: The checks of DPoP proofs, or ``None`` when DPoP is off.
+        self.dpop = ResourceProofs(dpop) if dpop is not None else None
+        self._dpop_only = dpop is not None and dpop.required
+        #: The schemes the 401 challenges offer, in this order.
+        self.schemes: tuple[Scheme, ...] = ("Bearer",)
+        if dpop is not None:
+            self.schemes = ("DPoP",) if dpop.required else ("Bearer", "DPoP")
         self._outages = ThrottledLog(logger)
         #: Where refusals are reported (``call.refused``).
         self.audit = Audit()
@@ -141,6 +168,18 @@ class ResourceGuard:
         self.resource_url = derived
         self.verifier.expect_audience(derived)
         return derived
+
+    def endpoint_url(self, conn: HTTPConnection) -> str:
+        """The public URL of the endpoint a request went to, without query: what a DPoP proof's ``htu`` names.
+
+        Built from the resource URL, never from the request's ``Host`` header: the resource's
+        origin, the part of its path where this app is mounted, and the request's path in the app.
+        """
+        parts = urlsplit(self.resource_for(conn))
+        mount = parts.path
+        mounted = self.resource_path
+        mount = mount[: len(mount) - len(mounted)] if mounted and mount.endswith(mounted) else ""
+        return f"{parts.scheme}://{parts.netloc}{mount}{route_path(conn.scope)}"
 
     def metadata_url_for(self, conn: HTTPConnection) -> str:
         """The ``resource_metadata`` URL for challenges."""
@@ -190,7 +229,12 @@ class ResourceGuard:
         if not doc_meta.authorization_servers and self.verifier.issuers:
             # Read at each request: an authorization server's issuer may be known only once it serves.
             doc_meta = replace(doc_meta, authorization_servers=list(self.verifier.issuers))
-        return doc_meta.document(resource)
+        document = doc_meta.document(resource)
+        if self.dpop is not None:
+            # RFC 9728 section 2.
+            document["dpop_signing_alg_values_supported"] = list(self.dpop.algorithms)
+            document["dpop_bound_access_tokens_required"] = self._dpop_only
+        return document
 
     def metadata_response(self, conn: HTTPConnection) -> Response:
         """The metadata document as an HTTP response, readable cross-origin."""
@@ -201,8 +245,13 @@ class ResourceGuard:
 
     # -- decisions --------------------------------------------------------
 
-    async def authenticate(self, conn: HTTPConnection) -> AccessToken | Response:
-        """The request's access token, or the 400/401/403/503 response to send instead."""
+    async def authenticate(self, conn: HTTPConnection, body: bytes | None = None) -> AccessToken | Response:
+        """The request's access token, or the 400/401/403/503 response to send instead.
+
+        ``body`` is the raw request body, which the proof of a DPoP request must digest; when
+        ``None``, such a request's body is read from the :class:`~starlette.requests.Request`
+        (which keeps it for the endpoint).
+        """
         query = conn.scope.get("query_string", b"")
         if query and (query.startswith(b"access_token=") or b"&access_token=" in query):
             # RFC 6750 section 2.3 is not supported: URIs end up in logs (RFC 9700 section 4.3.2).
@@ -212,10 +261,12 @@ class ResourceGuard:
             # otherwise the very first token would be verified with no audience at all.
             self.resource_for(conn)
         cached = self.verifier.peek(conn.scope)
-        if cached is not None:
-            return cached
+        if cached is not None and not self._dpop_only:
+            claims = cached.claims
+            if not claims or "cnf" not in claims:
+                return cached
         try:
-            token = await self.verifier.authenticate(conn)
+            token = await self._credentials(conn, body)
         except AuthenticationError as exc:
             logger.info("authentication failed: %s", exc.__class__.__name__)
             return self.challenge(conn, 401, exc.error, exc.description)
@@ -232,14 +283,45 @@ class ResourceGuard:
             return self.challenge(conn, 401, None, None)
         return token
 
+    async def _credentials(self, conn: HTTPConnection, body: bytes | None) -> AccessToken | None:
+        """The verified token of a DPoP or bearer request, or ``None`` without credentials."""
+        proofs = self.dpop
+        if proofs is not None:
+            raw = authorization_credentials(conn, "DPoP", "access token")
+            if raw is not None:
+                bound = await self.verifier.verify(raw)
+                if body is None:
+                    body = await conn.body() if isinstance(conn, Request) else b""
+                await proofs.check(conn, bound, raw, self.endpoint_url(conn), body)
+                return bound
+        token = await self.verifier.authenticate(conn)
+        if token is None:
+            return None
+        if binding(token) is not None:
+            # RFC 9449 section 7.1: a bound token is never accepted as a bearer token.
+            raise InvalidToken(
+                "a DPoP-bound token sent as a bearer token",
+                description="This access token is DPoP-bound: send it with the DPoP scheme and a proof",
+            )
+        if self._dpop_only:
+            raise InvalidToken("a bearer token where DPoP is required", description="This resource requires DPoP")
+        return token
+
+    def used_scheme(self, conn: HTTPConnection) -> Scheme:
+        """The scheme of the request's credentials: ``DPoP`` when it used it and DPoP is on, else ``Bearer``."""
+        return "DPoP" if self.dpop is not None and uses_dpop(conn.scope) else "Bearer"
+
     def challenge(self, conn: HTTPConnection, status: int, error: str | None, description: str | None) -> Response:
-        """A 400/401 response with the resource's ``WWW-Authenticate`` challenge."""
+        """A 400/401 response with the resource's ``WWW-Authenticate`` challenges, one per scheme."""
         return challenge_response(
             status,
             resource_metadata=self.metadata_url_for(conn),
             error=error,
             description=description,
             scopes=self.challenge_scopes() or None,
+            used=self.used_scheme(conn),
+            schemes=self.schemes,
+            algs=self.dpop.algorithms if self.dpop is not None else (),
         )
 
     async def decide(
@@ -316,14 +398,6 @@ class ResourceGuard:
         """
         step_up = decision.scopes is not None
         scopes = self.step_up_scopes(decision.scopes or (), granted) if step_up else []
-        headers = {"Cache-Control": "no-store"}
-        if step_up:
-            headers["WWW-Authenticate"] = bearer_challenge(
-                resource_metadata=self.metadata_url_for(conn),
-                error="insufficient_scope",
-                description=InsufficientScope.description,
-                scopes=scopes,
-            )
         if jsonrpc:
             message = "Insufficient scope" if step_up else "Forbidden"
             body: dict[str, Any] = {
@@ -337,7 +411,21 @@ class ResourceGuard:
             body = {"error": "insufficient_scope", "error_description": InsufficientScope.description}
         else:
             body = {"error": "forbidden", "error_description": "Forbidden"}
-        return Response(json.dumps(body), status_code=403, media_type="application/json", headers=headers)
+        response = Response(
+            json.dumps(body), status_code=403, media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+        if step_up:
+            for value in challenges(
+                self.used_scheme(conn),
+                self.schemes,
+                resource_metadata=self.metadata_url_for(conn),
+                error="insufficient_scope",
+                description=InsufficientScope.description,
+                scopes=scopes,
+                algs=self.dpop.algorithms if self.dpop is not None else (),
+            ):
+                response.headers.append("WWW-Authenticate", value)
+        return response
 
     def error_response(
         self, conn: HTTPConnection, exc: AuthenticationError | AuthorizationError, granted: Iterable[str] = ()

@@ -179,12 +179,6 @@ class IntrospectionVerifier(Verifier):
         if token_type is not None and token_type.lower() in ("refresh_token", "refresh"):
             # token_type_hint is only a hint: some servers introspect refresh tokens as active.
             raise InvalidToken("introspection answered a refresh token", description="This is not an access token")
-        if answer.get("cnf") is not None:
-            # A DPoP or mTLS bound token (RFC 9449, RFC 8705) sent as a bearer token would lose its binding.
-            raise InvalidToken(
-                "sender-constrained token (cnf) presented as a bearer token",
-                description="Sender-constrained access tokens are not supported by this resource",
-            )
         expires_at = _number(answer, "exp")
         if expires_at is not None and expires_at <= self._clock():
             raise TokenExpired("introspection answered an active token whose exp has passed")

@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion._core.audit import enter_request, leave_request
-from bastion._resource.guard import ResourceGuard
+from bastion._resource.guard import ResourceGuard, route_path, uses_dpop
 from bastion._resource.jsonrpc import BodyTooLarge, read_body, replay, targets
 from bastion._resource.list_filter import UNRESTRICTED
 from bastion._resource.policy import Policy
@@ -30,15 +30,6 @@ __all__ = ["AuthMiddleware", "route_path"]
 
 #: The SDK transport's own default limit.
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
-
-
-def route_path(scope: Scope) -> str:
-    """The request path relative to where the app is mounted (``root_path`` removed)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :] or "/"
-    return path
 
 
 class AuthMiddleware:
@@ -95,7 +86,16 @@ class AuthMiddleware:
             return
 
         conn = HTTPConnection(scope)
-        result = await self.guard.authenticate(conn)
+        body: bytes | None = None
+        if self.guard.dpop is not None and uses_dpop(scope):
+            # A DPoP proof digests the body (the MCP profile's content_digest): read it first.
+            try:
+                body, trailing = await read_body(receive, self.max_body_size)
+            except BodyTooLarge:
+                await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                return
+            receive = replay(body, trailing, receive)
+        result = await self.guard.authenticate(conn, body)
         if isinstance(result, Response):
             await result(scope, receive, send)
             return
@@ -113,16 +113,17 @@ class AuthMiddleware:
             content_type = conn.headers.get("content-type", "")
             is_mcp = not unrestricted and self.mcp_path is not None and path.rstrip("/") == self.mcp_path
             if is_mcp or content_type.startswith("application/x-www-form-urlencoded"):
-                try:
-                    body, trailing = await read_body(receive, self.max_body_size)
-                except BodyTooLarge:
-                    await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
-                    return
+                if body is None:
+                    try:
+                        body, trailing = await read_body(receive, self.max_body_size)
+                    except BodyTooLarge:
+                        await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                        return
+                    receive = replay(body, trailing, receive)
                 refusal = await self._check_body(conn, token, body, is_mcp, content_type)
                 if refusal is not None:
                     await refusal(scope, receive, send)
                     return
-                receive = replay(body, trailing, receive)
 
         scope["user"] = authenticated_user(token)
         scope["auth"] = AuthCredentials(token.scopes)

@@ -240,10 +240,18 @@ class Verifier(ABC):
         """The SDK's ``TokenVerifier`` protocol: the access token, or ``None`` if refused.
 
         The protocol cannot say "try again later": a token that cannot be checked now
-        (:class:`~bastion.KeysUnavailable`) is ``None`` too, and the outage is logged.
+        (:class:`~bastion.KeysUnavailable`) is ``None`` too, and the outage is logged. A
+        sender-constrained token (``cnf``, such as a DPoP-bound one) is ``None``: the protocol
+        carries no proof of possession.
         """
         try:
-            return await self.verify(token)
+            access = await self.verify(token)
+            cnf = (access.claims or {}).get("cnf")
+            if cnf is not None:
+                # The protocol knows bearer tokens only: a sender-constrained token (RFC 9449, RFC 8705)
+                # accepted here would lose its binding.
+                raise InvalidToken("a sender-constrained token sent as a bearer token")
+            return access
         except (AuthenticationError, AuthorizationError) as exc:
             logger.info("token refused: %s", exc.__class__.__name__)
             return None
