@@ -13,7 +13,7 @@ EXPECTED = {
     "APIKey", "APIKeyVerifier", "AccessContext", "AccessDenied", "AccessToken", "Audit", "AuditEvent",
     "AuthenticationError",
     "AuthorizationError", "AuthorizationServer", "Client", "MemoryStore", "SQLiteStore", "Store", "User",
-    "BastionError", "CallableVerifier", "ClaimNames", "ConfigurationError", "Decision",
+    "BastionError", "CallableVerifier", "ClaimNames", "ConfigurationError", "Decision", "DPoPOptions",
     "InsufficientScope", "IntrospectionVerifier", "InvalidAudience", "InvalidClaims", "InvalidIssuer",
     "InvalidSignature", "InvalidToken", "JWKSOptions", "JWTVerifier", "KeysUnavailable", "MCPServer", "MultiVerifier",
     "NoAccessToken", "Policy", "PolicyRegistry", "RemoteAuthorization", "ScopeHierarchy", "ServerSettings",
@@ -32,7 +32,8 @@ def test_bastion_exports_exactly_the_intended_names() -> None:
 
 def test_subpackages_export_exactly_the_intended_names() -> None:
     assert set(bastion.testing.__all__) == {
-        "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "oauth_client", "serve"
+        "HeadlessBrowser", "JWKSServer", "KeyPair", "MemoryTokenStorage", "ProofKey", "dpop_headers", "oauth_client",
+        "serve",
     }  # fmt: skip
     assert set(bastion.fastapi.__all__) == {"Bastion"}
     assert set(bastion.client.__all__) == {"DPoPAuth", "ProofKey"}

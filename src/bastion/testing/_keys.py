@@ -14,6 +14,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, serialize_compact
 
 from bastion._core.errors import ConfigurationError
+from bastion._jose.dpop import ProofKey
 
 __all__ = ["KeyPair"]
 
@@ -121,6 +122,7 @@ class KeyPair:
         client_id: str | None = None,
         *,
         issued_at: float | None = None,
+        bound_to: ProofKey | None = None,
     ) -> str:
         """A signed JWT access token.
 
@@ -135,6 +137,8 @@ class KeyPair:
             headers: More protected header parameters (``typ``, ``crit``, ``jku``, ...).
             client_id: ``client_id``; ``None`` leaves it out.
             issued_at: ``iat`` (default: now).
+            bound_to: A client's DPoP key: the token is bound to it (``cnf.jkt``, RFC 9449
+                section 6.1) and must come with its proofs (:func:`~bastion.testing.dpop_headers`).
         """
         now = int(time.time() if issued_at is None else issued_at)
         claims: dict[str, Any] = {"iat": now}
@@ -150,5 +154,7 @@ class KeyPair:
             claims["exp"] = int(now + expires_in_seconds)
         if client_id is not None:
             claims["client_id"] = client_id
+        if bound_to is not None:
+            claims["cnf"] = {"jkt": bound_to.jkt}
         claims.update(additional_claims or {})
         return self.sign(claims, kid=kid, headers=headers)
