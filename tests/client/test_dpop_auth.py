@@ -360,6 +360,23 @@ async def test_a_token_got_elsewhere_is_sent_as_dpop(tmp_path: Path) -> None:
     assert claims(seen.proofs[0])["ath"]
 
 
+async def test_a_bearer_jwt_got_elsewhere_or_kept_from_an_earlier_run_is_sent_as_bearer(tmp_path: Path) -> None:
+    # Its payload has no cnf.jkt: sent as it was issued, so a restart with stored tokens keeps working.
+    key = ProofKey.generate()
+    with deployment(tmp_path) as d, httpx2.Client() as plain:
+        issued = plain.post(
+            d.issuer + "/token",
+            data={"grant_type": "client_credentials"},
+            headers=basic_auth("confidential-client", CONFIDENTIAL_SECRET),
+        ).json()
+        assert issued["token_type"] == "Bearer"
+        async with httpx2.AsyncClient(auth=DPoPAuth(key)) as http:
+            headers = {"Authorization": f"Bearer {issued['access_token']}"}
+            response = await http.post(d.url, json=rpc("ping"), headers=headers)
+    assert response.status_code == 200
+    assert [(s.scheme, s.proofs) for s in d.resource.seen] == [("Bearer", [])]
+
+
 def test_a_sync_client_cannot_drive_the_sdks_async_only_oauth_client() -> None:
     auth = DPoPAuth(ProofKey.generate(), oauth_client("http://127.0.0.1:9/mcp"))
     with httpx2.Client(auth=auth) as http, pytest.raises(TypeError, match=r"only with httpx2\.AsyncClient"):

@@ -15,11 +15,13 @@ The SDK's ``OAuthToken`` accepts only ``token_type: "Bearer"``, so the inner flo
 DPoP token response as a bearer one; this class remembers, per token, that it was issued
 as a DPoP token. A server may ignore a proof and issue a bearer token (section 5): that
 token is then sent as ``Bearer``, without a proof. A token this object did not see issued
-(loaded from storage by another process, or set by the caller) is taken as a DPoP token.
+(loaded from storage by another process, or set by the caller) is sent as its ``cnf.jkt``
+says when it is a JWT (read for the hint, not verified), and as a DPoP token otherwise.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
@@ -172,7 +174,7 @@ class DPoPAuth(httpx2.Auth):
     def _prepare(self, request: httpx2.Request, signed: dict[int, httpx2.Request]) -> _Sent:
         """Sign ``request`` in place as its kind needs (its body read already); ``signed`` holds the ones signed."""
         kind, token = _classify(request)
-        bearer = kind is _Kind.RESOURCE and self._memory.is_dpop(token) is False
+        bearer = kind is _Kind.RESOURCE and not self._is_dpop(token)
         if kind is _Kind.OTHER or bearer:
             if bearer:
                 # A bearer token, issued although a proof came with its request (section 5).
@@ -191,6 +193,18 @@ class DPoPAuth(httpx2.Auth):
         request.headers["DPoP"] = proof
         signed[id(request)] = request
         return _Sent(kind, signed=True, nonce=nonce)
+
+    def _is_dpop(self, token: str) -> bool:
+        """Whether ``token`` goes with the DPoP scheme: as it was issued, else as a JWT's ``cnf.jkt`` says.
+
+        A token this object did not see issued (loaded from storage after a restart) is read
+        as a JWT, without any check, only for the hint; an opaque one is taken as a DPoP token.
+        """
+        known = self._memory.is_dpop(token)
+        if known is not None:
+            return known
+        bound = _jwt_bound(token)
+        return True if bound is None else bound
 
     def _observe(self, request: httpx2.Request, sent: _Sent, response: httpx2.Response) -> str | None:
         """Remember the answer's nonce; the nonce to retry with when the server asked for a new one."""
@@ -228,6 +242,21 @@ class DPoPAuth(httpx2.Auth):
             request=response.request,
             extensions=response.extensions,
         )
+
+
+def _jwt_bound(token: str) -> bool | None:
+    """Whether a JWT's payload has ``cnf.jkt`` (read, not verified); ``None`` for a token that is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    cnf = payload.get("cnf")
+    return isinstance(cnf, dict) and "jkt" in cnf
 
 
 def _copy(request: httpx2.Request) -> httpx2.Request:
