@@ -19,10 +19,12 @@ def auth(token: str) -> dict[str, str]:
 def test_missing_token_is_401_with_resource_metadata_and_no_error(stateless_url: str) -> None:
     response = httpx2.post(stateless_url, json=rpc("tools/list"), headers=MCP_HEADERS)
     assert response.status_code == 401
-    challenge = response.headers["www-authenticate"]
+    bearer, dpop = response.headers.get_list("www-authenticate")
     metadata = stateless_url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
     # Nothing is required server-wide: the scopes to request are those the policies use.
-    assert challenge == f'Bearer scope="notes:read notes:write", resource_metadata="{metadata}"'
+    assert bearer == f'Bearer scope="notes:read notes:write", resource_metadata="{metadata}"'
+    # The same for a client that uses DPoP (RFC 9449 section 7.1), with the proof algorithms accepted.
+    assert dpop.startswith(f'DPoP scope="notes:read notes:write", resource_metadata="{metadata}", algs="ES256 ')
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "BeArEr"])
