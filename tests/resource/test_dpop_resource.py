@@ -184,7 +184,7 @@ BAD_CLAIMS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", list(BAD_CLAIMS))
 async def test_every_bad_claim_is_a_401_invalid_dpop_proof(url: str, key: ProofKey, case: str) -> None:
     token = token_for(url, key)
-    claims = {
+    claims: dict[str, Any] = {
         name: value.format(origin=url.removesuffix("/mcp")) if isinstance(value, str) else value
         for name, value in BAD_CLAIMS[case].items()
     }
@@ -232,8 +232,9 @@ GARBAGE = {
 async def test_a_missing_or_malformed_proof_is_a_401_never_a_5xx(url: str, key: ProofKey, case: str) -> None:
     token = token_for(url, key)
     headers = {"Authorization": f"DPoP {token}"}
-    if GARBAGE[case] is not None:
-        headers["DPoP"] = GARBAGE[case]
+    proof = GARBAGE[case]
+    if proof is not None:
+        headers["DPoP"] = proof
     answer = await post(url, headers)
     assert refused_proof(answer), (case, answer.status_code, challenges(answer))
 
