@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ from bastion import (
     get_access_token,
 )
 from bastion._resource.introspection import IntrospectionVerifier
-from bastion.testing import serve
+from bastion.testing import ProofKey, dpop_headers, serve
 
 from support.clock import FakeClock
 from support.notes import MCP_HEADERS, mcp_client, rpc, served
@@ -553,3 +554,29 @@ def test_an_inactive_token_is_refused_but_an_outage_is_not_a_refusal() -> None:
     assert issubclass(TokenInactive, AuthenticationError)
     assert issubclass(KeysUnavailable, BastionError)
     assert not issubclass(KeysUnavailable, AuthenticationError)
+
+
+async def test_a_bound_opaque_token_is_accepted_with_a_proof_of_the_key_its_introspection_names(
+    authorization_server: tuple[AuthorizationServer, str], make_verifier: Callable[..., IntrospectionVerifier]
+) -> None:
+    # RFC 9449 section 6.2: the introspection answer of a bound token carries cnf.jkt.
+    server, _ = authorization_server
+    key = ProofKey.generate()
+    server.answers["bound"] = active(cnf={"jkt": key.jkt})
+    mcp = MCPServer("Notes", auth=make_verifier())
+
+    @mcp.tool()
+    def whoami() -> str:
+        return "me"
+
+    with served(mcp, stateless_http=True, json_response=True) as url:
+        body = json.dumps(rpc("tools/call", {"name": "whoami", "arguments": {}})).encode()
+        async with httpx2.AsyncClient() as http:
+            bound = await http.post(url, content=body, headers={**MCP_HEADERS, **dpop_headers(key, url, "bound", body)})
+            assert bound.status_code == 200
+            bearer = await http.post(url, content=body, headers={**MCP_HEADERS, "Authorization": "Bearer bound"})
+            assert bearer.status_code == 401
+            thief = dpop_headers(ProofKey.generate(), url, "bound", body)
+            stolen = await http.post(url, content=body, headers={**MCP_HEADERS, **thief})
+            assert stolen.status_code == 401
+            assert 'error="invalid_dpop_proof"' in stolen.headers["www-authenticate"]
