@@ -22,7 +22,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
 
-from bastion import DPoPOptions, JWTVerifier, MCPServer, require_scopes
+from bastion import ConfigurationError, DPoPOptions, JWTVerifier, MCPServer, require_scopes
 from bastion._jose.dpop import access_token_hash, content_digest
 from bastion.storage import SQLiteStore
 from bastion.testing import KeyPair, ProofKey, dpop_headers, serve
@@ -31,6 +31,7 @@ from support.demo import free_port
 from support.notes import MCP_HEADERS, rpc
 
 ISSUER = "https://idp.example"
+URL_EXAMPLE = "https://notes.example/mcp"
 SIGNER = KeyPair.generate("RS256")
 BODY = json.dumps(rpc("tools/call", {"name": "whoami", "arguments": {}})).encode()
 WRITE = json.dumps(rpc("tools/call", {"name": "add_note", "arguments": {"text": "x"}})).encode()
@@ -304,3 +305,25 @@ async def test_replicas_sharing_a_store_refuse_a_proof_used_at_another(tmp_path:
     with serve(second, port=port):
         assert refused_proof(await post(url, headers))
         assert (await post(url, dpop_headers(key, url, token, BODY))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "offered", "required"),
+    [("on", ["Bearer", "DPoP"], False), ("Required", ["DPoP"], True), ("off", ["Bearer"], None)],
+)
+def test_bastion_dpop_sets_what_a_server_built_without_dpop_does(
+    value: str, offered: list[str], required: bool | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_DPOP", value)
+    guard = server(URL_EXAMPLE).guard
+    assert guard is not None
+    assert list(guard.schemes) == offered
+    assert (guard.dpop.options.required if guard.dpop is not None else None) == required
+    # The argument wins over the variable.
+    assert server(URL_EXAMPLE, dpop=DPoPOptions(required=True)).guard.schemes == ("DPoP",)  # type: ignore[union-attr]
+
+
+def test_a_bad_bastion_dpop_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_DPOP", "maybe")
+    with pytest.raises(ConfigurationError, match=r"^BASTION_DPOP must be on, required or off"):
+        server(URL_EXAMPLE)

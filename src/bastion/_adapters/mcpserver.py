@@ -93,8 +93,9 @@ class MCPServer(SDKMCPServer[Any]):
         dpop: DPoP-bound tokens (RFC 9449, the MCP DPoP profile): on by default, so a
             token bound to a key is accepted with a proof of that key and bearer tokens
             as before; :class:`~bastion.DPoPOptions` to require DPoP or tune it,
-            ``False`` to accept bearer tokens only. With an authorization server, used
-            proofs are remembered in its store, shared by its replicas.
+            ``False`` to accept bearer tokens only. Default: ``BASTION_DPOP`` (``on``,
+            ``required``, ``off``). With an authorization server, used proofs are
+            remembered in its store, shared by its replicas.
         **kwargs: Everything the SDK's ``MCPServer`` takes.
 
     Refused calls are audit events (``call.refused``) of :attr:`audit`: the authorization
@@ -116,7 +117,7 @@ class MCPServer(SDKMCPServer[Any]):
         initial_scopes: Sequence[str] | None = None,
         list_visibility: ListVisibility = "discoverable",
         allow_unauthenticated: bool | None = None,
-        dpop: DPoPOptions | bool = True,
+        dpop: DPoPOptions | bool | None = None,
         **kwargs: Any,
     ) -> None:
         if auth is not None and not isinstance(auth, (Verifier, AuthorizationServer)):
@@ -145,6 +146,8 @@ class MCPServer(SDKMCPServer[Any]):
         self.registry = PolicyRegistry(default_policy, ScopeHierarchy(scope_hierarchy))
         self._resource_url = resource_url
         self._initial_scopes = initial_scopes
+        if dpop is None:
+            dpop = DPoPOptions(required=True) if settings.dpop == "required" else settings.dpop == "on"
         store = self.authorization_server.store if self.authorization_server is not None else None
         self._dpop = dpop_options(dpop, store)
         self._metadata = ResourceMetadata(

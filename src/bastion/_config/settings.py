@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -95,6 +95,11 @@ class _Settings(_EnvSettings):
         "HTTP on a host other than loopback, for a server something in front of it authenticates "
         "(`allow_unauthenticated=`). It still logs a warning.",
         'such a server serves loopback hosts only, and refuses `host="0.0.0.0"` at start',
+    )
+    dpop: str | None = _doc(
+        "DPoP-bound tokens at an `MCPServer` (RFC 9449, `dpop=`): `on` accepts them with their proofs and "
+        "bearer tokens too, `required` bound tokens only, `off` bearer tokens only.",
+        "`on`",
     )
 
     jwt_jwks_uri: str | None = _doc(
@@ -236,7 +241,7 @@ _S = TypeVar("_S", bound=_EnvSettings)
 class ServerSettings(BaseModel):
     """Where the server is and what a first sign-in asks for, from ``BASTION_AUTH``,
     ``BASTION_RESOURCE_URL``, ``BASTION_BASE_URL``, ``BASTION_INITIAL_SCOPES`` and
-    ``BASTION_ALLOW_UNAUTHENTICATED``.
+    ``BASTION_ALLOW_UNAUTHENTICATED`` and ``BASTION_DPOP``.
 
     Attributes:
         auth: The kind of authentication ``BASTION_AUTH`` names (:func:`~bastion.from_env` builds it).
@@ -246,6 +251,8 @@ class ServerSettings(BaseModel):
             (comma- or space-separated in the variable).
         allow_unauthenticated: Whether a server without authentication may serve a
             host other than loopback (``BASTION_ALLOW_UNAUTHENTICATED``).
+        dpop: ``on``, ``required`` or ``off``: how an ``MCPServer`` built without ``dpop=``
+            treats DPoP-bound tokens (``BASTION_DPOP``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -255,6 +262,7 @@ class ServerSettings(BaseModel):
     base_url: str | None = None
     initial_scopes: tuple[str, ...] | None = None
     allow_unauthenticated: bool = False
+    dpop: Literal["on", "required", "off"] = "on"
 
 
 def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -269,12 +277,16 @@ def server_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
         if value is not None:
             _check_url(value, name)
     initial_scopes = _list(settings, "initial_scopes")
+    dpop = (settings.dpop or "on").strip().lower()
+    if dpop not in ("on", "required", "off"):
+        raise ConfigurationError(f"BASTION_DPOP must be on, required or off, not {settings.dpop!r:.40}")
     return ServerSettings(
         auth=settings.auth.strip() or None if settings.auth is not None else None,
         resource_url=settings.resource_url,
         base_url=settings.base_url,
         initial_scopes=None if initial_scopes is None else tuple(initial_scopes),
         allow_unauthenticated=bool(settings.allow_unauthenticated),
+        dpop=cast(Literal["on", "required", "off"], dpop),
     )
 
 
