@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
@@ -61,6 +62,12 @@ class OIDCProvider:
         any_loopback_port: Register the client as ``native``: a loopback redirect URI then matches on
             any port (RFC 8252 section 7.3), so it can be registered before the callback's server starts.
         access_token_ttl, refresh_token_ttl: Token lifetimes in seconds (the provider's clock is real).
+        resource: One protected resource (RFC 8707): the client may then also use ``client_credentials``, and
+            every access token is a JWT for it (``typ`` ``at+jwt``, RS256, ``aud`` the resource, ``client_id``
+            and ``scope``), the default resource of a request that names none; any other is ``invalid_target``.
+        resource_scopes: The resource's scopes (default ``notes:read notes:write``); a token carries only those.
+        dpop: Enable DPoP (RFC 9449): a token request with a proof gets a token bound to its key, one
+            without a bearer token; ``"nonce"`` also requires a server nonce in every proof (section 8).
     """
 
     def __init__(
@@ -72,6 +79,9 @@ class OIDCProvider:
         any_loopback_port: bool = False,
         access_token_ttl: int = 3600,
         refresh_token_ttl: int = 14 * 24 * 3600,
+        resource: str | None = None,
+        resource_scopes: Sequence[str] = ("notes:read", "notes:write"),
+        dpop: bool | Literal["nonce"] = False,
     ) -> None:
         self.redirect_uris = tuple(redirect_uris)
         self.client_id = client_id
@@ -79,6 +89,9 @@ class OIDCProvider:
         self.any_loopback_port = any_loopback_port
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
+        self.resource = resource
+        self.resource_scopes = tuple(resource_scopes)
+        self.dpop = dpop
         #: The provider's last lines of output (its warnings and errors), for a failing test's report.
         self.output: deque[str] = deque(maxlen=200)
         self._issuer: str | None = None
@@ -104,7 +117,8 @@ class OIDCProvider:
 
     def start(self) -> None:
         """Start the provider and return once it listens; fails after ``START_TIMEOUT`` seconds."""
-        env = {key: value for key, value in os.environ.items() if key not in ("PORT", "ISSUER")}
+        inherited = ("PORT", "ISSUER", "RESOURCE", "RESOURCE_SCOPES", "DPOP")
+        env = {key: value for key, value in os.environ.items() if key not in inherited}
         env.update(
             CLIENT_ID=self.client_id,
             CLIENT_SECRET=self.client_secret,
@@ -113,6 +127,10 @@ class OIDCProvider:
             ACCESS_TOKEN_TTL=str(self.access_token_ttl),
             REFRESH_TOKEN_TTL=str(self.refresh_token_ttl),
         )
+        if self.resource is not None:
+            env.update(RESOURCE=self.resource, RESOURCE_SCOPES=" ".join(self.resource_scopes))
+        if self.dpop:
+            env.update(DPOP="nonce" if self.dpop == "nonce" else "1")
         node = shutil.which("node") or "node"
         self._process = subprocess.Popen(
             [node, str(SERVER)],
