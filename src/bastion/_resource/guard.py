@@ -245,6 +245,24 @@ class ResourceGuard:
 
     # -- decisions --------------------------------------------------------
 
+    def seen(self, scope: Scope) -> AccessToken | None:
+        """The request's bearer token when it was verified before, from the raw headers; else ``None``.
+
+        The hot path, before any request object is built: :meth:`authenticate` decides every
+        other case (no token, a new one, DPoP, a token in the query string, a resource URL
+        still to derive).
+        """
+        if self.resource_url is None or self._dpop_only:
+            return None
+        query = scope.get("query_string")
+        if query and b"access_token=" in query:
+            return None
+        cached = self.verifier.peek(scope)
+        if cached is None:
+            return None
+        claims = cached.claims
+        return None if claims and "cnf" in claims else cached
+
     async def authenticate(self, conn: HTTPConnection, body: bytes | None = None) -> AccessToken | Response:
         """The request's access token, or the 400/401/403/503 response to send instead.
 
@@ -260,11 +278,9 @@ class ResourceGuard:
             # Pin the derived resource (and the verifier's audience) before any token is checked:
             # otherwise the very first token would be verified with no audience at all.
             self.resource_for(conn)
-        cached = self.verifier.peek(conn.scope)
-        if cached is not None and not self._dpop_only:
-            claims = cached.claims
-            if not claims or "cnf" not in claims:
-                return cached
+        cached = self.seen(conn.scope)
+        if cached is not None:
+            return cached
         try:
             token = await self._credentials(conn, body)
         except AuthenticationError as exc:

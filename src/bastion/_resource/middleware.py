@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.authentication import AuthCredentials
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, Response
@@ -30,6 +31,16 @@ __all__ = ["AuthMiddleware", "route_path"]
 
 #: The SDK transport's own default limit.
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+#: Tokens whose decisions are remembered (see AuthMiddleware._memo); about 300 bytes each.
+_MAX_MEMOS = 1024
+
+
+def _content_type(scope: Scope) -> str:
+    """The request's ``Content-Type``, read from the raw headers (ASGI names are lower-case)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).decode("latin-1")
+    return ""
 
 
 class AuthMiddleware:
@@ -62,6 +73,7 @@ class AuthMiddleware:
         self.max_body_size = max_body_size
         self.request_policy = request_policy
         self._metadata_paths = frozenset(guard.metadata_paths())
+        self._memos: dict[int, tuple[AccessToken, object, tuple[bool, AuthenticatedUser, AuthCredentials]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,21 +97,23 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
 
+        token = self.guard.seen(scope)  # the hot path: a bearer token verified before
         conn = HTTPConnection(scope)
         body: bytes | None = None
-        if self.guard.dpop is not None and uses_dpop(scope):
-            # A DPoP proof digests the body (the MCP profile's content_digest): read it first.
-            try:
-                body, trailing = await read_body(receive, self.max_body_size)
-            except BodyTooLarge:
-                await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+        if token is None:
+            if self.guard.dpop is not None and uses_dpop(scope):
+                # A DPoP proof digests the body (the MCP profile's content_digest): read it first.
+                try:
+                    body, trailing = await read_body(receive, self.max_body_size)
+                except BodyTooLarge:
+                    await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                    return
+                receive = replay(body, trailing, receive)
+            result = await self.guard.authenticate(conn, body)
+            if isinstance(result, Response):
+                await result(scope, receive, send)
                 return
-            receive = replay(body, trailing, receive)
-        result = await self.guard.authenticate(conn, body)
-        if isinstance(result, Response):
-            await result(scope, receive, send)
-            return
-        token = result
+            token = result
         if self.request_policy is not None:
             decision = await self.guard.decide_policy(self.request_policy, "request", path, token, conn)
             if not decision.allowed:
@@ -108,9 +122,9 @@ class AuthMiddleware:
 
         # When no policy can refuse this caller, neither this layer nor the SDK's need look
         # at what the request targets.
-        unrestricted = self.guard.registry.allows_everything(token)
+        unrestricted, user, credentials = self._memo(token)
         if scope["method"] == "POST":
-            content_type = conn.headers.get("content-type", "")
+            content_type = _content_type(scope)
             is_mcp = not unrestricted and self.mcp_path is not None and path.rstrip("/") == self.mcp_path
             if is_mcp or content_type.startswith("application/x-www-form-urlencoded"):
                 if body is None:
@@ -125,9 +139,9 @@ class AuthMiddleware:
                     await refusal(scope, receive, send)
                     return
 
-        scope["user"] = authenticated_user(token)
-        scope["auth"] = AuthCredentials(token.scopes)
-        reset = auth_context_var.set(scope["user"])
+        scope["user"] = user
+        scope["auth"] = credentials
+        reset = auth_context_var.set(user)
         reset_unrestricted = UNRESTRICTED.set(self.guard.registry) if unrestricted else None
         try:
             await self.app(scope, receive, send)
@@ -135,6 +149,24 @@ class AuthMiddleware:
             if reset_unrestricted is not None:
                 UNRESTRICTED.reset(reset_unrestricted)
             auth_context_var.reset(reset)
+
+    def _memo(self, token: AccessToken) -> tuple[bool, AuthenticatedUser, AuthCredentials]:
+        """What every request with ``token`` gets: whether no policy can refuse it, and the SDK's user objects.
+
+        Decided once per verified token (the cache hands out the same object) and registry
+        version, not once per request; a bounded table, emptied when full.
+        """
+        registry = self.guard.registry
+        version = registry.version
+        entry = self._memos.get(id(token))
+        if entry is not None and entry[0] is token and entry[1] == version:
+            return entry[2]
+        memo = (registry.allows_everything(token), authenticated_user(token), AuthCredentials(token.scopes))
+        if len(self._memos) >= _MAX_MEMOS:
+            self._memos.clear()
+        # The entry holds the token, so its id is not reused while the entry lives.
+        self._memos[id(token)] = (token, version, memo)
+        return memo
 
     async def _check_body(
         self, conn: HTTPConnection, token: AccessToken, body: bytes, is_mcp: bool, content_type: str

@@ -44,9 +44,19 @@ class PolicyRegistry:
         self._named: dict[tuple[TargetKind, str], Policy] = {}
         self._templates: dict[str, _Template] = {}
         self._elsewhere: set[str] = set()
+        self._changes = 0
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """Changes whenever a decision could: a policy set or removed, another default or hierarchy.
+
+        For those that remember a decision per token (:meth:`allows_everything`) within one version.
+        """
+        return (self._changes, id(self.default), id(self.hierarchy))
 
     def set(self, kind: TargetKind, name: str, policy: PolicyLike | None) -> None:
         """Give the tool, prompt, route or static resource ``name`` its policy."""
+        self._changes += 1
         if policy is None:
             self._named.pop((kind, name), None)
         else:
@@ -59,6 +69,7 @@ class PolicyRegistry:
 
     def set_resource(self, uri: str, policy: PolicyLike | None) -> None:
         """Give a resource, or a resource template (RFC 6570), its policy."""
+        self._changes += 1
         if UriTemplate.is_template(uri):
             if policy is None:
                 self._templates.pop(uri, None)

@@ -74,7 +74,10 @@ class TokenCache:
 
     def get(self, token: str) -> AccessToken | None:
         """The cached access token for ``token``, if it is still fresh."""
-        key = self.key(token)
+        return self.get_key(self.key(token))
+
+    def get_key(self, key: bytes) -> AccessToken | None:
+        """The cached access token under ``key`` (:meth:`key` of a token), if it is still fresh."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -183,9 +186,11 @@ class Verifier(ABC):
                 if found is not None:
                     return None
                 found = value
-        if found is None or found[:7].lower() != b"bearer " or b" " in found[7:]:
+        credentials = found[7:] if found is not None and found[:7].lower() == b"bearer " else b""
+        if not credentials or b" " in credentials or not credentials.isascii():
             return None
-        return self.cache.get(found[7:].decode("latin-1"))
+        # An ASCII token's bytes are what its cache key hashes; anything else is authenticate()'s to decide.
+        return self.cache.get_key(hashlib.sha256(credentials).digest())
 
     async def authenticate(self, conn: HTTPConnection) -> AccessToken | None:
         """The access token for a request, or ``None`` when it carries no credentials.
