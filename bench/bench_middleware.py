@@ -13,6 +13,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _http_server import ISSUER, RESOURCE, build
 from bench_inprocess import BODY, _find_middleware
@@ -24,13 +25,18 @@ ROUNDS = 7
 REQUESTS = 5000
 
 
-async def main() -> None:
+def jwt_app() -> tuple[Any, str]:
+    """The JWT app of bench_http.py and a token it accepts."""
     keys = KeyPair.generate("RS256")
     token = keys.create_token(subject="bench", issuer=ISSUER, audience=RESOURCE, scopes=["x"])
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp, "public.pem")
         key_file.write_text(keys.public_key)
-        app = build("jwt", str(key_file))
+        return build("jwt", str(key_file)), token
+
+
+async def main() -> None:
+    app, token = jwt_app()
     app.middleware_stack = app.build_middleware_stack()
     middleware = _find_middleware(app)
     if middleware is None:
