@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import ssl
 from typing import Any
@@ -54,6 +55,12 @@ def authorization_app(base: str, store: Store, cimd_ca: str | None) -> Any:
     mcp = notes_server(auth, resource_url=base + "/mcp")
     # The stateless transport logs every request it ends; the bench's MCP requests would flood the output.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    # Each audit event as one JSON line through a plain handler, as a deployment writes them; through
+    # the SDK's Rich console handler (its default logging) the same lines cost about two thirds of
+    # the flows' throughput here (docs/benchmarks.md).
+    audit = logging.getLogger("bastion.audit")
+    audit.propagate = False
+    audit.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115 - open while serving
     return mcp.streamable_http_app(stateless_http=True, json_response=True, host="127.0.0.1")
 
 
