@@ -168,7 +168,10 @@ class Bastion:
 
 
 def _as_exception(response: Response) -> HTTPException:
-    body = json.loads(bytes(response.body))
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:  # not one of the guard's JSON answers: its text
+        body = bytes(response.body).decode("utf-8", "replace")
     kept = ("www-authenticate", "cache-control", "retry-after")
     headers: dict[str, str] = {}
     for name, value in response.headers.items():

@@ -1,6 +1,7 @@
 """bastion.fastapi with DPoP-bound tokens: a dependency checks the proof against the body the endpoint reads."""
 
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import httpx2
@@ -50,3 +51,22 @@ def test_a_bound_token_with_its_proof_reaches_the_endpoint_which_still_reads_the
         assert moved.headers["www-authenticate"].startswith('DPoP error="invalid_dpop_proof"')
         bearer = httpx2.post(base + "/notes", content=body, headers={**headers, "Authorization": f"Bearer {token}"})
         assert bearer.status_code == 401
+
+
+def test_a_dpop_request_with_a_body_past_the_limit_is_413_before_anything_is_verified() -> None:
+    # The proof digests the body, so it is read before the token is checked: within the MCP endpoint's limit.
+    signer = KeyPair.generate("ES256")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    huge = b"x" * (4 * 1024 * 1024 + 1)
+    with serve(make_app(base, signer), port=port):
+        headers = {"Content-Type": "application/json", "Authorization": "DPoP not-even-a-token", "DPoP": "x"}
+        assert httpx2.post(base + "/notes", content=huge, headers=headers).status_code == 413
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            for _ in range(5):
+                yield b"x" * (1024 * 1024)
+
+        assert httpx2.post(base + "/notes", content=chunks(), headers=headers).status_code == 413
+        # Within the limit, the bad token is what is refused.
+        assert httpx2.post(base + "/notes", content=b"{}", headers=headers).status_code == 401

@@ -21,6 +21,8 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 from joserfc.jws import JWSRegistry
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from bastion import ConfigurationError, DPoPOptions, JWTVerifier, MCPServer, require_scopes
 from bastion._jose.dpop import access_token_hash, content_digest
@@ -48,6 +50,10 @@ def server(url: str, **options: Any) -> MCPServer:
     @mcp.tool(auth=require_scopes("notes:write"))
     def add_note(text: str) -> str:
         return f"saved {text}"
+
+    @mcp.custom_route("/echo", methods=["POST"], auth=require_scopes("notes:read"))
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"echoed": (await request.body()).decode()})
 
     return mcp
 
@@ -327,3 +333,17 @@ def test_a_bad_bastion_dpop_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASTION_DPOP", "maybe")
     with pytest.raises(ConfigurationError, match=r"^BASTION_DPOP must be on, required or off"):
         server(URL_EXAMPLE)
+
+
+async def test_a_guarded_route_checks_the_proof_against_the_body_it_then_reads(url: str, key: ProofKey) -> None:
+    token = token_for(url, key)
+    echo = url.removesuffix("/mcp") + "/echo"
+    async with httpx2.AsyncClient() as http:
+        answer = await http.post(echo, content=b"hello", headers=dpop_headers(key, echo, token, b"hello"))
+        assert answer.status_code == 200
+        assert answer.json() == {"echoed": "hello"}
+        moved = await http.post(echo, content=b"other", headers=dpop_headers(key, echo, token, b"hello"))
+        assert refused_proof(moved)
+        # The proof names /echo: one made for the MCP endpoint is refused here.
+        elsewhere = await http.post(echo, content=b"hello", headers=dpop_headers(key, url, token, b"hello"))
+        assert refused_proof(elsewhere)

@@ -33,6 +33,7 @@ from bastion._core.errors import (
 from bastion._core.log import ThrottledLog
 from bastion._resource.challenge import Scheme, challenge_response, challenges
 from bastion._resource.dpop import DPoPOptions, ResourceProofs, binding
+from bastion._resource.jsonrpc import BodyTooLarge, request_body
 from bastion._resource.metadata import WELL_KNOWN, ResourceMetadata, advertised_scopes, canonical_resource, metadata_url
 from bastion._resource.policy import Decision, Policy, TargetKind
 from bastion._resource.registry import PolicyRegistry
@@ -281,6 +282,14 @@ class ResourceGuard:
         cached = self.seen(conn.scope)
         if cached is not None:
             return cached
+        if body is None and self.dpop is not None and isinstance(conn, Request) and uses_dpop(conn.scope):
+            # A route or a FastAPI dependency: its proof digests the body, read here within the
+            # MCP endpoint's limit before anything is verified.
+            try:
+                body = await request_body(conn)
+            except BodyTooLarge:
+                body_error = {"error": "invalid_request", "error_description": BodyTooLarge.description}
+                return JSONResponse(body_error, status_code=413, headers={"Cache-Control": "no-store"})
         try:
             token = await self._credentials(conn, body)
         except AuthenticationError as exc:
@@ -306,9 +315,7 @@ class ResourceGuard:
             raw = authorization_credentials(conn, "DPoP", "access token")
             if raw is not None:
                 bound = await self.verifier.verify(raw)
-                if body is None:
-                    body = await conn.body() if isinstance(conn, Request) else b""
-                await proofs.check(conn, bound, raw, self.endpoint_url(conn), body)
+                await proofs.check(conn, bound, raw, self.endpoint_url(conn), b"" if body is None else body)
                 return bound
         token = await self.verifier.authenticate(conn)
         if token is None:

@@ -11,12 +11,16 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from bastion._core.errors import BastionError
 from bastion._resource.policy import TargetKind
 
-__all__ = ["BodyTooLarge", "Target", "read_body", "replay", "targets"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "BodyTooLarge", "Target", "read_body", "replay", "request_body", "targets"]
+
+#: The SDK transport's own default limit.
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 
 #: The methods whose target has a policy, and the params field naming the target.
 TARGET_METHODS: dict[str, tuple[TargetKind, str]] = {
@@ -33,6 +37,27 @@ class BodyTooLarge(BastionError):
     """The request body is larger than the limit."""
 
     description = "Request body too large"
+
+
+async def request_body(request: Request, limit: int = DEFAULT_MAX_BODY_SIZE) -> bytes:
+    """A Starlette request's body, read once at most ``limit`` bytes and kept for the endpoint.
+
+    Raises:
+        BodyTooLarge: ``Content-Length`` or the bytes received go past ``limit``; nothing more is read.
+    """
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # Starlette's cache of Request.body(): the endpoint reads the same bytes
+    return body
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]:

@@ -22,15 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion._core.audit import enter_request, leave_request
 from bastion._resource.guard import ResourceGuard, route_path, uses_dpop
-from bastion._resource.jsonrpc import BodyTooLarge, read_body, replay, targets
+from bastion._resource.jsonrpc import DEFAULT_MAX_BODY_SIZE, BodyTooLarge, read_body, replay, targets
 from bastion._resource.list_filter import UNRESTRICTED
 from bastion._resource.policy import Policy
 from bastion._resource.tokens import AccessToken, authenticated_user
 
-__all__ = ["AuthMiddleware", "route_path"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "AuthMiddleware", "route_path"]
 
-#: The SDK transport's own default limit.
-DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 #: Tokens whose decisions are remembered (see AuthMiddleware._memo); about 300 bytes each.
 _MAX_MEMOS = 1024
 
