@@ -101,12 +101,10 @@ class AuthMiddleware:
         if token is None:
             if self.guard.dpop is not None and uses_dpop(scope):
                 # A DPoP proof digests the body (the MCP profile's content_digest): read it first.
-                try:
-                    body, trailing = await read_body(receive, self.max_body_size)
-                except BodyTooLarge:
-                    await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                read = await self._read_body(scope, receive, send)
+                if read is None:
                     return
-                receive = replay(body, trailing, receive)
+                body, receive = read
             result = await self.guard.authenticate(conn, body)
             if isinstance(result, Response):
                 await result(scope, receive, send)
@@ -126,12 +124,10 @@ class AuthMiddleware:
             is_mcp = not unrestricted and self.mcp_path is not None and path.rstrip("/") == self.mcp_path
             if is_mcp or content_type.startswith("application/x-www-form-urlencoded"):
                 if body is None:
-                    try:
-                        body, trailing = await read_body(receive, self.max_body_size)
-                    except BodyTooLarge:
-                        await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+                    read = await self._read_body(scope, receive, send)
+                    if read is None:
                         return
-                    receive = replay(body, trailing, receive)
+                    body, receive = read
                 refusal = await self._check_body(conn, token, body, is_mcp, content_type)
                 if refusal is not None:
                     await refusal(scope, receive, send)
@@ -147,6 +143,15 @@ class AuthMiddleware:
             if reset_unrestricted is not None:
                 UNRESTRICTED.reset(reset_unrestricted)
             auth_context_var.reset(reset)
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> tuple[bytes, Receive] | None:
+        """The body, and a ``receive`` that hands it to the app again; ``None`` once a 413 is sent."""
+        try:
+            body, trailing = await read_body(receive, self.max_body_size)
+        except BodyTooLarge:
+            await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
+            return None
+        return body, replay(body, trailing, receive)
 
     def _memo(self, token: AccessToken) -> tuple[bool, AuthenticatedUser, AuthCredentials]:
         """What every request with ``token`` gets: whether no policy can refuse it, and the SDK's user objects.
