@@ -21,8 +21,9 @@ from joserfc.jwk import Key
 from starlette.requests import HTTPConnection
 
 from bastion import DPoPOptions, JWTVerifier
-from bastion._jose.dpop import ProofKey, dpop_algorithms
+from bastion._jose.dpop import dpop_algorithms
 from bastion._jose.keys import import_jwk
+from bastion._jose.proof_key import ProofKey
 from bastion._jose.signature import prepare
 from bastion._resource.guard import ResourceGuard
 from bastion.testing import KeyPair

@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from bastion._core.audit import AuditEvent
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 from bastion.authserver import AuthorizationServer, User
 
 from support.authserver import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 from bastion.authserver import AuthorizationServer, DPoPSettings
 from bastion.storage import RedisStore, SQLiteStore, Store
 

@@ -16,7 +16,8 @@ import pytest
 
 from bastion import ConfigurationError
 from bastion._core.audit import AuditEvent
-from bastion._jose.dpop import DEFAULT_ALGORITHMS, ProofKey
+from bastion._jose.dpop import DEFAULT_ALGORITHMS
+from bastion._jose.proof_key import ProofKey
 from bastion.authserver import AuthorizationServer, Client, DPoPSettings
 from bastion.authserver._models import hash_secret
 

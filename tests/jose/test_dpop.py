@@ -17,7 +17,6 @@ from joserfc.jwk import ECKey, OctKey
 from bastion._core.errors import ConfigurationError, InvalidDPoPProof
 from bastion._jose.dpop import (
     MAX_PROOF_LENGTH,
-    ProofKey,
     access_token_hash,
     check_proof,
     content_digest,
@@ -25,6 +24,7 @@ from bastion._jose.dpop import (
     normalize_htu,
     thumbprint,
 )
+from bastion._jose.proof_key import ProofKey
 
 URL = "https://mcp.example.com/mcp"
 BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"}}'

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 
 from support.fake_upstream import Authorization, approve, consent_page, fake_upstream, proxy_of
 

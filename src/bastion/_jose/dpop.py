@@ -3,8 +3,8 @@
 A DPoP proof is a JWT signed with a key the client holds, whose public half is in its
 header (``jwk``). :func:`check_proof` is RFC 9449 section 4.3 step by step, apart from
 what needs state (the ``jti`` seen before, the server's nonce), which the caller checks
-with what the proof returns. :class:`ProofKey` is the client's side: a key pair that
-signs proofs. :func:`thumbprint` is the RFC 7638 SHA-256 thumbprint that goes in a bound
+with what the proof returns (the client's side, a key pair that signs proofs, is
+:class:`bastion._jose.proof_key.ProofKey`). :func:`thumbprint` is the RFC 7638 SHA-256 thumbprint that goes in a bound
 token's ``cnf.jkt`` (RFC 9449 section 6.1).
 
 The MCP profile's draft adds a ``content_digest`` claim, the RFC 9530 ``Content-Digest``
@@ -21,7 +21,6 @@ import functools
 import hashlib
 import hmac
 import re
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,10 +28,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from joserfc import jws
 from joserfc.jwa import JWSAlgModel
-from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
+from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 
 from bastion._core.errors import ConfigurationError, InvalidDPoPProof, InvalidToken
@@ -45,8 +42,8 @@ __all__ = [
     "DEFAULT_ALGORITHMS",
     "DPOP_TYP",
     "MAX_PROOF_LENGTH",
+    "THUMBPRINT_MEMBERS",
     "Proof",
-    "ProofKey",
     "access_token_hash",
     "check_proof",
     "content_digest",
@@ -68,7 +65,7 @@ MAX_JTI_LENGTH = 256
 #: ``jwk`` carrying any of them is refused, not stripped (RFC 9449 section 4.3 point 7).
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 #: The members of each key type a thumbprint is made of (RFC 7638 section 3.2).
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Imported proof keys by their public members: a client signs many proofs with one key.
 _keys: dict[tuple[Any, ...], tuple[Key, str]] = {}
@@ -136,7 +133,7 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     Raises:
         ValueError: the key type is not RSA, EC or OKP, or a required member is missing.
     """
-    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    members = THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
     if members is None:
         raise ValueError("unsupported kty")
     required = {name: jwk[name] for name in members if isinstance(jwk.get(name), str)}
@@ -204,7 +201,7 @@ def _proof_key(jwk: object, alg: JWSAlgModel) -> tuple[Key, str]:
     if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise InvalidDPoPProof("the proof's jwk holds a private or symmetric key")
     kty = jwk.get("kty")
-    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    members = THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None:
         raise InvalidDPoPProof(f"the proof's jwk has kty {kty!r:.20}, not RSA, EC or OKP")
     cache_key = (alg.name, *(jwk.get(name) for name in members))
@@ -304,98 +301,3 @@ def check_proof(
         elif not isinstance(digest, str) or not hmac.compare_digest(digest, content_digest(body)):
             raise InvalidDPoPProof("the proof's content_digest does not match the request body")
     return Proof(jkt, jti, float(iat), nonce)
-
-
-#: The curve of each ECDSA proof algorithm, and the algorithm of each curve.
-_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
-_CURVE_ALGORITHMS = {curve.name: alg for alg, curve in _CURVES.items()}
-
-
-class ProofKey:
-    """A client's DPoP key pair, which signs proofs (RFC 9449 section 4.2).
-
-    Keep one per client and reuse it: the tokens issued to proofs of this key are bound to it.
-
-    Args:
-        private_key: An EC (P-256, P-384, P-521), RSA (2048 bits or more) or Ed25519 private key.
-        alg: The proof algorithm; by default ES256/ES384/ES512 by curve, PS256 for RSA, Ed25519.
-    """
-
-    def __init__(
-        self,
-        private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
-        alg: str | None = None,
-    ) -> None:
-        if isinstance(private_key, ec.EllipticCurvePrivateKey):
-            curve = _CURVE_ALGORITHMS.get(private_key.curve.name)
-            if curve is None:
-                raise ConfigurationError(f"the curve {private_key.curve.name} is not a DPoP curve")
-            self._key: Key = ECKey.import_key(private_key)
-            default = curve
-        elif isinstance(private_key, rsa.RSAPrivateKey):
-            if private_key.key_size < 2048:
-                raise ConfigurationError("an RSA DPoP key needs at least 2048 bits")
-            self._key = RSAKey.import_key(private_key)
-            default = "PS256"
-        elif isinstance(private_key, ed25519.Ed25519PrivateKey):
-            self._key = OKPKey.import_key(private_key)
-            default = "Ed25519"  # RFC 9864's name; "EdDSA" is deprecated
-        else:
-            raise ConfigurationError(f"{type(private_key).__name__} is not a supported DPoP key")
-        self.alg = alg or default
-        algorithm = dpop_algorithms([self.alg])[self.alg]
-        if not fits(self._key, algorithm):
-            raise ConfigurationError(f"{self.alg} cannot be used with this key")
-        public = self._key.as_dict(private=False)
-        #: The public JWK that goes in every proof's header.
-        kty = str(public["kty"])
-        self.public_jwk: dict[str, Any] = {name: public[name] for name in _THUMBPRINT_MEMBERS[kty]}
-        #: The RFC 7638 thumbprint: the ``cnf.jkt`` of tokens bound to this key.
-        self.jkt = thumbprint(self.public_jwk)
-
-    @classmethod
-    def generate(cls, alg: str = "ES256") -> ProofKey:
-        """A new key pair for ``alg`` (ES256, ES384, ES512, Ed25519, PS256 or RS256)."""
-        if alg in _CURVES:
-            return cls(ec.generate_private_key(_CURVES[alg]), alg)
-        if alg in ("Ed25519", "EdDSA"):
-            return cls(ed25519.Ed25519PrivateKey.generate(), alg)
-        if alg in ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512"):
-            return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg)
-        raise ConfigurationError(f"{alg!r} is not a DPoP algorithm")
-
-    def proof(
-        self,
-        method: str,
-        url: str,
-        *,
-        access_token: str | None = None,
-        nonce: str | None = None,
-        body: bytes | None = None,
-        now: float | None = None,
-    ) -> str:
-        """A new proof for one request: ``htm``, ``htu`` (without query and fragment), a fresh ``jti``.
-
-        Args:
-            method: The request's HTTP method.
-            url: The request's URL.
-            access_token: The token sent with it, hashed into ``ath``.
-            nonce: The server's latest ``DPoP-Nonce``.
-            body: The request body, digested into ``content_digest`` (the MCP profile).
-            now: The clock reading for ``iat``.
-        """
-        parts = urlsplit(url)
-        claims: dict[str, Any] = {
-            "jti": secrets.token_urlsafe(16),
-            "htm": method,
-            "htu": urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
-            "iat": int(time.time() if now is None else now),
-        }
-        if access_token is not None:
-            claims["ath"] = access_token_hash(access_token)
-        if nonce is not None:
-            claims["nonce"] = nonce
-        if body is not None:
-            claims["content_digest"] = content_digest(body)
-        header = {"typ": DPOP_TYP, "alg": self.alg, "jwk": self.public_jwk}
-        return jws.serialize_compact(header, orjson.dumps(claims), self._key, algorithms=[self.alg])

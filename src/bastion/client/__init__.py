@@ -21,7 +21,7 @@ Example::
         await client.call_tool("whoami", {})
 """
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 from bastion.client._auth import DPoPAuth
 
 __all__ = ["DPoPAuth", "ProofKey"]

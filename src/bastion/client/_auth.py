@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 import httpx2
 import orjson
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 from bastion.client._memory import Memory, Origin, asks_for_nonce, valid_nonce
 
 __all__ = ["DPoPAuth"]

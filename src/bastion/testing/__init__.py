@@ -11,7 +11,7 @@
   that approves without pages (``auto_approve``).
 """
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 from bastion.testing._dpop import dpop_headers
 from bastion.testing._jwks_server import JWKSServer
 from bastion.testing._keys import KeyPair

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 
 __all__ = ["dpop_headers"]
 

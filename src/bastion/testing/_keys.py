@@ -14,7 +14,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry, serialize_compact
 
 from bastion._core.errors import ConfigurationError
-from bastion._jose.dpop import ProofKey
+from bastion._jose.proof_key import ProofKey
 
 __all__ = ["KeyPair"]
 
