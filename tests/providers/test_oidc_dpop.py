@@ -19,10 +19,11 @@ from typing import Any, Literal
 import httpx2
 import pytest
 
-from bastion import JWTVerifier, MCPServer, require_scopes
+from bastion import JWTVerifier, MCPServer
 from bastion.testing import ProofKey, dpop_headers, serve
 
 from support.demo import free_port
+from support.dpop import dpop_notes
 from support.notes import MCP_HEADERS, rpc
 from support.oidc import OIDCProvider, skip_without_node
 
@@ -41,17 +42,7 @@ class Stack:
 
 def notes(url: str, discovery: dict[str, Any]) -> MCPServer:
     verifier = JWTVerifier(jwks_uri=discovery["jwks_uri"], issuer=discovery["issuer"], audience=url)
-    mcp = MCPServer("Notes", auth=verifier, resource_url=url)
-
-    @mcp.tool()
-    def whoami() -> str:
-        return "me"
-
-    @mcp.tool(auth=require_scopes("notes:write"))
-    def add_note(text: str) -> str:
-        return f"saved {text}"
-
-    return mcp
+    return dpop_notes(verifier, url)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from bastion.storage import SQLiteStore
 from bastion.testing import KeyPair, ProofKey, dpop_headers, serve
 
 from support.demo import free_port
+from support.dpop import dpop_notes
 from support.notes import MCP_HEADERS, rpc
 
 ISSUER = "https://idp.example"
@@ -41,15 +42,7 @@ WRITE = json.dumps(rpc("tools/call", {"name": "add_note", "arguments": {"text": 
 
 def server(url: str, **options: Any) -> MCPServer:
     verifier = JWTVerifier(public_key=SIGNER.public_key, issuer=ISSUER, audience=url)
-    mcp = MCPServer("Notes", auth=verifier, resource_url=url, **options)
-
-    @mcp.tool()
-    def whoami() -> str:
-        return "me"
-
-    @mcp.tool(auth=require_scopes("notes:write"))
-    def add_note(text: str) -> str:
-        return f"saved {text}"
+    mcp = dpop_notes(verifier, url, **options)
 
     @mcp.custom_route("/echo", methods=["POST"], auth=require_scopes("notes:read"))
     async def echo(request: Request) -> Response:
