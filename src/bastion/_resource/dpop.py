@@ -28,11 +28,11 @@ from dataclasses import dataclass, replace
 from starlette.requests import HTTPConnection
 
 from bastion._core.errors import ConfigurationError, InvalidDPoPProof, InvalidToken, KeysUnavailable
-from bastion._jose.dpop import DEFAULT_ALGORITHMS, check_proof, dpop_algorithms, public_reason
+from bastion._jose.dpop import DEFAULT_ALGORITHMS, Proof, check_proof, dpop_algorithms, public_reason
 from bastion._resource.tokens import AccessToken
 from bastion.storage import MemoryStore, Store, StoreError
 
-__all__ = ["JTI_NAMESPACE", "DPoPOptions", "ResourceProofs", "binding", "dpop_options"]
+__all__ = ["JTI_NAMESPACE", "DPoPOptions", "ResourceProofs", "binding", "dpop_options", "first_use"]
 
 #: Used proof ids at resources, under the hash of the key's thumbprint and the ``jti``.
 JTI_NAMESPACE = "dpop-resource-jti"
@@ -75,6 +75,19 @@ class DPoPOptions:
             raise ConfigurationError("DPoPOptions.max_age must be a positive number of seconds")
         if self.store is not None and not isinstance(self.store, Store):
             raise ConfigurationError("DPoPOptions.store must be a bastion Store")
+
+
+async def first_use(store: Store, namespace: str, proof: Proof, ttl: float) -> bool:
+    """Whether ``proof``'s ``jti`` is new for its key (RFC 9449 section 11.1), now kept ``ttl`` seconds in ``store``.
+
+    Under the SHA-256 of the key's thumbprint and the ``jti``: every process sharing the
+    store refuses a replay, and no proof's value is stored.
+
+    Raises:
+        StoreError: the store cannot be reached.
+    """
+    key = hashlib.sha256(f"{proof.jkt}\x00{proof.jti}".encode("utf-8", "surrogatepass")).hexdigest()
+    return await store.add(namespace, key, b"1", ttl)
 
 
 def dpop_options(dpop: DPoPOptions | bool, store: Store | None = None) -> DPoPOptions | None:
@@ -179,9 +192,8 @@ class ResourceProofs:
                 "the proof's key is not the token's",
                 description="The DPoP proof's key is not the key the token is bound to",
             )
-        key = hashlib.sha256(f"{proof.jkt}\x00{proof.jti}".encode()).hexdigest()
         try:
-            fresh = await self.store.add(JTI_NAMESPACE, key, b"1", 2 * max_age)
+            fresh = await first_use(self.store, JTI_NAMESPACE, proof, 2 * max_age)
         except StoreError as exc:
             raise KeysUnavailable(f"the store of used DPoP proofs cannot be reached: {exc}") from None
         if not fresh:

@@ -34,8 +34,9 @@ from starlette.requests import Request
 
 from bastion._core.errors import InvalidDPoPProof
 from bastion._jose.dpop import check_proof, dpop_algorithms, public_reason
+from bastion._resource.dpop import first_use
 from bastion.authserver._errors import InvalidDPoPProofError, UseDPoPNonceError
-from bastion.authserver._models import Client, hash_secret
+from bastion.authserver._models import Client
 from bastion.storage import StoreError
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ class TokenProofs:
             self._refuse(public, public, detail=str(exc))
         if self.settings.nonce:
             await self._check_nonce(proof.nonce)
-        key = hash_secret(f"{proof.jkt}\x00{proof.jti}")
-        if not await self.server.store.add(JTI_NAMESPACE, key, b"1", self.settings.max_age + LEEWAY):
+        if not await first_use(self.server.store, JTI_NAMESPACE, proof, self.settings.max_age + LEEWAY):
             self._refuse("the proof was already used", "the DPoP proof was already used (a jti is single-use)")
         return proof.jkt
 
