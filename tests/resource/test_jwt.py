@@ -90,7 +90,7 @@ async def test_a_valid_token_becomes_an_access_token(verifier: JWTVerifier, rsa_
     assert access.claims["aud"] == AUDIENCE
 
 
-@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "ES384", "EdDSA", "Ed25519"])
+@pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512", "PS256", "PS512", "ES256", "ES384", "EdDSA", "Ed25519"])
 @pytest.mark.parametrize("form", ["pem", "jwk", "joserfc", "cryptography"])
 async def test_every_key_kind_and_form(alg: str, form: str) -> None:
     keys = KeyPair.generate(alg)

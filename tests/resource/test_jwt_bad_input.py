@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA256, SHA512, HashAlgorithm
 
 from bastion import (
     InvalidClaims,
@@ -91,6 +91,35 @@ async def test_a_flipped_signature_bit(verifier: JWTVerifier, token: str) -> Non
     raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
     raw[10] ^= 1
     await refused(verifier, f"{header}.{payload}.{b64(bytes(raw))}", InvalidSignature)
+
+
+def rsa_signed(keys: KeyPair, signing_input: str, digest: HashAlgorithm) -> bytes:
+    private = keys.key.private_key
+    assert isinstance(private, rsa.RSAPrivateKey)
+    return private.sign(signing_input.encode(), PKCS1v15(), digest)
+
+
+async def test_a_pkcs1_signature_over_another_digest(verifier: JWTVerifier, keys: KeyPair, token: str) -> None:
+    # A valid RSA signature of the same bytes, but whose DigestInfo names SHA-512, not RS256's SHA-256.
+    header, payload, _ = token.split(".")
+    signature = rsa_signed(keys, f"{header}.{payload}", SHA512())
+    await refused(verifier, f"{header}.{payload}.{b64(signature)}", InvalidSignature)
+
+
+async def test_a_pkcs1_signature_of_the_wrong_length(verifier: JWTVerifier, keys: KeyPair, token: str) -> None:
+    # RFC 8017 section 8.2.2 step 1: a signature is exactly as long as the modulus. The same
+    # integer with a leading zero octet, or without one it has, is refused.
+    header, payload, _ = token.split(".")
+    for nonce in range(2000):
+        signing_input = f"{header}.{b64json({'nonce': nonce, **json.loads(base64.urlsafe_b64decode(payload + '=='))})}"
+        signature = rsa_signed(keys, signing_input, SHA256())
+        if signature[0] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero octet in 2000 tries")
+    assert (await verifier.check(f"{signing_input}.{b64(signature)}")).subject == "user"
+    await refused(verifier, f"{signing_input}.{b64(signature[1:])}", InvalidSignature)
+    await refused(verifier, f"{signing_input}.{b64(bytes(1) + signature)}", InvalidSignature)
 
 
 async def test_a_signature_by_another_key_with_the_same_kid(verifier: JWTVerifier, attacker: KeyPair) -> None:

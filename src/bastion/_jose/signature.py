@@ -11,14 +11,18 @@ they forbid verifies nothing. HMAC and anything else go through joserfc as befor
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidSignature as BadSignature
 from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding, PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.hashes import HashAlgorithm
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key
 
@@ -42,7 +46,28 @@ def _never(signing_input: bytes, signature: bytes) -> bool:
 def _rsa(public: RSAPublicKey, alg: JWSAlgModel) -> Check:
     padding = alg.padding  # type: ignore[attr-defined]
     digest = alg.hash_alg()  # type: ignore[attr-defined]
+    if not isinstance(padding, PKCS1v15):
+        return _rsa_verify(public, padding, digest)
+    # RSASSA-PKCS1-v1_5 (RFC 8017 section 8.2.2): OpenSSL checks the signature's length, its
+    # padding and its DigestInfo and returns the digest it holds, which must be the message's.
+    # About 2 us faster than verify(), which hashes through cryptography's Hash objects.
+    length = public.key_size // 8
+    recover = public.recover_data_from_signature
+    hash_function = getattr(hashlib, digest.name)
 
+    def check(signing_input: bytes, signature: bytes) -> bool:
+        if len(signature) != length:
+            return False
+        try:
+            recovered = recover(signature, padding, digest)
+        except BadSignature:
+            return False
+        return hmac.compare_digest(recovered, hash_function(signing_input).digest())
+
+    return check
+
+
+def _rsa_verify(public: RSAPublicKey, padding: AsymmetricPadding, digest: HashAlgorithm) -> Check:
     def check(signing_input: bytes, signature: bytes) -> bool:
         try:
             public.verify(signature, signing_input, padding, digest)
