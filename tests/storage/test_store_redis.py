@@ -17,6 +17,7 @@ import redis.asyncio
 from bastion import ConfigurationError
 from bastion.storage import RedisStore, StoreError, open_store
 from bastion.storage._protocol import RESUBSCRIBED
+from bastion.storage._redis import MAX_CONNECTIONS
 
 from support.redis import RedisServer
 
@@ -200,6 +201,43 @@ async def test_more_concurrent_calls_than_connections_wait_for_one(store: RedisS
     await store.put("rt", "k", b"v")
     assert await asyncio.gather(*(store.get("rt", "k") for _ in range(500))) == [b"v"] * 500
     assert await asyncio.gather(*(store.swap("rt", "k", b"v", b"v") for _ in range(500))) == [True] * 500
+
+
+async def test_a_call_waits_for_a_busy_pool_longer_than_one_command_may_take(redis_url: str) -> None:
+    # Waiting for a connection is load, not an outage: on busy cores a replica's calls queue
+    # for longer than a command may take, and must then succeed, not answer 503.
+    store = RedisStore(redis_url, command_timeout=0.2)
+    try:
+        await store.put("rt", "k", b"v")
+        client, _ = store._client()
+        pool = client.connection_pool
+        held = [await pool.get_connection() for _ in range(MAX_CONNECTIONS)]  # type: ignore[no-untyped-call]
+        waiting = asyncio.ensure_future(store.get("rt", "k"))
+        await asyncio.sleep(0.5)  # every connection stays in use for longer than the command timeout
+        assert not waiting.done()
+        for connection in held:
+            await pool.release(connection)
+        assert await waiting == b"v"
+    finally:
+        await store.aclose()
+
+
+async def test_a_frozen_redis_fails_every_queued_call_and_the_store_recovers() -> None:
+    # A hung host keeps the connections open and answers nothing: the calls holding a
+    # connection give up after the command timeout, those queued behind them after the queue
+    # timeout at most; none waits for ever, and once Redis answers again so does the store.
+    with RedisServer() as server:
+        store = RedisStore(server.url, connect_timeout=0.3, command_timeout=0.3, queue_timeout=0.5)
+        try:
+            await store.put("rt", "k", b"v")
+            server.freeze()
+            calls = 2 * MAX_CONNECTIONS + 10
+            outcomes = await asyncio.gather(*(store.get("rt", "k") for _ in range(calls)), return_exceptions=True)
+            assert [type(outcome) for outcome in outcomes] == [StoreError] * calls
+            server.thaw()
+            assert await store.get("rt", "k") == b"v"
+        finally:
+            await store.aclose()
 
 
 async def test_closed_store_raises(store: RedisStore) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -86,7 +87,19 @@ class RedisServer:
             self.process.wait(timeout=20)
         self.process = None
 
+    def freeze(self) -> None:
+        """Suspend the process (SIGSTOP): it keeps its connections and answers nothing, as a hung host."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen process (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        if self.process is not None:
+            self.thaw()  # a frozen process would ignore the SIGTERM of stop()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -44,8 +44,14 @@ DEFAULT_PREFIX = "bastion:"
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
 
-#: Connections per event loop; further concurrent calls wait for one, up to the command timeout.
+#: Connections per event loop; further concurrent calls wait for one, up to ``QUEUE_TIMEOUT``.
 MAX_CONNECTIONS = 50
+
+#: Seconds a call waits for a free connection when all are in use. Waiting is load, not an
+#: outage: a replica with hundreds of requests in flight on busy cores queues them for longer
+#: than one command may take. A frozen Redis still fails every call, within about this plus
+#: the command timeout, since each connection in use gives up after the command timeout.
+QUEUE_TIMEOUT = 10.0
 
 
 #: Keys read per round of :meth:`RedisStore.purge`.
@@ -76,11 +82,15 @@ class RedisStore(Store):
         connect_timeout: Seconds to open a connection.
         command_timeout: Seconds to wait for an answer before the call raises
             :class:`~bastion.storage.StoreError` (and a request gets a 503).
+        queue_timeout: Seconds a call waits for a free connection when all
+            ``MAX_CONNECTIONS`` of its event loop are in use, before it raises
+            :class:`~bastion.storage.StoreError`.
 
     Connections are pooled per event loop (at most ``MAX_CONNECTIONS``; more concurrent
     calls wait for a free one) and reopened after a failure, with a short backoff between
     retries; a call that cannot reach Redis raises :class:`~bastion.storage.StoreError`
-    within about the two timeouts.
+    within about the connect and command timeouts (plus the queue timeout when it had to
+    wait for a connection).
     """
 
     def __init__(
@@ -91,6 +101,7 @@ class RedisStore(Store):
         clock: Clock = time.time,
         connect_timeout: float = CONNECT_TIMEOUT,
         command_timeout: float = COMMAND_TIMEOUT,
+        queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
         self._redis = _import_redis()
         parts = urlsplit(url)
@@ -103,6 +114,7 @@ class RedisStore(Store):
         self._clock = clock
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
+        self._queue_timeout = queue_timeout
         self._closed = False
         self._server_checked = False
         # One client per event loop: redis.asyncio connections belong to the loop that opened them.
@@ -152,7 +164,7 @@ class RedisStore(Store):
         pool = self._redis.BlockingConnectionPool.from_url(
             self.url,
             max_connections=MAX_CONNECTIONS,
-            timeout=self._command_timeout,
+            timeout=self._queue_timeout,
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
             retry=retry,
